@@ -1,0 +1,383 @@
+//! Table schemas: which columns a table has and what role and type each plays.
+//!
+//! Schema on write: the first write creates a table; later writes may add
+//! tags and fields. A column keeps its role and type forever; a write that
+//! disagrees is rejected with both types named. [`Catalog::resolve`] checks a
+//! whole request before it changes anything, so a rejected request leaves the
+//! catalog as it was.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Arrow field metadata key naming a column's role: `time`, `tag` or `field`.
+pub const KIND_METADATA_KEY: &str = "ingot.kind";
+
+/// The name of every table's time column.
+pub const TIME_COLUMN: &str = "time";
+
+/// The value type of a field column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FieldType {
+    Float,
+    Integer,
+    UInteger,
+    Boolean,
+    String,
+}
+
+impl FieldType {
+    pub fn data_type(self) -> DataType {
+        match self {
+            FieldType::Float => DataType::Float64,
+            FieldType::Integer => DataType::Int64,
+            FieldType::UInteger => DataType::UInt64,
+            FieldType::Boolean => DataType::Boolean,
+            FieldType::String => DataType::Utf8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Float => "float",
+            FieldType::Integer => "integer",
+            FieldType::UInteger => "unsigned integer",
+            FieldType::Boolean => "boolean",
+            FieldType::String => "string",
+        }
+    }
+}
+
+/// The role of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ColumnKind {
+    Time,
+    Tag,
+    Field(FieldType),
+}
+
+impl ColumnKind {
+    pub fn data_type(self) -> DataType {
+        match self {
+            ColumnKind::Time => time_type(),
+            ColumnKind::Tag => tag_type(),
+            ColumnKind::Field(t) => t.data_type(),
+        }
+    }
+
+    /// "tag", "time" or "float field" and so on, for messages.
+    pub fn describe(self) -> String {
+        match self {
+            ColumnKind::Time => "the time column".to_string(),
+            ColumnKind::Tag => "a tag".to_string(),
+            ColumnKind::Field(t) => format!("a {} field", t.name()),
+        }
+    }
+
+    fn metadata_value(self) -> &'static str {
+        match self {
+            ColumnKind::Time => "time",
+            ColumnKind::Tag => "tag",
+            ColumnKind::Field(_) => "field",
+        }
+    }
+}
+
+/// Arrow type of the time column: nanoseconds since the epoch, UTC.
+pub fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// Arrow type of tag columns in memory and in files.
+pub fn tag_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// An Arrow field for a column of the given role, with its `ingot.kind` metadata.
+pub fn arrow_field(name: &str, kind: ColumnKind) -> Field {
+    Field::new(name, kind.data_type(), kind != ColumnKind::Time).with_metadata(HashMap::from([(
+        KIND_METADATA_KEY.to_string(),
+        kind.metadata_value().to_string(),
+    )]))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnKind,
+}
+
+/// The schema of one table: `time` first, then tags and fields in the order
+/// they first appeared.
+#[derive(Debug, Clone)]
+pub struct TableSchema {
+    name: String,
+    columns: Vec<Column>,
+    index: HashMap<String, usize>,
+    arrow: SchemaRef,
+}
+
+impl TableSchema {
+    fn new(name: &str) -> Self {
+        Self::from_columns(
+            name,
+            vec![Column {
+                name: TIME_COLUMN.to_string(),
+                kind: ColumnKind::Time,
+            }],
+        )
+    }
+
+    pub(crate) fn from_columns(name: &str, columns: Vec<Column>) -> Self {
+        let index = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let arrow = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| arrow_field(&c.name, c.kind))
+                .collect::<Vec<_>>(),
+        ));
+        Self {
+            name: name.to_string(),
+            columns,
+            index,
+            arrow,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    pub fn arrow_schema(&self) -> &SchemaRef {
+        &self.arrow
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.index.get(name).map(|&i| &self.columns[i])
+    }
+
+    /// Positions of the tag columns, in schema order: the series key.
+    pub fn tag_indices(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.kind == ColumnKind::Tag)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Position of the time column (always 0).
+    pub fn time_index(&self) -> usize {
+        0
+    }
+}
+
+/// Every database's tables.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    databases: BTreeMap<String, BTreeMap<String, Arc<TableSchema>>>,
+}
+
+/// The persisted form of a catalog (inside the manifest).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct CatalogSnapshot {
+    pub databases: BTreeMap<String, BTreeMap<String, Vec<Column>>>,
+}
+
+impl Catalog {
+    pub(crate) fn from_snapshot(s: &CatalogSnapshot) -> Self {
+        let databases = s
+            .databases
+            .iter()
+            .map(|(db, tables)| {
+                let tables = tables
+                    .iter()
+                    .map(|(t, cols)| {
+                        (
+                            t.clone(),
+                            Arc::new(TableSchema::from_columns(t, cols.clone())),
+                        )
+                    })
+                    .collect();
+                (db.clone(), tables)
+            })
+            .collect();
+        Self { databases }
+    }
+
+    pub(crate) fn snapshot(&self) -> CatalogSnapshot {
+        CatalogSnapshot {
+            databases: self
+                .databases
+                .iter()
+                .map(|(db, tables)| {
+                    (
+                        db.clone(),
+                        tables
+                            .iter()
+                            .map(|(t, s)| (t.clone(), s.columns.clone()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn database_names(&self) -> Vec<String> {
+        self.databases.keys().cloned().collect()
+    }
+
+    pub fn table_names(&self, database: &str) -> Vec<String> {
+        self.databases
+            .get(database)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn table(&self, database: &str, table: &str) -> Option<Arc<TableSchema>> {
+        self.databases.get(database)?.get(table).cloned()
+    }
+
+    pub(crate) fn ensure_database(&mut self, database: &str) {
+        self.databases.entry(database.to_string()).or_default();
+    }
+
+    /// Checks that every table write agrees with the catalog and adds what is
+    /// new. All or nothing: on error the catalog is unchanged.
+    pub(crate) fn resolve(&mut self, database: &str, writes: &[(&str, &Schema)]) -> Result<()> {
+        let mut updated = Vec::new();
+        for (table, schema) in writes {
+            let existing = self.table(database, table);
+            let base = existing
+                .clone()
+                .unwrap_or_else(|| Arc::new(TableSchema::new(table)));
+            let mut added: Vec<Column> = Vec::new();
+            for field in schema.fields() {
+                let kind = kind_of_normalized(field)?;
+                let known = base
+                    .column(field.name())
+                    .or_else(|| added.iter().find(|c| c.name == *field.name()));
+                match known {
+                    Some(c) if c.kind == kind => {}
+                    Some(c) => {
+                        return Err(Error::TypeConflict {
+                            table: table.to_string(),
+                            column: field.name().clone(),
+                            existing: c.kind.describe(),
+                            incoming: kind.describe(),
+                        });
+                    }
+                    None => added.push(Column {
+                        name: field.name().clone(),
+                        kind,
+                    }),
+                }
+            }
+            if existing.is_none() || !added.is_empty() {
+                let mut columns = base.columns.clone();
+                columns.extend(added);
+                updated.push((table.to_string(), columns));
+            }
+        }
+        let tables = self.databases.entry(database.to_string()).or_default();
+        for (table, columns) in updated {
+            let schema = Arc::new(TableSchema::from_columns(&table, columns));
+            tables.insert(table, schema);
+        }
+        Ok(())
+    }
+}
+
+/// The role of a column of a batch that [`crate::write`] has normalized
+/// (it always carries `ingot.kind` metadata and a canonical type).
+pub(crate) fn kind_of_normalized(field: &Field) -> Result<ColumnKind> {
+    match field.metadata().get(KIND_METADATA_KEY).map(String::as_str) {
+        Some("time") => Ok(ColumnKind::Time),
+        Some("tag") => Ok(ColumnKind::Tag),
+        Some("field") => {
+            let t = match field.data_type() {
+                DataType::Float64 => FieldType::Float,
+                DataType::Int64 => FieldType::Integer,
+                DataType::UInt64 => FieldType::UInteger,
+                DataType::Boolean => FieldType::Boolean,
+                DataType::Utf8 => FieldType::String,
+                other => {
+                    return Err(Error::Internal(format!(
+                        "normalized field {} has type {other}",
+                        field.name()
+                    )));
+                }
+            };
+            Ok(ColumnKind::Field(t))
+        }
+        other => Err(Error::Internal(format!(
+            "normalized column {} has kind {other:?}",
+            field.name()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(cols: &[(&str, ColumnKind)]) -> Schema {
+        Schema::new(
+            cols.iter()
+                .map(|(n, k)| arrow_field(n, *k))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn evolves_and_rejects_conflicts_atomically() {
+        let mut c = Catalog::default();
+        let s1 = schema(&[
+            ("time", ColumnKind::Time),
+            ("plant", ColumnKind::Tag),
+            ("t", ColumnKind::Field(FieldType::Float)),
+        ]);
+        c.resolve("public", &[("readings", &s1)]).unwrap();
+        let s2 = schema(&[
+            ("time", ColumnKind::Time),
+            ("rpm", ColumnKind::Field(FieldType::Integer)),
+        ]);
+        c.resolve("public", &[("readings", &s2)]).unwrap();
+        let t = c.table("public", "readings").unwrap();
+        let names: Vec<_> = t.columns().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["time", "plant", "t", "rpm"]);
+
+        // One good table and one conflicting: nothing changes.
+        let s3 = schema(&[("time", ColumnKind::Time), ("x", ColumnKind::Tag)]);
+        let bad = schema(&[
+            ("time", ColumnKind::Time),
+            ("t", ColumnKind::Field(FieldType::Integer)),
+        ]);
+        let err = c
+            .resolve("public", &[("other", &s3), ("readings", &bad)])
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"readings\"") && msg.contains("\"t\""),
+            "{msg}"
+        );
+        assert!(msg.contains("float") && msg.contains("integer"), "{msg}");
+        assert!(c.table("public", "other").is_none());
+    }
+}

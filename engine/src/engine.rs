@@ -1,0 +1,776 @@
+//! The [`Engine`]: opening a data directory, the write pipeline, the flusher.
+//!
+//! Threads: callers validate and encode their writes on their own threads,
+//! then hand them to one **commit thread** that appends them to the WAL,
+//! fsyncs once for the whole group (group commit), applies them to the
+//! memtable in sequence order and acknowledges. A **flusher thread** freezes
+//! the memtable, writes Parquet files, records them in the manifest and
+//! retires WAL segments.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::array::RecordBatch;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tracing::{error, info, warn};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::flush::{Storage, flush_memtable};
+use crate::manifest::Manifest;
+use crate::memtable::Memtable;
+use crate::options::{Options, Precision, WalSync};
+use crate::wal::{self, WalWriter};
+use crate::write::{
+    TableWrite, WriteSummary, check_name, count_points, decode_entry, encode_entry,
+    normalize_batch, parse_line_protocol,
+};
+
+/// The default database.
+pub const DEFAULT_DATABASE: &str = "public";
+
+/// Most write requests the commit thread takes into one group commit.
+const MAX_GROUP: usize = 1024;
+
+/// An open Ingot data directory. Cheap to clone; all clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.inner.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    commit_tx: Sender<CommitMsg>,
+    flush_tx: Sender<FlushMsg>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    lock: Mutex<Option<File>>,
+}
+
+/// What every thread of the engine shares.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    wal_dir: PathBuf,
+    pub options: Options,
+    pub partition_width: i64,
+    pub storage: Storage,
+    pub catalog: RwLock<Catalog>,
+    pub state: RwLock<State>,
+    /// Bytes reserved by writes that are not yet persisted (memtable, frozen
+    /// memtables, and writes on their way to the WAL).
+    mem_bytes: AtomicUsize,
+    mem_lock: Mutex<()>,
+    mem_freed: Condvar,
+    closed: AtomicBool,
+}
+
+/// The data a query can see: the memtable, memtables being flushed, and the
+/// persisted files. Swapped under one lock so that a query never sees a row
+/// twice or misses one while a flush completes.
+pub(crate) struct State {
+    pub active: Memtable,
+    pub frozen: Vec<Arc<Memtable>>,
+    pub manifest: Arc<Manifest>,
+}
+
+enum CommitMsg {
+    Write(WriteRequest),
+    Shutdown(Sender<()>),
+}
+
+struct WriteRequest {
+    database: String,
+    payload: Vec<u8>,
+    writes: Vec<TableWrite>,
+    reserved: usize,
+    reply: Sender<Result<u64>>,
+}
+
+enum FlushMsg {
+    /// Persist everything; reply when done if asked.
+    Flush(Option<Sender<Result<()>>>),
+    Shutdown,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the data directory `dir`, replays its WAL
+    /// and starts the engine's threads.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Engine> {
+        let dir = dir.as_ref().to_path_buf();
+        let width = i64::try_from(options.partition_duration.as_nanos()).unwrap_or(i64::MAX);
+        if width <= 0 || width % 3_600_000_000_000 != 0 {
+            return Err(Error::InvalidWrite(format!(
+                "partition duration {:?} must be a whole, positive number of hours",
+                options.partition_duration
+            )));
+        }
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let lock = lock_dir(&dir)?;
+        let wal_dir = dir.join("wal");
+        fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        let storage = match &options.object_store {
+            Some(store) => Storage {
+                store: store.clone(),
+                local_root: None,
+            },
+            None => {
+                let root = dir.join("tables");
+                fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+                Storage {
+                    store: Arc::new(LocalFileSystem::new_with_prefix(&dir)?),
+                    local_root: Some(dir.clone()),
+                }
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io(&dir, e))?;
+        let manifest = Manifest::load(&dir)?;
+        runtime.block_on(remove_orphans(&storage, &manifest))?;
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            wal_dir: wal_dir.clone(),
+            partition_width: width,
+            storage,
+            catalog: RwLock::new(Catalog::from_snapshot(&manifest.catalog)),
+            state: RwLock::new(State {
+                active: Memtable::default(),
+                frozen: Vec::new(),
+                manifest: Arc::new(manifest),
+            }),
+            mem_bytes: AtomicUsize::new(0),
+            mem_lock: Mutex::new(()),
+            mem_freed: Condvar::new(),
+            closed: AtomicBool::new(false),
+            options,
+        });
+        shared.catalog_mut().ensure_database(DEFAULT_DATABASE);
+
+        let last_seq = replay(&shared, &runtime)?;
+        let wal = WalWriter::create(&wal_dir, last_seq + 1)?;
+
+        let (commit_tx, commit_rx) = bounded::<CommitMsg>(4 * MAX_GROUP);
+        let (flush_tx, flush_rx) = bounded::<FlushMsg>(16);
+        let mut threads = Vec::new();
+        let s = shared.clone();
+        let ftx = flush_tx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ingot-commit".into())
+                .spawn(move || run_commit(s, wal, commit_rx, ftx))
+                .map_err(|e| Error::io(&dir, e))?,
+        );
+        let s = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ingot-flush".into())
+                .spawn(move || run_flusher(s, runtime, flush_rx))
+                .map_err(|e| Error::io(&dir, e))?,
+        );
+        info!(dir = %dir.display(), last_seq, "engine open");
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                shared,
+                commit_tx,
+                flush_tx,
+                threads: Mutex::new(threads),
+                lock: Mutex::new(Some(lock)),
+            }),
+        })
+    }
+
+    /// Writes line protocol to `database`. The whole text is one atomic
+    /// request: a bad line rejects all of it, naming its line and column.
+    pub fn write_lines(
+        &self,
+        database: &str,
+        text: &str,
+        precision: Precision,
+    ) -> Result<WriteSummary> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let (writes, summary) = parse_line_protocol(text, precision, now)?;
+        self.write_tables(database, writes)?;
+        Ok(summary)
+    }
+
+    /// Writes an Arrow record batch to `table` of `database`.
+    ///
+    /// Column roles come from the field metadata `ingot.kind` (`time`, `tag`,
+    /// `field`); without it, the timestamp column named `time` is the time,
+    /// string and dictionary columns are tags, and the rest are fields.
+    pub fn write_batch(
+        &self,
+        database: &str,
+        table: &str,
+        batch: &RecordBatch,
+    ) -> Result<WriteSummary> {
+        let write = normalize_batch(table, batch)?;
+        let summary = WriteSummary {
+            rows: write.batch.num_rows() as u64,
+            points: count_points(&write.batch),
+        };
+        self.write_tables(database, vec![write])?;
+        Ok(summary)
+    }
+
+    fn write_tables(&self, database: &str, writes: Vec<TableWrite>) -> Result<()> {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        check_name("database", database)?;
+        let writes: Vec<TableWrite> = writes
+            .into_iter()
+            .filter(|w| w.batch.num_rows() > 0)
+            .collect();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        {
+            let schemas: Vec<_> = writes
+                .iter()
+                .map(|w| (w.table.as_str(), w.batch.schema()))
+                .collect();
+            let refs: Vec<_> = schemas.iter().map(|(t, s)| (*t, s.as_ref())).collect();
+            shared.catalog_mut().resolve(database, &refs)?;
+        }
+        let reserved: usize = writes.iter().map(|w| w.batch.get_array_memory_size()).sum();
+        shared.reserve_memory(reserved, &self.inner.flush_tx)?;
+        let payload = match encode_entry(database, &writes) {
+            Ok(p) => p,
+            Err(e) => {
+                shared.release_memory(reserved);
+                return Err(e);
+            }
+        };
+        let (reply, result) = bounded(1);
+        let request = WriteRequest {
+            database: database.to_string(),
+            payload,
+            writes,
+            reserved,
+            reply,
+        };
+        if self
+            .inner
+            .commit_tx
+            .send(CommitMsg::Write(request))
+            .is_err()
+        {
+            shared.release_memory(reserved);
+            return Err(Error::Closed);
+        }
+        result.recv().map_err(|_| Error::Closed)?.map(|_| ())
+    }
+
+    /// A DataFusion session over this engine's catalog (`ingot`), with the
+    /// default database (`public`) as its default schema.
+    pub fn session(&self) -> SessionContext {
+        crate::query::session(self.inner.shared.clone())
+    }
+
+    /// Runs one SQL statement and collects its result.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session();
+        let df = ctx.sql(sql).await?;
+        Ok(df.collect().await?)
+    }
+
+    /// Persists everything written so far to Parquet and returns when it is
+    /// recorded in the manifest. Blocking: from async code, call it inside
+    /// `spawn_blocking`.
+    pub fn flush(&self) -> Result<()> {
+        if self.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let (tx, rx) = bounded(1);
+        self.inner
+            .flush_tx
+            .send(FlushMsg::Flush(Some(tx)))
+            .map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Flushes, syncs the WAL, stops the engine's threads and releases the
+    /// directory lock. Later calls on any clone return [`Error::Closed`].
+    pub fn close(&self) -> Result<()> {
+        let flushed = self.flush();
+        self.inner.shared.closed.store(true, Ordering::Release);
+        self.inner.shutdown();
+        self.inner.lock.lock().map(|mut l| l.take()).ok();
+        flushed
+    }
+
+    /// Names of the databases.
+    pub fn databases(&self) -> Vec<String> {
+        self.inner.shared.catalog_read().database_names()
+    }
+
+    /// Names of the tables of `database`.
+    pub fn tables(&self, database: &str) -> Vec<String> {
+        self.inner.shared.catalog_read().table_names(database)
+    }
+
+    /// Bytes of written data not yet persisted (what the memory budget bounds).
+    pub fn memtable_bytes(&self) -> usize {
+        self.inner.shared.mem_bytes.load(Ordering::Acquire)
+    }
+
+    /// The persisted Parquet files, as recorded in the manifest.
+    pub fn files(&self) -> Vec<crate::manifest::FileMeta> {
+        self.inner.shared.state_read().manifest.files.clone()
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        let (tx, rx) = bounded(1);
+        if self.commit_tx.send(CommitMsg::Shutdown(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+        let _ = self.flush_tx.send(FlushMsg::Shutdown);
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => Vec::new(),
+        };
+        for t in threads {
+            if t.join().is_err() {
+                error!("an engine thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn state_read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves `bytes` of the memtable budget, waiting for flushes to free
+    /// room for at most `write_stall_timeout`.
+    fn reserve_memory(&self, bytes: usize, flush_tx: &Sender<FlushMsg>) -> Result<()> {
+        let budget = self.options.memtable_budget_bytes;
+        if bytes > budget {
+            return Err(Error::ResourceExhausted {
+                used_bytes: bytes,
+                budget_bytes: budget,
+                waited_ms: 0,
+            });
+        }
+        let start = Instant::now();
+        let deadline = start + self.options.write_stall_timeout;
+        let mut guard = self.mem_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut asked_for_flush = false;
+        loop {
+            let used = self.mem_bytes.load(Ordering::Acquire);
+            if used + bytes <= budget {
+                self.mem_bytes.fetch_add(bytes, Ordering::AcqRel);
+                return Ok(());
+            }
+            if !asked_for_flush {
+                let _ = flush_tx.try_send(FlushMsg::Flush(None));
+                asked_for_flush = true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::ResourceExhausted {
+                    used_bytes: used,
+                    budget_bytes: budget,
+                    waited_ms: start.elapsed().as_millis(),
+                });
+            }
+            guard = self
+                .mem_freed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn release_memory(&self, bytes: usize) {
+        let _guard = self.mem_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.mem_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.mem_freed.notify_all();
+    }
+
+    /// Applies one decoded write to the active memtable.
+    fn apply(
+        &self,
+        state: &mut State,
+        database: &str,
+        seq: u64,
+        writes: Vec<TableWrite>,
+        reserved: usize,
+    ) -> Result<()> {
+        let mut accounted = reserved;
+        for w in writes {
+            state.active.insert(
+                database,
+                &w.table,
+                seq,
+                w.batch,
+                self.partition_width,
+                accounted,
+            )?;
+            accounted = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Takes an exclusive `flock` on `{dir}/LOCK`; another process holding it
+/// makes this fail with [`Error::Locked`].
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = match holder.trim() {
+            "" => "unknown process".to_string(),
+            pid => format!("pid {pid}"),
+        };
+        return Err(Error::Locked {
+            path: dir.to_path_buf(),
+            holder,
+        });
+    }
+    file.set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| writeln!(file, "{}", std::process::id()))
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(file)
+}
+
+/// Deletes Parquet files that no manifest names (left by a crash mid-flush).
+async fn remove_orphans(storage: &Storage, manifest: &Manifest) -> Result<()> {
+    let live: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    let prefix = StorePath::from("tables");
+    let objects: Vec<_> = storage.store.list(Some(&prefix)).try_collect().await?;
+    for object in objects {
+        if !live.contains(object.location.as_ref()) {
+            warn!(path = %object.location, "removing a file no manifest names (left by an interrupted flush)");
+            storage.store.delete(&object.location).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Replays the WAL records newer than the manifest into the memtable,
+/// flushing along the way when the memtable passes half its budget.
+fn replay(shared: &Arc<Shared>, runtime: &tokio::runtime::Runtime) -> Result<u64> {
+    let floor = shared.state_read().manifest.persisted_seq;
+    let mut records = 0u64;
+    let last = wal::replay(&shared.wal_dir, floor, |seq, payload| {
+        let (database, writes) = decode_entry(payload).map_err(|reason| Error::WalCorrupted {
+            path: shared.wal_dir.clone(),
+            offset: 0,
+            reason: format!("record {seq} does not decode: {reason}"),
+        })?;
+        {
+            let schemas: Vec<_> = writes
+                .iter()
+                .map(|w| (w.table.as_str(), w.batch.schema()))
+                .collect();
+            let refs: Vec<_> = schemas.iter().map(|(t, s)| (*t, s.as_ref())).collect();
+            shared.catalog_mut().resolve(&database, &refs)?;
+        }
+        let bytes: usize = writes.iter().map(|w| w.batch.get_array_memory_size()).sum();
+        shared.mem_bytes.fetch_add(bytes, Ordering::AcqRel);
+        {
+            let mut state = shared.state_mut();
+            shared.apply(&mut state, &database, seq, writes, bytes)?;
+        }
+        records += 1;
+        if shared.mem_bytes.load(Ordering::Acquire) > shared.options.memtable_budget_bytes / 2 {
+            flush_all(shared, runtime)?;
+        }
+        Ok(())
+    })?;
+    if records > 0 {
+        info!(records, last_seq = last, "WAL replayed");
+    }
+    Ok(last)
+}
+
+fn run_commit(
+    shared: Arc<Shared>,
+    mut wal: WalWriter,
+    rx: Receiver<CommitMsg>,
+    flush_tx: Sender<FlushMsg>,
+) {
+    let mut dirty = false;
+    let mut last_sync = Instant::now();
+    let mut poisoned: Option<String> = None;
+    let mut group: Vec<WriteRequest> = Vec::with_capacity(MAX_GROUP);
+    loop {
+        let first = match shared.options.wal_sync {
+            WalSync::Interval(every) if dirty => {
+                match rx.recv_timeout(every.saturating_sub(last_sync.elapsed())) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = wal.sync() {
+                            error!(error = %e, "WAL fsync failed");
+                            poisoned = Some(e.to_string());
+                        }
+                        dirty = false;
+                        last_sync = Instant::now();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            _ => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        let mut shutdown = None;
+        match first {
+            CommitMsg::Write(w) => group.push(w),
+            CommitMsg::Shutdown(done) => shutdown = Some(done),
+        }
+        while shutdown.is_none() && group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(CommitMsg::Write(w)) => group.push(w),
+                Ok(CommitMsg::Shutdown(done)) => shutdown = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !group.is_empty() {
+            commit_group(
+                &shared,
+                &mut wal,
+                &mut group,
+                &mut poisoned,
+                &mut dirty,
+                &mut last_sync,
+            );
+            if shared.state_read().active.bytes() >= shared.options.memtable_budget_bytes / 2 {
+                match flush_tx.try_send(FlushMsg::Flush(None)) {
+                    Ok(()) | Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => {}
+                }
+            }
+            if poisoned.is_none() && wal.size() >= shared.options.wal_segment_bytes {
+                if let Err(e) = wal.rotate() {
+                    error!(error = %e, "WAL rotation failed");
+                    poisoned = Some(e.to_string());
+                }
+            }
+        }
+        if let Some(done) = shutdown {
+            if poisoned.is_none() {
+                if let Err(e) = wal.write_out().and_then(|_| wal.sync()) {
+                    error!(error = %e, "final WAL sync failed");
+                }
+            }
+            let _ = done.send(());
+            break;
+        }
+    }
+}
+
+fn commit_group(
+    shared: &Shared,
+    wal: &mut WalWriter,
+    group: &mut Vec<WriteRequest>,
+    poisoned: &mut Option<String>,
+    dirty: &mut bool,
+    last_sync: &mut Instant,
+) {
+    let mut seqs = Vec::with_capacity(group.len());
+    let mut result: Result<()> = match poisoned {
+        Some(reason) => Err(Error::WalPoisoned(reason.clone())),
+        None => Ok(()),
+    };
+    if result.is_ok() {
+        for w in group.iter() {
+            match wal.append(&w.payload) {
+                Ok(seq) => seqs.push(seq),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    if result.is_ok() {
+        result = wal.write_out();
+        if result.is_ok() {
+            match shared.options.wal_sync {
+                WalSync::Always => {
+                    result = wal.sync();
+                    *last_sync = Instant::now();
+                }
+                WalSync::Interval(_) => *dirty = true,
+                WalSync::None => {}
+            }
+        }
+        if let Err(e) = &result {
+            error!(error = %e, "WAL write failed; refusing writes until reopened");
+            *poisoned = Some(e.to_string());
+        }
+    }
+    match result {
+        Ok(()) => {
+            let mut replies = Vec::with_capacity(group.len());
+            {
+                let mut state = shared.state_mut();
+                for (w, seq) in group.drain(..).zip(seqs) {
+                    let applied = shared.apply(&mut state, &w.database, seq, w.writes, w.reserved);
+                    replies.push((w.reply, applied.map(|_| seq)));
+                }
+            }
+            for (reply, r) in replies {
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for w in group.drain(..) {
+                shared.release_memory(w.reserved);
+                let _ = w.reply.send(Err(Error::WalPoisoned(message.clone())));
+            }
+        }
+    }
+}
+
+fn run_flusher(shared: Arc<Shared>, runtime: tokio::runtime::Runtime, rx: Receiver<FlushMsg>) {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            FlushMsg::Flush(reply) => {
+                let result = flush_all(&shared, &runtime);
+                if let Err(e) = &result {
+                    error!(error = %e, "flush failed; the data stays in the WAL and memtable and is retried at the next flush");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            FlushMsg::Shutdown => break,
+        }
+    }
+}
+
+/// Freezes the active memtable and persists every frozen memtable, oldest
+/// first.
+fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    {
+        let mut state = shared.state_mut();
+        if !state.active.is_empty() || state.active.bytes() > 0 {
+            let frozen = std::mem::take(&mut state.active);
+            state.frozen.push(Arc::new(frozen));
+        }
+    }
+    loop {
+        let (frozen, manifest) = {
+            let state = shared.state_read();
+            match state.frozen.first() {
+                Some(f) => (f.clone(), state.manifest.clone()),
+                None => return Ok(()),
+            }
+        };
+        let catalog = shared.catalog_read().clone();
+        let mut next_file_id = manifest.next_file_id;
+        let started = Instant::now();
+        let files = runtime.block_on(flush_memtable(
+            &shared.storage,
+            &frozen,
+            &catalog,
+            &mut next_file_id,
+            shared.partition_width,
+            shared.options.row_group_rows,
+        ))?;
+        let mut next = (*manifest).clone();
+        let (rows, bytes): (u64, u64) = files
+            .iter()
+            .fold((0, 0), |(r, b), f| (r + f.rows, b + f.bytes));
+        let n_files = files.len();
+        next.files.extend(files);
+        next.persisted_seq = next.persisted_seq.max(frozen.max_seq());
+        next.next_file_id = next_file_id;
+        next.catalog = catalog.snapshot();
+        next.store(&shared.dir)?;
+        {
+            let mut state = shared.state_mut();
+            state.manifest = Arc::new(next);
+            state.frozen.remove(0);
+        }
+        shared.release_memory(frozen.bytes());
+        let persisted = shared.state_read().manifest.persisted_seq;
+        let retired = wal::retire(&shared.wal_dir, persisted)?;
+        info!(
+            files = n_files,
+            rows,
+            bytes,
+            persisted_seq = persisted,
+            wal_segments_retired = retired,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! The engine's error type.
+//!
+//! Errors come in two kinds, kept apart so that a server can map them:
+//! [`Error::is_invalid_input`] is true for what the caller sent wrong (bad line
+//! protocol, a type conflict, an unknown column role); everything else is the
+//! engine's or the machine's trouble (I/O, a corrupted WAL, a bug).
+
+use std::path::PathBuf;
+
+use crate::line_protocol::ParseError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A line-protocol request did not parse; nothing of it was written.
+    #[error("invalid line protocol: {0}")]
+    LineProtocol(#[from] ParseError),
+
+    /// A write names a column with a type other than the one the table has.
+    #[error(
+        "type conflict in table {table:?}: column {column:?} is {existing}, the write has {incoming}"
+    )]
+    TypeConflict {
+        table: String,
+        column: String,
+        existing: String,
+        incoming: String,
+    },
+
+    /// A write that is malformed in some other way (missing time column,
+    /// unsupported Arrow type, a bad database name, ...).
+    #[error("invalid write: {0}")]
+    InvalidWrite(String),
+
+    /// The memtable is over its memory budget and flushing did not free room in time.
+    #[error(
+        "resource exhausted: the memtable holds {used_bytes} bytes, over its budget of \
+         {budget_bytes} bytes, and flushing did not free room within {waited_ms} ms; \
+         retry later or raise Options::memtable_budget_bytes"
+    )]
+    ResourceExhausted {
+        used_bytes: usize,
+        budget_bytes: usize,
+        waited_ms: u128,
+    },
+
+    /// Another process holds the data directory open.
+    #[error(
+        "data directory {path} is in use by another process ({holder}); \
+         stop it or open another directory"
+    )]
+    Locked { path: PathBuf, holder: String },
+
+    /// A WAL record failed its checksum or framing somewhere other than the
+    /// torn tail of the last segment.
+    #[error("WAL corrupted in {path} at byte offset {offset}: {reason}")]
+    WalCorrupted {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
+    /// The manifest could not be read.
+    #[error("manifest {path} is unreadable: {reason}")]
+    ManifestCorrupted { path: PathBuf, reason: String },
+
+    /// The WAL failed earlier (for example the disk filled up); the engine
+    /// refuses further writes until it is reopened.
+    #[error("the WAL failed earlier and refuses writes until the engine is reopened: {0}")]
+    WalPoisoned(String),
+
+    #[error("the engine is closed")]
+    Closed,
+
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+
+    #[error(transparent)]
+    ObjectStore(#[from] object_store::Error),
+
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    /// An invariant of the engine did not hold: a bug.
+    #[error("internal error (a bug in Ingot): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// True when the caller's input is at fault (HTTP 400 / INVALID_ARGUMENT),
+    /// false when the engine or the machine is.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Error::LineProtocol(_) | Error::TypeConflict { .. } | Error::InvalidWrite(_)
+        )
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

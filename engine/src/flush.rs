@@ -1,0 +1,211 @@
+//! Persisting a frozen memtable: per table and partition, sort by (series,
+//! time), deduplicate, encode as Parquet, and put the file in the object store
+//! durably. The caller then records the files in the manifest; until it does,
+//! the files are invisible, and a crash leaves only orphans that the next
+//! open removes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use bytes_of_parquet::encode;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tracing::debug;
+
+use crate::catalog::Catalog;
+use crate::dedup::sort_dedup;
+use crate::error::{Error, Result};
+use crate::manifest::FileMeta;
+use crate::memtable::Memtable;
+use crate::wal::sync_dir;
+use crate::write::time_values;
+
+/// Where Parquet files live.
+#[derive(Debug, Clone)]
+pub(crate) struct Storage {
+    pub store: Arc<dyn ObjectStore>,
+    /// Set when `store` is the local file system rooted here: files and their
+    /// folders are then fsynced after each put.
+    pub local_root: Option<PathBuf>,
+}
+
+impl Storage {
+    /// Writes `bytes` at `path` and makes them durable.
+    pub async fn put_durable(&self, path: &StorePath, bytes: Vec<u8>) -> Result<()> {
+        self.store.put(path, PutPayload::from(bytes)).await?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            std::fs::File::open(&file)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&file, e))?;
+            // Every folder from the file up to the root, since put may have created them.
+            let mut dir = file.parent();
+            while let Some(d) = dir {
+                sync_dir(d)?;
+                if d == root {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hive-style folder name(s) of a partition: `day=YYYY-MM-DD`, plus
+/// `hour=HH` when partitions are narrower than a day.
+pub(crate) fn partition_dirs(start: i64, width: i64) -> Vec<String> {
+    let secs = start.div_euclid(1_000_000_000);
+    let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+    let mut dirs = vec![format!("day={}", dt.format("%Y-%m-%d"))];
+    if width % 86_400_000_000_000 != 0 {
+        dirs.push(format!("hour={}", dt.format("%H")));
+    }
+    dirs
+}
+
+pub(crate) fn file_path(database: &str, table: &str, start: i64, width: i64, id: u64) -> StorePath {
+    let file = format!("{id:020}.parquet");
+    let parts: Vec<String> = [
+        "tables".to_string(),
+        database.to_string(),
+        table.to_string(),
+    ]
+    .into_iter()
+    .chain(partition_dirs(start, width))
+    .chain([file])
+    .collect();
+    StorePath::from_iter(parts.iter().map(String::as_str))
+}
+
+/// Writes every table partition of `frozen` as one Parquet file; returns the
+/// files, with ids from `next_file_id` on.
+pub(crate) async fn flush_memtable(
+    storage: &Storage,
+    frozen: &Memtable,
+    catalog: &Catalog,
+    next_file_id: &mut u64,
+    partition_width: i64,
+    row_group_rows: usize,
+) -> Result<Vec<FileMeta>> {
+    let mut files = Vec::new();
+    let mut keys: Vec<_> = frozen.tables().keys().collect();
+    keys.sort();
+    for key in keys {
+        let (database, table) = key;
+        let schema = catalog.table(database, table).ok_or_else(|| {
+            Error::Internal(format!(
+                "memtable holds {database}.{table}, which the catalog lacks"
+            ))
+        })?;
+        for (&start, chunks) in &frozen.tables()[key] {
+            let inputs: Vec<(u64, RecordBatch)> =
+                chunks.iter().map(|c| (c.seq, c.batch.clone())).collect();
+            let batch = sort_dedup(&schema, &inputs)?;
+            let times = time_values(&batch);
+            let min_time = times.iter().copied().min().unwrap_or(start);
+            let max_time = times.iter().copied().max().unwrap_or(start);
+            let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
+            let bytes = encode(&batch, &schema, row_group_rows)?;
+            let id = *next_file_id;
+            *next_file_id += 1;
+            let path = file_path(database, table, start, partition_width, id);
+            let size = bytes.len() as u64;
+            storage.put_durable(&path, bytes).await?;
+            debug!(%path, rows = batch.num_rows(), size, "flushed");
+            files.push(FileMeta {
+                id,
+                database: database.clone(),
+                table: table.clone(),
+                path: path.to_string(),
+                partition: start,
+                min_time,
+                max_time,
+                rows: batch.num_rows() as u64,
+                bytes: size,
+                max_seq,
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// The Parquet encoding of persisted files.
+mod bytes_of_parquet {
+    use arrow::array::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, Encoding, ZstdLevel};
+    use parquet::file::metadata::SortingColumn;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::schema::types::ColumnPath;
+
+    use crate::catalog::{ColumnKind, FieldType, TableSchema};
+    use crate::error::Result;
+
+    /// Encodes a batch sorted by (tags, time) as a Parquet file: zstd, tags
+    /// dictionary-encoded with bloom filters, time delta-encoded, page
+    /// statistics everywhere, and the sort order recorded.
+    pub(crate) fn encode(
+        batch: &RecordBatch,
+        schema: &TableSchema,
+        row_group_rows: usize,
+    ) -> Result<Vec<u8>> {
+        let sorting: Vec<SortingColumn> = schema
+            .tag_indices()
+            .into_iter()
+            .chain([schema.time_index()])
+            .map(|i| SortingColumn {
+                column_idx: i as i32,
+                descending: false,
+                nulls_first: true,
+            })
+            .collect();
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+            .set_sorting_columns(Some(sorting));
+        for col in schema.columns() {
+            let path = ColumnPath::from(col.name.as_str());
+            props = match col.kind {
+                ColumnKind::Time => props
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED),
+                ColumnKind::Tag => props
+                    .set_column_dictionary_enabled(path.clone(), true)
+                    .set_column_bloom_filter_enabled(path, true),
+                ColumnKind::Field(FieldType::Integer | FieldType::UInteger) => {
+                    props.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED)
+                }
+                ColumnKind::Field(_) => props,
+            };
+        }
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build()))?;
+        writer.write(batch)?;
+        writer.close()?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_folders() {
+        let day = 86_400_000_000_000i64;
+        let start = 1_767_225_600_000_000_000i64; // 2026-01-01
+        assert_eq!(partition_dirs(start, day), ["day=2026-01-01"]);
+        let hour = 3_600_000_000_000i64;
+        assert_eq!(
+            partition_dirs(start + 5 * hour, hour),
+            ["day=2026-01-01", "hour=05"]
+        );
+        assert_eq!(
+            file_path("public", "cpu/x", start, day, 7).to_string(),
+            "tables/public/cpu%2Fx/day=2026-01-01/00000000000000000007.parquet"
+        );
+    }
+}

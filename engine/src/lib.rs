@@ -1,0 +1,44 @@
+//! Ingot's storage and query engine: a durable, columnar time-series store
+//! with SQL through Apache DataFusion.
+//!
+//! **A write** ([`Engine::write_lines`], [`Engine::write_batch`]) is parsed
+//! and normalized into one Arrow batch per table (`write`), checked against
+//! the table schemas (`catalog`), appended to the WAL by the commit thread,
+//! which fsyncs once per group of concurrent writes (`wal`), and then added to
+//! the memtable as an immutable chunk tagged with its WAL sequence number
+//! (`memtable`). The write returns once it is durable. When the memtable
+//! passes half its memory budget, the flusher freezes it, sorts and
+//! deduplicates each table partition by (series, time) (`dedup`), writes one
+//! Parquet file per partition through `object_store` (`flush`), records the
+//! files atomically in the manifest (`manifest`) and deletes the WAL segments
+//! they cover.
+//!
+//! **A read** ([`Engine::sql`]) plans through DataFusion over the `ingot`
+//! catalog (`query`): each table's scan takes a snapshot of the memtable
+//! chunks and the manifest's files, merges sources whose time ranges overlap
+//! with the duplicate rule, and reads the rest straight from Parquet.
+//!
+//! Files on disk: `{dir}/wal/*.wal`, `{dir}/MANIFEST`, `{dir}/LOCK`, and
+//! `{dir}/tables/{database}/{table}/day=YYYY-MM-DD/{id}.parquet`; the byte
+//! layouts are in `engine/docs/format.md`.
+
+mod catalog;
+mod dedup;
+mod engine;
+mod error;
+mod flush;
+pub mod line_protocol;
+mod manifest;
+mod memtable;
+mod options;
+mod query;
+mod wal;
+mod write;
+
+pub use catalog::{ColumnKind, FieldType, KIND_METADATA_KEY, TIME_COLUMN};
+pub use engine::{DEFAULT_DATABASE, Engine};
+pub use error::{Error, Result};
+pub use manifest::FileMeta;
+pub use options::{Options, Precision, WalSync};
+pub use query::CATALOG_NAME;
+pub use write::WriteSummary;

@@ -1,0 +1,148 @@
+//! Engine options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+
+/// When the WAL is fsynced relative to acknowledging a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WalSync {
+    /// Acknowledge only after the record is fsynced (group commit shares one
+    /// fsync among concurrent writers). No acknowledged write is ever lost.
+    Always,
+    /// fsync at most every interval; a crash loses at most that window.
+    Interval(Duration),
+    /// Never fsync; the OS decides. A crash may lose recent writes.
+    None,
+}
+
+impl std::str::FromStr for WalSync {
+    type Err = String;
+
+    /// `always`, `none`, or `interval:10ms` (also `s`, `us`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(WalSync::Always),
+            "none" => Ok(WalSync::None),
+            _ => {
+                let Some(rest) = s.strip_prefix("interval:") else {
+                    return Err(format!(
+                        "unknown WAL sync policy {s:?}: expected always, none or interval:<N>ms"
+                    ));
+                };
+                parse_duration(rest)
+                    .map(WalSync::Interval)
+                    .ok_or_else(|| format!("bad interval {rest:?}: expected e.g. 10ms, 1s, 500us"))
+            }
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "us" => Some(Duration::from_micros(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        _ => None,
+    }
+}
+
+/// Timestamp precision of line-protocol input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Precision {
+    #[default]
+    Nanosecond,
+    Microsecond,
+    Millisecond,
+    Second,
+}
+
+impl Precision {
+    /// Nanoseconds per unit.
+    pub(crate) fn multiplier(self) -> i64 {
+        match self {
+            Precision::Nanosecond => 1,
+            Precision::Microsecond => 1_000,
+            Precision::Millisecond => 1_000_000,
+            Precision::Second => 1_000_000_000,
+        }
+    }
+}
+
+/// How an [`crate::Engine`] runs. `Options::default()` is right for most uses.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// WAL fsync policy; default [`WalSync::Always`].
+    pub wal_sync: WalSync,
+    /// WAL segment size at which a new segment is started.
+    pub wal_segment_bytes: u64,
+    /// Memory the memtable (written but not yet persisted data) may hold.
+    /// A flush starts at half of it; writers wait past it.
+    pub memtable_budget_bytes: usize,
+    /// How long a writer waits for a flush to free memory before it gets
+    /// [`crate::Error::ResourceExhausted`].
+    pub write_stall_timeout: Duration,
+    /// Width of a time partition; a whole number of hours. Default one day.
+    pub partition_duration: Duration,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// Where Parquet files go. `None` keeps them under the data directory on
+    /// the local file system (and fsyncs them there); any other store must
+    /// make a completed `put` durable by itself.
+    pub object_store: Option<Arc<dyn ObjectStore>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            wal_sync: WalSync::Always,
+            wal_segment_bytes: 64 << 20,
+            memtable_budget_bytes: 1 << 30,
+            write_stall_timeout: Duration::from_secs(30),
+            partition_duration: Duration::from_secs(24 * 3600),
+            row_group_rows: 1 << 20,
+            object_store: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("wal_sync", &self.wal_sync)
+            .field("wal_segment_bytes", &self.wal_segment_bytes)
+            .field("memtable_budget_bytes", &self.memtable_budget_bytes)
+            .field("write_stall_timeout", &self.write_stall_timeout)
+            .field("partition_duration", &self.partition_duration)
+            .field("row_group_rows", &self.row_group_rows)
+            .field(
+                "object_store",
+                &self.object_store.as_ref().map(|s| s.to_string()),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_sync_parses() {
+        assert_eq!("always".parse::<WalSync>().unwrap(), WalSync::Always);
+        assert_eq!("none".parse::<WalSync>().unwrap(), WalSync::None);
+        assert_eq!(
+            "interval:10ms".parse::<WalSync>().unwrap(),
+            WalSync::Interval(Duration::from_millis(10))
+        );
+        assert!("interval:10".parse::<WalSync>().is_err());
+        assert!("sometimes".parse::<WalSync>().is_err());
+    }
+}

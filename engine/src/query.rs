@@ -1,0 +1,289 @@
+//! SQL over the engine through Apache DataFusion.
+//!
+//! Catalog `ingot`, one schema per database, one [`IngotTable`] per table.
+//! A scan takes a snapshot of the memtable chunks and the manifest's files
+//! under one lock. Within a time partition, sources whose time ranges overlap
+//! may hold the same (series, time) and are merged with the duplicate rule
+//! ([`crate::dedup`]); a file that overlaps nothing is read as it is, through
+//! DataFusion's Parquet scan.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as StorePath;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::catalog::TableSchema;
+use crate::dedup::{align, sort_dedup};
+use crate::engine::{DEFAULT_DATABASE, Shared};
+use crate::manifest::FileMeta;
+use crate::memtable::Chunk;
+
+/// Name of Ingot's DataFusion catalog.
+pub const CATALOG_NAME: &str = "ingot";
+const STORE_URL: &str = "ingot://store";
+
+pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false);
+    let ctx = SessionContext::new_with_config(config);
+    let url = ObjectStoreUrl::parse(STORE_URL).expect("constant URL parses");
+    ctx.register_object_store(url.as_ref(), shared.storage.store.clone());
+    ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
+    ctx
+}
+
+#[derive(Debug)]
+struct IngotCatalog {
+    shared: Arc<Shared>,
+}
+
+impl CatalogProvider for IngotCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.shared.catalog_read().database_names()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let exists = self
+            .shared
+            .catalog_read()
+            .database_names()
+            .iter()
+            .any(|d| d == name);
+        exists.then(|| {
+            Arc::new(IngotSchema {
+                shared: self.shared.clone(),
+                database: name.to_string(),
+            }) as Arc<dyn SchemaProvider>
+        })
+    }
+}
+
+#[derive(Debug)]
+struct IngotSchema {
+    shared: Arc<Shared>,
+    database: String,
+}
+
+#[async_trait]
+impl SchemaProvider for IngotSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.shared.catalog_read().table_names(&self.database)
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let schema = self.shared.catalog_read().table(&self.database, name);
+        Ok(schema.map(|schema| {
+            Arc::new(IngotTable {
+                shared: self.shared.clone(),
+                database: self.database.clone(),
+                schema,
+            }) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.shared
+            .catalog_read()
+            .table(&self.database, name)
+            .is_some()
+    }
+}
+
+/// One Ingot table as a DataFusion table.
+#[derive(Debug)]
+pub(crate) struct IngotTable {
+    shared: Arc<Shared>,
+    database: String,
+    schema: Arc<TableSchema>,
+}
+
+/// One thing a scan reads: a Parquet file or a memtable chunk.
+#[derive(Clone)]
+enum Source {
+    File(FileMeta),
+    Chunk(Arc<Chunk>),
+}
+
+impl Source {
+    fn range(&self) -> (i64, i64) {
+        match self {
+            Source::File(f) => (f.min_time, f.max_time),
+            Source::Chunk(c) => (c.min_time, c.max_time),
+        }
+    }
+}
+
+impl IngotTable {
+    /// The table's sources, by partition, as of one instant.
+    fn snapshot(&self) -> BTreeMap<i64, Vec<Source>> {
+        let state = self.shared.state_read();
+        let mut parts: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
+        for f in &state.manifest.files {
+            if f.database == self.database && f.table == self.schema.name() {
+                parts
+                    .entry(f.partition)
+                    .or_default()
+                    .push(Source::File(f.clone()));
+            }
+        }
+        let memtables = state
+            .frozen
+            .iter()
+            .map(|m| m.as_ref())
+            .chain([&state.active]);
+        for m in memtables {
+            if let Some(partitions) = m.table(&self.database, self.schema.name()) {
+                for (start, chunks) in partitions {
+                    parts
+                        .entry(*start)
+                        .or_default()
+                        .extend(chunks.iter().cloned().map(Source::Chunk));
+                }
+            }
+        }
+        parts
+    }
+
+    async fn read_file(&self, file: &FileMeta) -> DfResult<Vec<RecordBatch>> {
+        let path = StorePath::from(file.path.as_str());
+        let bytes = self
+            .shared
+            .storage
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .bytes()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+        reader
+            .map(|b| b.map_err(DataFusionError::from))
+            .collect::<DfResult<Vec<_>>>()
+    }
+
+    /// Reads and merges a group of overlapping sources.
+    async fn merge(&self, sources: &[Source]) -> DfResult<RecordBatch> {
+        let mut inputs = Vec::new();
+        for s in sources {
+            match s {
+                Source::File(f) => {
+                    for b in self.read_file(f).await? {
+                        inputs.push((f.max_seq, b));
+                    }
+                }
+                Source::Chunk(c) => inputs.push((c.seq, c.batch.clone())),
+            }
+        }
+        sort_dedup(&self.schema, &inputs).map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+}
+
+/// Splits sources into groups whose time ranges overlap (transitively).
+fn overlap_groups(mut sources: Vec<Source>) -> Vec<Vec<Source>> {
+    sources.sort_by_key(|s| s.range());
+    let mut groups: Vec<Vec<Source>> = Vec::new();
+    let mut group_end = i64::MIN;
+    for s in sources {
+        let (lo, hi) = s.range();
+        match groups.last_mut() {
+            Some(g) if lo <= group_end => {
+                g.push(s);
+                group_end = group_end.max(hi);
+            }
+            _ => {
+                groups.push(vec![s]);
+                group_end = hi;
+            }
+        }
+    }
+    groups
+}
+
+#[async_trait]
+impl TableProvider for IngotTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.arrow_schema().clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let mut plain_files = Vec::new();
+        let mut merged = Vec::new();
+        for (_, sources) in self.snapshot() {
+            for group in overlap_groups(sources) {
+                match group.as_slice() {
+                    [Source::File(f)] => plain_files.push(f.clone()),
+                    _ => merged.push(self.merge(&group).await?),
+                }
+            }
+        }
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !plain_files.is_empty() {
+            let target = state.config().target_partitions().max(1);
+            let mut groups: Vec<Vec<PartitionedFile>> =
+                vec![Vec::new(); target.min(plain_files.len())];
+            let n_groups = groups.len();
+            for (i, f) in plain_files.iter().enumerate() {
+                groups[i % n_groups].push(PartitionedFile::new(f.path.clone(), f.bytes));
+            }
+            let source = Arc::new(ParquetSource::new(schema.clone()));
+            let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+        if !merged.is_empty() {
+            let merged = merged
+                .iter()
+                .map(|b| align(b, &schema))
+                .collect::<crate::error::Result<Vec<_>>>()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let memory =
+                MemorySourceConfig::try_new(&[merged], schema.clone(), projection.cloned())?;
+            inputs.push(DataSourceExec::from_data_source(memory));
+        }
+        Ok(match inputs.len() {
+            0 => {
+                let projected = match projection {
+                    Some(p) => Arc::new(schema.project(p)?),
+                    None => schema,
+                };
+                Arc::new(EmptyExec::new(projected))
+            }
+            1 => inputs.pop().expect("one input"),
+            _ => UnionExec::try_new(inputs)?,
+        })
+    }
+}
