@@ -40,8 +40,9 @@ pub(crate) fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// Merges `inputs` (each with a rank: a higher rank is a later write) into one
-/// batch sorted by (tags..., time) with one row per (series, time).
+/// Merges `inputs` (each with a rank: a higher rank is a later write; within
+/// one input, a later row is a later write) into one batch sorted by
+/// (tags..., time) with one row per (series, time).
 pub(crate) fn sort_dedup(
     table: &TableSchema,
     inputs: &[(u64, RecordBatch)],
@@ -71,6 +72,11 @@ pub(crate) fn sort_dedup(
         .collect();
     sort_columns.push(SortColumn {
         values: Arc::new(ranks),
+        options: None,
+    });
+    // The sort is not stable: order rows of one write (same rank) by position.
+    sort_columns.push(SortColumn {
+        values: Arc::new(UInt32Array::from_iter_values(0..batch.num_rows() as u32)),
         options: None,
     });
     let order = lexsort_to_indices(&sort_columns, None)?;
