@@ -1,0 +1,213 @@
+//! `ingot-bench`: measures Ingot on the plant-telemetry workload.
+//!
+//! `ingot-bench ingest --preset small --target embedded` streams the preset
+//! into an engine in a temporary directory and reports rows/s, points/s,
+//! acknowledgement latency, peak RSS and bytes per point on disk after flush.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ingot_bench::{Generator, Preset};
+use ingot_engine::{Engine, Options, WalSync};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(name = "ingot-bench", about = "Benchmarks Ingot on the plant-telemetry workload")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Streams a preset into Ingot and reports the ingest rate and bytes on disk.
+    Ingest(IngestArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Target {
+    /// `Engine::write_batch` in this process.
+    Embedded,
+}
+
+#[derive(clap::Args)]
+struct IngestArgs {
+    /// Workload preset: tiny, small, medium or billion.
+    #[arg(long, default_value = "small")]
+    preset: String,
+    #[arg(long, value_enum, default_value = "embedded")]
+    target: Target,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Rows per write request.
+    #[arg(long, default_value_t = 10_000)]
+    batch_rows: usize,
+    /// WAL sync policy: always, none, or interval:<N>ms.
+    #[arg(long, default_value = "always")]
+    wal_sync: WalSync,
+    /// Data directory (default: a fresh temporary directory, removed afterwards).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct IngestReport {
+    preset: String,
+    target: Target,
+    clients: usize,
+    batch_rows: usize,
+    wal_sync: String,
+    rows: u64,
+    points: u64,
+    write_seconds: f64,
+    rows_per_second: f64,
+    points_per_second: f64,
+    ack_p50_ms: f64,
+    ack_p99_ms: f64,
+    flush_seconds: f64,
+    bytes_on_disk: u64,
+    bytes_per_point: f64,
+    files: usize,
+    peak_rss_bytes: u64,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ingest(args) => ingest(args),
+    };
+    if let Err(e) = result {
+        eprintln!("ingot-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let preset = Preset::by_name(&args.preset).ok_or_else(|| {
+        format!("unknown preset {:?}: expected tiny, small, medium or billion", args.preset)
+    })?;
+    let temp = tempfile::tempdir()?;
+    let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().join("data"));
+    let mut options = Options::default();
+    options.wal_sync = args.wal_sync;
+    let engine = Engine::open(&dir, options)?;
+
+    let generator = Arc::new(Mutex::new(Generator::new(preset)));
+    let total_rows = preset.rows();
+    let started = Instant::now();
+    let writers: Vec<_> = (0..args.clients.max(1))
+        .map(|_| {
+            let (engine, generator) = (engine.clone(), generator.clone());
+            let batch_rows = args.batch_rows;
+            std::thread::spawn(move || -> Result<(Vec<Duration>, u64, u64), String> {
+                let mut latencies = Vec::new();
+                let (mut rows, mut points) = (0, 0);
+                loop {
+                    let batch = generator.lock().map_err(|e| e.to_string())?.next_batch(batch_rows);
+                    let Some(batch) = batch else { break };
+                    let t = Instant::now();
+                    let summary = engine
+                        .write_batch("public", "readings", &batch)
+                        .map_err(|e| e.to_string())?;
+                    latencies.push(t.elapsed());
+                    rows += summary.rows;
+                    points += summary.points;
+                }
+                Ok((latencies, rows, points))
+            })
+        })
+        .collect();
+    let progress = std::thread::spawn({
+        let generator = generator.clone();
+        move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let left = generator.lock().map(|g| g.rows_left()).unwrap_or(0);
+            eprint!("\ringest {}: {:5.1}%", preset.name, 100.0 * (total_rows - left) as f64 / total_rows as f64);
+            if left == 0 {
+                eprintln!();
+                break;
+            }
+        }
+    });
+    let mut latencies = Vec::new();
+    let (mut rows, mut points) = (0, 0);
+    for w in writers {
+        let (l, r, p) = w.join().map_err(|_| "a writer panicked")??;
+        latencies.extend(l);
+        rows += r;
+        points += p;
+    }
+    let write_seconds = started.elapsed().as_secs_f64();
+    let _ = progress.join();
+
+    let flush_started = Instant::now();
+    engine.flush()?;
+    let flush_seconds = flush_started.elapsed().as_secs_f64();
+    let files = engine.files();
+    let bytes_on_disk: u64 = files.iter().map(|f| f.bytes).sum();
+    engine.close()?;
+
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    let report = IngestReport {
+        preset: preset.name.to_string(),
+        target: args.target,
+        clients: args.clients,
+        batch_rows: args.batch_rows,
+        wal_sync: format!("{:?}", args.wal_sync),
+        rows,
+        points,
+        write_seconds,
+        rows_per_second: rows as f64 / write_seconds,
+        points_per_second: points as f64 / write_seconds,
+        ack_p50_ms: pct(0.5),
+        ack_p99_ms: pct(0.99),
+        flush_seconds,
+        bytes_on_disk,
+        bytes_per_point: bytes_on_disk as f64 / points.max(1) as f64,
+        files: files.len(),
+        peak_rss_bytes: peak_rss(),
+    };
+    println!("ingest  preset={} target=embedded clients={} batch_rows={} wal_sync={}", report.preset, report.clients, report.batch_rows, report.wal_sync);
+    println!("  rows            {:>14}", report.rows);
+    println!("  points          {:>14}", report.points);
+    println!("  write time      {:>14.3} s", report.write_seconds);
+    println!("  rows/s          {:>14.0}", report.rows_per_second);
+    println!("  points/s        {:>14.0}", report.points_per_second);
+    println!("  ack p50 / p99   {:>8.2} / {:.2} ms", report.ack_p50_ms, report.ack_p99_ms);
+    println!("  final flush     {:>14.3} s", report.flush_seconds);
+    println!("  files           {:>14}", report.files);
+    println!("  bytes on disk   {:>14}", report.bytes_on_disk);
+    println!("  bytes/point     {:>14.3}", report.bytes_per_point);
+    println!("  peak RSS        {:>14.1} MiB", report.peak_rss_bytes as f64 / (1 << 20) as f64);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// Peak resident set size of this process (VmHWM), 0 where unavailable.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
