@@ -22,10 +22,26 @@ pub struct Preset {
 }
 
 pub const PRESETS: [Preset; 4] = [
-    Preset { name: "tiny", devices: 100, steps: 360 },
-    Preset { name: "small", devices: 1_000, steps: 8_640 },
-    Preset { name: "medium", devices: 4_000, steps: 8_640 },
-    Preset { name: "billion", devices: 10_000, steps: 14_400 },
+    Preset {
+        name: "tiny",
+        devices: 100,
+        steps: 360,
+    },
+    Preset {
+        name: "small",
+        devices: 1_000,
+        steps: 8_640,
+    },
+    Preset {
+        name: "medium",
+        devices: 4_000,
+        steps: 8_640,
+    },
+    Preset {
+        name: "billion",
+        devices: 10_000,
+        steps: 14_400,
+    },
 ];
 
 impl Preset {
@@ -83,8 +99,14 @@ pub struct Row {
 pub fn row(d: u64, k: u64, interval_s: i64) -> Row {
     let (di, ki) = (d as i64, k as i64);
     let idle = ((ki / 360) + di) % 12 == 0;
-    let fault = !idle && rnd(d, k, 7) % 2000 == 0;
-    let status = if idle { 1 } else if fault { 2 } else { 0 };
+    let fault = !idle && rnd(d, k, 7).is_multiple_of(2000);
+    let status = if idle {
+        1
+    } else if fault {
+        2
+    } else {
+        0
+    };
     let mut t = 4000 + (di % 50) * 20 + tri((ki + 37 * di) % 8640, 8640) / 4 + sym(d, k, 1, 20);
     if idle {
         t -= 1500;
@@ -143,7 +165,11 @@ impl Generator {
     pub fn with_size(devices: u64, steps: u64) -> Self {
         let dict = || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         let schema = Arc::new(Schema::new(vec![
-            Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                false,
+            ),
             Field::new("plant", dict(), false),
             Field::new("line", dict(), false),
             Field::new("device_id", dict(), false),
@@ -211,17 +237,21 @@ impl Generator {
             for (t, key) in keys.iter_mut().enumerate() {
                 key.push(self.tag_keys[t][d as usize]);
             }
-            for (col, v) in f
-                .iter_mut()
-                .zip([r.temperature, r.pressure, r.vibration, r.power_kw, r.voltage])
-            {
+            for (col, v) in f.iter_mut().zip([
+                r.temperature,
+                r.pressure,
+                r.vibration,
+                r.power_kw,
+                r.voltage,
+            ]) {
                 col.push(v);
             }
             rpm.push(r.rpm);
             status.push(r.status);
         }
-        let mut columns: Vec<ArrayRef> =
-            vec![Arc::new(TimestampNanosecondArray::from(time).with_timezone("UTC"))];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(
+            TimestampNanosecondArray::from(time).with_timezone("UTC"),
+        )];
         for (key, values) in keys.into_iter().zip(&self.dictionaries) {
             let dict = DictionaryArray::<Int32Type>::try_new(Int32Array::from(key), values.clone())
                 .expect("keys index the dictionary");
@@ -278,7 +308,11 @@ mod tests {
         let mut rows = 0;
         let mut last_time = i64::MIN;
         while let Some(b) = g.next_batch(7_000) {
-            let t = b.column(0).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+            let t = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .unwrap();
             assert!(t.values().windows(2).all(|w| w[0] <= w[1]));
             assert!(t.value(0) >= last_time);
             last_time = t.value(t.len() - 1);

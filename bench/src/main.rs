@@ -14,7 +14,10 @@ use ingot_engine::{Engine, Options, WalSync};
 use serde::Serialize;
 
 #[derive(Parser)]
-#[command(name = "ingot-bench", about = "Benchmarks Ingot on the plant-telemetry workload")]
+#[command(
+    name = "ingot-bench",
+    about = "Benchmarks Ingot on the plant-telemetry workload"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,6 +82,13 @@ struct IngestReport {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest(args),
@@ -91,10 +101,16 @@ fn main() {
 
 fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
     let preset = Preset::by_name(&args.preset).ok_or_else(|| {
-        format!("unknown preset {:?}: expected tiny, small, medium or billion", args.preset)
+        format!(
+            "unknown preset {:?}: expected tiny, small, medium or billion",
+            args.preset
+        )
     })?;
     let temp = tempfile::tempdir()?;
-    let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().join("data"));
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().join("data"));
     let mut options = Options::default();
     options.wal_sync = args.wal_sync;
     let engine = Engine::open(&dir, options)?;
@@ -110,7 +126,10 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
                 let mut latencies = Vec::new();
                 let (mut rows, mut points) = (0, 0);
                 loop {
-                    let batch = generator.lock().map_err(|e| e.to_string())?.next_batch(batch_rows);
+                    let batch = generator
+                        .lock()
+                        .map_err(|e| e.to_string())?
+                        .next_batch(batch_rows);
                     let Some(batch) = batch else { break };
                     let t = Instant::now();
                     let summary = engine
@@ -129,7 +148,11 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
         move || loop {
             std::thread::sleep(Duration::from_secs(1));
             let left = generator.lock().map(|g| g.rows_left()).unwrap_or(0);
-            eprint!("\ringest {}: {:5.1}%", preset.name, 100.0 * (total_rows - left) as f64 / total_rows as f64);
+            eprint!(
+                "\ringest {}: {:5.1}%",
+                preset.name,
+                100.0 * (total_rows - left) as f64 / total_rows as f64
+            );
             if left == 0 {
                 eprintln!();
                 break;
@@ -180,18 +203,27 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
         files: files.len(),
         peak_rss_bytes: peak_rss(),
     };
-    println!("ingest  preset={} target=embedded clients={} batch_rows={} wal_sync={}", report.preset, report.clients, report.batch_rows, report.wal_sync);
+    println!(
+        "ingest  preset={} target=embedded clients={} batch_rows={} wal_sync={}",
+        report.preset, report.clients, report.batch_rows, report.wal_sync
+    );
     println!("  rows            {:>14}", report.rows);
     println!("  points          {:>14}", report.points);
     println!("  write time      {:>14.3} s", report.write_seconds);
     println!("  rows/s          {:>14.0}", report.rows_per_second);
     println!("  points/s        {:>14.0}", report.points_per_second);
-    println!("  ack p50 / p99   {:>8.2} / {:.2} ms", report.ack_p50_ms, report.ack_p99_ms);
+    println!(
+        "  ack p50 / p99   {:>8.2} / {:.2} ms",
+        report.ack_p50_ms, report.ack_p99_ms
+    );
     println!("  final flush     {:>14.3} s", report.flush_seconds);
     println!("  files           {:>14}", report.files);
     println!("  bytes on disk   {:>14}", report.bytes_on_disk);
     println!("  bytes/point     {:>14.3}", report.bytes_per_point);
-    println!("  peak RSS        {:>14.1} MiB", report.peak_rss_bytes as f64 / (1 << 20) as f64);
+    println!(
+        "  peak RSS        {:>14.1} MiB",
+        report.peak_rss_bytes as f64 / (1 << 20) as f64
+    );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }

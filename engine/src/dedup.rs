@@ -5,15 +5,17 @@
 //! Used by the flush (so every file holds each (series, time) once) and by
 //! the read path where sources overlap.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, UInt64Array, new_null_array};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take};
-use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, SortField};
+use arrow::array::{
+    Array, ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt32Array, new_null_array,
+};
+use arrow::compute::{cast, concat_batches, take};
+use arrow::datatypes::{Int32Type, SchemaRef};
 
-use crate::catalog::{ColumnKind, TableSchema};
+use crate::catalog::{ColumnKind, TableSchema, tag_type};
 use crate::error::{Error, Result};
+use crate::write::time_values;
 
 /// Reshapes a batch written under an older (or the same) schema to `schema`:
 /// columns it lacks read as null. Columns are matched by name.
@@ -48,40 +50,61 @@ pub(crate) fn sort_dedup(
     inputs: &[(u64, RecordBatch)],
 ) -> Result<RecordBatch> {
     let schema = table.arrow_schema();
-    let aligned = inputs
+    // Concatenate in write order, so that a row's position orders the writes.
+    let mut by_rank: Vec<&(u64, RecordBatch)> = inputs.iter().collect();
+    by_rank.sort_by_key(|(rank, _)| *rank);
+    let aligned = by_rank
         .iter()
         .map(|(_, b)| align(b, schema))
         .collect::<Result<Vec<_>>>()?;
     let batch = concat_batches(schema, &aligned)?;
-    let ranks = UInt64Array::from_iter_values(
-        inputs
-            .iter()
-            .flat_map(|(rank, b)| std::iter::repeat_n(*rank, b.num_rows())),
-    );
-    let key: Vec<usize> = table
-        .tag_indices()
-        .into_iter()
-        .chain([table.time_index()])
-        .collect();
-    let mut sort_columns: Vec<SortColumn> = key
+    let n = batch.num_rows();
+    if n == 0 {
+        return Ok(batch);
+    }
+    let series = SeriesIds::new(&batch, &table.tag_indices())?;
+    let times = time_values(&batch);
+    let order = series.sort_rows(times);
+    // Group g covers sorted positions [starts[g], starts[g + 1]).
+    let same = |a: u32, b: u32| {
+        series.rank_of_row(a as usize) == series.rank_of_row(b as usize)
+            && times[a as usize] == times[b as usize]
+    };
+    let mut starts: Vec<u32> = Vec::with_capacity(n + 1);
+    starts.push(0);
+    for p in 1..n {
+        if !same(order[p - 1], order[p]) {
+            starts.push(p as u32);
+        }
+    }
+    if starts.len() == n {
+        return take_batch(&batch, &UInt32Array::from(order));
+    }
+    starts.push(n as u32);
+    let last_of_group =
+        UInt32Array::from_iter_values(starts.windows(2).map(|w| order[w[1] as usize - 1]));
+    let columns = table
+        .columns()
         .iter()
-        .map(|&i| SortColumn {
-            values: batch.column(i).clone(),
-            options: None,
+        .zip(batch.columns())
+        .map(|(col, array)| {
+            let indices = match col.kind {
+                ColumnKind::Field(_) if array.null_count() > 0 => {
+                    // The latest non-null value of each group, else its last row.
+                    UInt32Array::from_iter_values(starts.windows(2).map(|w| {
+                        (w[0]..w[1])
+                            .rev()
+                            .map(|p| order[p as usize])
+                            .find(|&i| array.is_valid(i as usize))
+                            .unwrap_or(order[w[1] as usize - 1])
+                    }))
+                }
+                _ => last_of_group.clone(),
+            };
+            Ok(take(array.as_ref(), &indices, None)?)
         })
-        .collect();
-    sort_columns.push(SortColumn {
-        values: Arc::new(ranks),
-        options: None,
-    });
-    // The sort is not stable: order rows of one write (same rank) by position.
-    sort_columns.push(SortColumn {
-        values: Arc::new(UInt32Array::from_iter_values(0..batch.num_rows() as u32)),
-        options: None,
-    });
-    let order = lexsort_to_indices(&sort_columns, None)?;
-    let sorted = take_batch(&batch, &order)?;
-    dedup_sorted(table, sorted, &key)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 fn take_batch(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
@@ -93,53 +116,145 @@ fn take_batch(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch>
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// Collapses runs of equal keys in a batch sorted by (key, rank).
-fn dedup_sorted(table: &TableSchema, sorted: RecordBatch, key: &[usize]) -> Result<RecordBatch> {
-    let n = sorted.num_rows();
-    if n < 2 {
-        return Ok(sorted);
-    }
-    let converter = RowConverter::new(
-        key.iter()
-            .map(|&i| SortField::new(sorted.schema().field(i).data_type().clone()))
-            .collect(),
-    )?;
-    let key_columns: Vec<ArrayRef> = key.iter().map(|&i| sorted.column(i).clone()).collect();
-    let rows = converter.convert_columns(&key_columns)?;
-    // Group g covers rows [starts[g], starts[g + 1]).
-    let mut starts: Vec<u32> = Vec::with_capacity(n);
-    starts.push(0);
-    for i in 1..n {
-        if rows.row(i) != rows.row(i - 1) {
-            starts.push(i as u32);
+/// Every row's series as a dense number whose order is the order of the tag
+/// values (nulls first), computed from dictionary keys without comparing
+/// strings per row.
+struct SeriesIds {
+    /// Series id of each row.
+    row_series: Vec<u32>,
+    /// Sort rank of each series id.
+    rank: Vec<u32>,
+}
+
+impl SeriesIds {
+    fn new(batch: &RecordBatch, tags: &[usize]) -> Result<Self> {
+        let n = batch.num_rows();
+        if tags.is_empty() {
+            return Ok(Self {
+                row_series: vec![0; n],
+                rank: vec![0],
+            });
         }
-    }
-    if starts.len() == n {
-        return Ok(sorted);
-    }
-    starts.push(n as u32);
-    let last_of_group = UInt32Array::from_iter_values(starts.windows(2).map(|w| w[1] - 1));
-    let columns = table
-        .columns()
-        .iter()
-        .zip(sorted.columns())
-        .map(|(col, array)| {
-            let indices = match col.kind {
-                ColumnKind::Field(_) if array.null_count() > 0 => {
-                    // The latest non-null value of each group, else its last row.
-                    UInt32Array::from_iter_values(starts.windows(2).map(|w| {
-                        (w[0]..w[1])
-                            .rev()
-                            .find(|&i| array.is_valid(i as usize))
-                            .unwrap_or(w[1] - 1)
-                    }))
+        // Per tag column: each row's value as an id (0 = null, then the
+        // column's distinct strings in first-seen order).
+        let mut value_ids: Vec<Vec<u32>> = Vec::with_capacity(tags.len());
+        let mut strings: Vec<Vec<String>> = Vec::with_capacity(tags.len());
+        for &t in tags {
+            let column = batch.column(t);
+            let casted;
+            let dict = match column.as_any().downcast_ref::<DictionaryArray<Int32Type>>() {
+                Some(d) => d,
+                None => {
+                    casted = cast(column, &tag_type())?;
+                    casted
+                        .as_any()
+                        .downcast_ref::<DictionaryArray<Int32Type>>()
+                        .ok_or_else(|| Error::Internal("tag column is not a dictionary".into()))?
                 }
-                _ => last_of_group.clone(),
             };
-            Ok(take(array.as_ref(), &indices, None)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(sorted.schema(), columns)?)
+            let values = dict
+                .values()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| Error::Internal("tag dictionary values are not strings".into()))?;
+            let mut distinct: HashMap<&str, u32> = HashMap::new();
+            let mut names: Vec<String> = Vec::new();
+            let dict_ids: Vec<u32> = (0..values.len())
+                .map(|v| {
+                    if values.is_null(v) {
+                        return 0;
+                    }
+                    let s = values.value(v);
+                    *distinct.entry(s).or_insert_with(|| {
+                        names.push(s.to_string());
+                        names.len() as u32
+                    })
+                })
+                .collect();
+            let keys = dict.keys();
+            let ids = (0..n)
+                .map(|i| {
+                    if keys.is_null(i) {
+                        0
+                    } else {
+                        dict_ids.get(keys.value(i) as usize).copied().unwrap_or(0)
+                    }
+                })
+                .collect();
+            value_ids.push(ids);
+            strings.push(names);
+        }
+        let width = tags.len();
+        // Row i's tuple of value ids is flat[i * width..(i + 1) * width].
+        let mut flat = vec![0u32; n * width];
+        for (c, ids) in value_ids.iter().enumerate() {
+            for (i, &id) in ids.iter().enumerate() {
+                flat[i * width + c] = id;
+            }
+        }
+        drop(value_ids);
+        let mut series: HashMap<&[u32], u32> = HashMap::new();
+        let mut tuples: Vec<&[u32]> = Vec::new();
+        let mut row_series = Vec::with_capacity(n);
+        for key in flat.chunks_exact(width) {
+            let next = tuples.len() as u32;
+            let id = *series.entry(key).or_insert(next);
+            if id == next {
+                tuples.push(key);
+            }
+            row_series.push(id);
+        }
+        let name = |col: usize, id: u32| -> Option<&str> {
+            (id > 0).then(|| strings[col][id as usize - 1].as_str())
+        };
+        let mut by_value: Vec<u32> = (0..tuples.len() as u32).collect();
+        by_value.sort_unstable_by(|&a, &b| {
+            (0..width)
+                .map(|c| name(c, tuples[a as usize][c]).cmp(&name(c, tuples[b as usize][c])))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let mut rank = vec![0u32; tuples.len()];
+        for (r, &id) in by_value.iter().enumerate() {
+            rank[id as usize] = r as u32;
+        }
+        Ok(Self { row_series, rank })
+    }
+
+    fn rank_of_row(&self, row: usize) -> u32 {
+        self.rank[self.row_series[row] as usize]
+    }
+
+    /// Row positions ordered by (series, time, position). A counting sort by
+    /// series keeps arrival order within a series; only a series whose rows
+    /// arrived out of time order is then sorted.
+    fn sort_rows(&self, times: &[i64]) -> Vec<u32> {
+        let n = self.row_series.len();
+        let mut next = vec![0usize; self.rank.len() + 1];
+        for row in 0..n {
+            next[self.rank_of_row(row) as usize + 1] += 1;
+        }
+        for r in 1..next.len() {
+            next[r] += next[r - 1];
+        }
+        let bounds = next.clone();
+        let mut order = vec![0u32; n];
+        for row in 0..n {
+            let r = self.rank_of_row(row) as usize;
+            order[next[r]] = row as u32;
+            next[r] += 1;
+        }
+        for w in bounds.windows(2) {
+            let rows = &mut order[w[0]..w[1]];
+            if !rows
+                .windows(2)
+                .all(|p| times[p[0] as usize] <= times[p[1] as usize])
+            {
+                rows.sort_unstable_by_key(|&i| (times[i as usize], i));
+            }
+        }
+        order
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +264,7 @@ mod tests {
     use crate::options::Precision;
     use crate::write::parse_line_protocol;
     use arrow::util::pretty::pretty_format_batches;
+    use std::sync::Arc;
 
     fn writes(lps: &[&str]) -> (Arc<TableSchema>, Vec<(u64, RecordBatch)>) {
         let mut catalog = Catalog::default();
@@ -182,5 +298,14 @@ mod tests {
 | 1970-01-01T00:00:00.000000010Z | b | 5.0 |     |       |
 +--------------------------------+---+-----+-----+-------+";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn within_one_write_the_later_row_wins() {
+        let (t, inputs) = writes(&["m,s=a x=1,y=1 10\nm,s=a x=2 10\nm,s=a x=3 10"]);
+        let out = sort_dedup(&t, &inputs).unwrap();
+        assert_eq!(out.num_rows(), 1);
+        let text = pretty_format_batches(&[out]).unwrap().to_string();
+        assert!(text.contains("| a | 3.0 | 1.0 |"), "{text}");
     }
 }

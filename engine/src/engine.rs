@@ -615,18 +615,19 @@ fn run_commit(
                     Err(TrySendError::Disconnected(_)) => {}
                 }
             }
-            if poisoned.is_none() && wal.size() >= shared.options.wal_segment_bytes {
-                if let Err(e) = wal.rotate() {
-                    error!(error = %e, "WAL rotation failed");
-                    poisoned = Some(e.to_string());
-                }
+            if poisoned.is_none()
+                && wal.size() >= shared.options.wal_segment_bytes
+                && let Err(e) = wal.rotate()
+            {
+                error!(error = %e, "WAL rotation failed");
+                poisoned = Some(e.to_string());
             }
         }
         if let Some(done) = shutdown {
-            if poisoned.is_none() {
-                if let Err(e) = wal.write_out().and_then(|_| wal.sync()) {
-                    error!(error = %e, "final WAL sync failed");
-                }
+            if poisoned.is_none()
+                && let Err(e) = wal.write_out().and_then(|_| wal.sync())
+            {
+                error!(error = %e, "final WAL sync failed");
             }
             let _ = done.send(());
             break;

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use bytes_of_parquet::encode;
@@ -102,18 +103,22 @@ pub(crate) async fn flush_memtable(
         for (&start, chunks) in &frozen.tables()[key] {
             let inputs: Vec<(u64, RecordBatch)> =
                 chunks.iter().map(|c| (c.seq, c.batch.clone())).collect();
+            let sort_started = Instant::now();
             let batch = sort_dedup(&schema, &inputs)?;
+            let sort_ms = sort_started.elapsed().as_millis() as u64;
+            let encode_started = Instant::now();
             let times = time_values(&batch);
             let min_time = times.iter().copied().min().unwrap_or(start);
             let max_time = times.iter().copied().max().unwrap_or(start);
             let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
             let bytes = encode(&batch, &schema, row_group_rows)?;
+            let encode_ms = encode_started.elapsed().as_millis() as u64;
             let id = *next_file_id;
             *next_file_id += 1;
             let path = file_path(database, table, start, partition_width, id);
             let size = bytes.len() as u64;
             storage.put_durable(&path, bytes).await?;
-            debug!(%path, rows = batch.num_rows(), size, "flushed");
+            debug!(%path, rows = batch.num_rows(), size, sort_ms, encode_ms, "file written");
             files.push(FileMeta {
                 id,
                 database: database.clone(),
@@ -140,7 +145,7 @@ mod bytes_of_parquet {
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
     use parquet::schema::types::ColumnPath;
 
-    use crate::catalog::{ColumnKind, FieldType, TableSchema};
+    use crate::catalog::{ColumnKind, TableSchema};
     use crate::error::Result;
 
     /// Encodes a batch sorted by (tags, time) as a Parquet file: zstd, tags
@@ -175,9 +180,9 @@ mod bytes_of_parquet {
                 ColumnKind::Tag => props
                     .set_column_dictionary_enabled(path.clone(), true)
                     .set_column_bloom_filter_enabled(path, true),
-                ColumnKind::Field(FieldType::Integer | FieldType::UInteger) => {
-                    props.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED)
-                }
+                // Measured with `--example encodings` on the workload: dictionary
+                // encoding beats delta for the integer fields (0.61 vs 0.75 bytes
+                // per value for rpm) and plain or byte-stream-split for floats.
                 ColumnKind::Field(_) => props,
             };
         }
