@@ -31,6 +31,10 @@ pub(crate) fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBat
         .fields()
         .iter()
         .map(|f| match src.index_of(f.name()) {
+            // Files may store a float field as a decimal (see `parquet_file`).
+            Ok(i) if batch.column(i).data_type() != f.data_type() => {
+                Ok(cast(batch.column(i), f.data_type())?)
+            }
             Ok(i) => Ok(batch.column(i).clone()),
             Err(_) if f.is_nullable() => Ok(new_null_array(f.data_type(), batch.num_rows())),
             Err(_) => Err(Error::Internal(format!(

@@ -31,6 +31,7 @@ pub mod line_protocol;
 mod manifest;
 mod memtable;
 mod options;
+mod parquet_file;
 mod query;
 mod wal;
 mod write;

@@ -220,3 +220,77 @@ fn unknown_tables_and_columns_are_named() {
         .to_string();
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn floats_come_back_bit_for_bit_from_files() {
+    use arrow::array::{Array, Float64Array};
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    // Decimal-looking readings (stored as decimals) and values that are not
+    // exact decimals (stored as floats), with nulls.
+    let decimals: [f64; 6] = [25.07, 1012.93, 0.063, -377.7, 1e-9, 123456.789];
+    let floats = [0.1 + 0.2, std::f64::consts::PI, -0.0, 1e300, 5e-324, 2.5];
+    let lp: String = decimals
+        .iter()
+        .zip(floats)
+        .enumerate()
+        .map(|(i, (d, f))| {
+            let n = if i == 2 {
+                String::new()
+            } else {
+                format!(",n={d:?}")
+            };
+            format!("m,s=a d={d:?},f={f:?}{n} {i}\n")
+        })
+        .collect();
+    write(&e, &lp);
+    e.flush().unwrap();
+    drop(e);
+    let e = open(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let batches = rt
+        .block_on(e.sql("SELECT d, f, n FROM m ORDER BY time"))
+        .unwrap();
+    let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let col = |i: usize| {
+        b.column(i)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone()
+    };
+    let (d, f, n) = (col(0), col(1), col(2));
+    for i in 0..decimals.len() {
+        assert_eq!(d.value(i).to_bits(), decimals[i].to_bits(), "d row {i}");
+        assert_eq!(f.value(i).to_bits(), floats[i].to_bits(), "f row {i}");
+        if i == 2 {
+            assert!(n.is_null(i));
+        } else {
+            assert_eq!(n.value(i).to_bits(), decimals[i].to_bits(), "n row {i}");
+        }
+    }
+    // The decimal form really is what the file holds.
+    let file = dir.path().join(&e.files()[0].path);
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(file).unwrap())
+            .unwrap();
+    use parquet::file::reader::FileReader;
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let d_col = schema
+        .columns()
+        .iter()
+        .find(|c| c.name() == "d")
+        .unwrap()
+        .clone();
+    assert_eq!(d_col.physical_type(), parquet::basic::Type::INT64);
+    let f_col = schema
+        .columns()
+        .iter()
+        .find(|c| c.name() == "f")
+        .unwrap()
+        .clone();
+    assert_eq!(f_col.physical_type(), parquet::basic::Type::DOUBLE);
+}
