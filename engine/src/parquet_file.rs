@@ -126,8 +126,9 @@ fn as_decimal(array: &ArrayRef) -> Option<ArrayRef> {
                 continue;
             }
             let x = (v * p).round();
-            // Below 2^53 an integer converts to f64 exactly, as the cast does.
-            if !(x.abs() < 9_007_199_254_740_992.0) {
+            // Below 2^53 an integer converts to f64 exactly, as the cast does
+            // (NaN and infinities fail this test too).
+            if x.is_nan() || x.abs() >= 9_007_199_254_740_992.0 {
                 continue 'scales;
             }
             let x = x as i64;
