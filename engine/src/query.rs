@@ -14,6 +14,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -21,7 +22,8 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
@@ -134,16 +136,23 @@ impl Source {
 }
 
 impl IngotTable {
-    /// The table's sources, by partition, as of one instant.
-    fn snapshot(&self) -> BTreeMap<i64, Vec<Source>> {
+    /// The table's sources that may hold rows in `range`, by partition, as
+    /// of one instant; also how many files the range pruned.
+    fn snapshot(&self, range: TimeRange) -> (BTreeMap<i64, Vec<Source>>, usize) {
         let state = self.shared.state_read();
         let mut parts: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
+        let mut pruned = 0;
         for f in &state.manifest.files {
-            if f.database == self.database && f.table == self.schema.name() {
+            if f.database != self.database || f.table != self.schema.name() {
+                continue;
+            }
+            if range.overlaps(f.min_time, f.max_time) {
                 parts
                     .entry(f.partition)
                     .or_default()
                     .push(Source::File(f.clone()));
+            } else {
+                pruned += 1;
             }
         }
         let memtables = state
@@ -154,14 +163,17 @@ impl IngotTable {
         for m in memtables {
             if let Some(partitions) = m.table(&self.database, self.schema.name()) {
                 for (start, chunks) in partitions {
-                    parts
-                        .entry(*start)
-                        .or_default()
-                        .extend(chunks.iter().cloned().map(Source::Chunk));
+                    parts.entry(*start).or_default().extend(
+                        chunks
+                            .iter()
+                            .filter(|c| range.overlaps(c.min_time, c.max_time))
+                            .cloned()
+                            .map(Source::Chunk),
+                    );
                 }
             }
         }
-        parts
+        (parts, pruned)
     }
 
     async fn read_file(&self, file: &FileMeta) -> DfResult<Vec<RecordBatch>> {
@@ -199,6 +211,94 @@ impl IngotTable {
     }
 }
 
+/// The inclusive range of `time` that a query's filters allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeRange {
+    pub min: i64,
+    pub max: i64,
+}
+
+impl TimeRange {
+    const ALL: TimeRange = TimeRange {
+        min: i64::MIN,
+        max: i64::MAX,
+    };
+
+    fn overlaps(&self, min: i64, max: i64) -> bool {
+        min <= self.max && max >= self.min
+    }
+
+    /// Narrows the range with every top-level conjunct of the form
+    /// `time <op> literal` (either side), `time BETWEEN a AND b`.
+    pub(crate) fn from_filters(filters: &[Expr]) -> TimeRange {
+        let mut range = TimeRange::ALL;
+        for f in filters {
+            range.narrow(f);
+        }
+        range
+    }
+
+    fn narrow(&mut self, expr: &Expr) {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::And,
+                right,
+            }) => {
+                self.narrow(left);
+                self.narrow(right);
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, value) = match (is_time(left), is_time(right)) {
+                    (true, false) => (*op, timestamp_ns(right)),
+                    (false, true) => match op.swap() {
+                        Some(op) => (op, timestamp_ns(left)),
+                        None => return,
+                    },
+                    _ => return,
+                };
+                let Some(v) = value else { return };
+                match op {
+                    Operator::Eq => {
+                        self.min = self.min.max(v);
+                        self.max = self.max.min(v);
+                    }
+                    Operator::Gt => self.min = self.min.max(v.saturating_add(1)),
+                    Operator::GtEq => self.min = self.min.max(v),
+                    Operator::Lt => self.max = self.max.min(v.saturating_sub(1)),
+                    Operator::LtEq => self.max = self.max.min(v),
+                    _ => {}
+                }
+            }
+            Expr::Between(b) if !b.negated && is_time(&b.expr) => {
+                if let (Some(lo), Some(hi)) = (timestamp_ns(&b.low), timestamp_ns(&b.high)) {
+                    self.min = self.min.max(lo);
+                    self.max = self.max.min(hi);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_time(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == crate::catalog::TIME_COLUMN)
+}
+
+/// A timestamp literal as nanoseconds since the epoch.
+fn timestamp_ns(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
 /// Splits sources into groups whose time ranges overlap (transitively).
 fn overlap_groups(mut sources: Vec<Source>) -> Vec<Vec<Source>> {
     sources.sort_by_key(|s| s.range());
@@ -230,17 +330,28 @@ impl TableProvider for IngotTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters prune files and row groups; DataFusion still applies them to
+        // the rows that remain.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
+        let range = TimeRange::from_filters(filters);
+        let (snapshot, files_pruned) = self.snapshot(range);
         let mut plain_files = Vec::new();
         let mut merged = Vec::new();
-        for (_, sources) in self.snapshot() {
+        for (_, sources) in snapshot {
             for group in overlap_groups(sources) {
                 match group.as_slice() {
                     [Source::File(f)] => plain_files.push(f.clone()),
@@ -248,6 +359,13 @@ impl TableProvider for IngotTable {
                 }
             }
         }
+        tracing::debug!(
+            table = self.schema.name(),
+            files_pruned,
+            files_scanned = plain_files.len(),
+            merged_groups = merged.len(),
+            "scan planned"
+        );
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !plain_files.is_empty() {
             let target = state.config().target_partitions().max(1);
@@ -257,7 +375,12 @@ impl TableProvider for IngotTable {
             for (i, f) in plain_files.iter().enumerate() {
                 groups[i % n_groups].push(PartitionedFile::new(f.path.clone(), f.bytes));
             }
-            let source = Arc::new(ParquetSource::new(schema.clone()));
+            let mut source = ParquetSource::new(schema.clone());
+            let df_schema = DFSchema::try_from(schema.clone())?;
+            if let Some(predicate) = conjunction(filters.iter().cloned()) {
+                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+            }
+            let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
                 .with_projection_indices(projection.cloned())?

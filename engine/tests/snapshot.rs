@@ -1,0 +1,104 @@
+//! Queries see one consistent state while writes and flushes go on, and a
+//! time-range query opens only the files that overlap it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow::array::Int64Array;
+use datafusion::physical_plan::displayable;
+use ingot_engine::{Engine, Options, Precision};
+
+fn count(engine: &Engine, rt: &tokio::runtime::Runtime) -> i64 {
+    let b = rt.block_on(engine.sql("SELECT count(*) FROM m")).unwrap();
+    b[0].column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+#[test]
+fn counts_during_writes_and_flushes_are_whole_and_monotone() {
+    const BATCH: i64 = 50;
+    const BATCHES: i64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::default();
+    options.memtable_budget_bytes = 256 << 10; // flushes all the time
+    let engine = Engine::open(dir.path(), options).unwrap();
+    engine
+        .write_lines("public", "m,s=x v=0 0", Precision::Nanosecond)
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (engine, done) = (engine.clone(), done.clone());
+        std::thread::spawn(move || {
+            for n in 0..BATCHES {
+                let lp: String = (0..BATCH)
+                    .map(|i| format!("m,s=s{} v={n} {}\n", i % 7, 1 + n * BATCH + i))
+                    .collect();
+                engine
+                    .write_lines("public", &lp, Precision::Nanosecond)
+                    .unwrap();
+                if n % 25 == 0 {
+                    engine.flush().unwrap();
+                }
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut last = 0;
+    let mut observed = 0;
+    while !done.load(Ordering::Acquire) {
+        let n = count(&engine, &rt) - 1;
+        assert_eq!(n % BATCH, 0, "a count of {n} rows splits a write");
+        assert!(n >= last, "count went back from {last} to {n}");
+        last = n;
+        observed += 1;
+    }
+    writer.join().unwrap();
+    assert_eq!(count(&engine, &rt) - 1, BATCH * BATCHES);
+    assert!(observed > 3, "the reader only got {observed} counts in");
+}
+
+#[test]
+fn a_time_range_query_opens_only_the_overlapping_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), Options::default()).unwrap();
+    let day = 86_400i64;
+    for d in 0..10 {
+        let lp: String = (0..24)
+            .map(|h| format!("m,s=a v={h} {}\n", 1_767_225_600 + d * day + h * 3600))
+            .collect();
+        engine
+            .write_lines("public", &lp, Precision::Second)
+            .unwrap();
+        engine.flush().unwrap();
+    }
+    assert_eq!(engine.files().len(), 10);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sql = "SELECT count(*) FROM m WHERE time >= '2026-01-04T00:00:00Z' AND time < '2026-01-05T00:00:00Z'";
+    let plan = rt.block_on(async {
+        let df = engine.session().sql(sql).await.unwrap();
+        df.create_physical_plan().await.unwrap()
+    });
+    let text = displayable(plan.as_ref()).indent(true).to_string();
+    let opened: Vec<&str> = text.matches(".parquet").collect();
+    assert_eq!(opened.len(), 1, "expected one file in the plan:\n{text}");
+    assert!(text.contains("day=2026-01-04"), "{text}");
+    let b = rt.block_on(engine.sql(sql)).unwrap();
+    assert_eq!(
+        b[0].column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0),
+        24
+    );
+}
