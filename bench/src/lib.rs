@@ -286,6 +286,24 @@ pub fn line_protocol(r: &Row) -> String {
     )
 }
 
+/// The named queries of a query file in the form of `shared/bench/queries.sql`:
+/// a `-- qN ...` comment line names the query on the next non-comment line.
+pub fn parse_queries(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("-- q") {
+            name = rest.split_whitespace().next().map(|n| format!("q{n}"));
+        } else if !line.trim().is_empty()
+            && !line.starts_with("--")
+            && let Some(n) = name.take()
+        {
+            out.push((n, line.trim().to_string()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

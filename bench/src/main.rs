@@ -27,6 +27,32 @@ struct Cli {
 enum Command {
     /// Streams a preset into Ingot and reports the ingest rate and bytes on disk.
     Ingest(IngestArgs),
+    /// Loads a preset through the embedded API, flushes it, and times q1..q8.
+    Query(QueryArgs),
+}
+
+#[derive(clap::Args)]
+struct QueryArgs {
+    /// Workload preset: tiny, small, medium or billion.
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// Warm runs per query; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// The query set.
+    #[arg(long, default_value = "../shared/bench/queries.sql")]
+    queries: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct QueryReport {
+    name: String,
+    rows: usize,
+    cold_ms: f64,
+    warm_median_ms: f64,
 }
 
 #[derive(Clone, Copy, ValueEnum, Serialize)]
@@ -92,6 +118,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest(args),
+        Command::Query(args) => run_queries(args),
     };
     if let Err(e) = result {
         eprintln!("ingot-bench: {e}");
@@ -226,6 +253,62 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let preset =
+        Preset::by_name(&args.preset).ok_or_else(|| format!("unknown preset {:?}", args.preset))?;
+    let text = std::fs::read_to_string(&args.queries)
+        .map_err(|e| format!("{}: {e}", args.queries.display()))?;
+    let queries = ingot_bench::parse_queries(&text);
+    let temp = tempfile::tempdir()?;
+    let engine = Engine::open(temp.path().join("data"), Options::default())?;
+    let mut generator = Generator::new(preset);
+    while let Some(batch) = generator.next_batch(10_000) {
+        engine.write_batch("public", "readings", &batch)?;
+    }
+    engine.flush()?;
+    eprintln!(
+        "loaded {} rows in {} files",
+        preset.rows(),
+        engine.files().len()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut reports = Vec::new();
+    for (name, sql) in &queries {
+        let run = || -> Result<(f64, usize), Box<dyn std::error::Error>> {
+            let t = Instant::now();
+            let batches = runtime.block_on(engine.sql(sql))?;
+            Ok((
+                t.elapsed().as_secs_f64() * 1e3,
+                batches.iter().map(|b| b.num_rows()).sum(),
+            ))
+        };
+        let (cold_ms, rows) = run()?;
+        let mut warm: Vec<f64> = (0..args.runs.max(1))
+            .map(|_| run().map(|r| r.0))
+            .collect::<Result<_, _>>()?;
+        warm.sort_by(f64::total_cmp);
+        let report = QueryReport {
+            name: name.clone(),
+            rows,
+            cold_ms,
+            warm_median_ms: warm[warm.len() / 2],
+        };
+        println!(
+            "{:<4} rows {:>7}  cold {:>9.1} ms  warm median {:>9.1} ms",
+            report.name, report.rows, report.cold_ms, report.warm_median_ms
+        );
+        reports.push(report);
+    }
+    engine.close()?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
     }
     Ok(())
 }

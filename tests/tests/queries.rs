@@ -18,19 +18,9 @@ fn workload_queries() -> Vec<(String, String)> {
         "/../../shared/bench/queries.sql"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut out = Vec::new();
-    let mut name = None;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("-- q") {
-            name = rest.split_whitespace().next().map(|n| format!("q{n}"));
-        } else if !line.trim().is_empty() && !line.starts_with("--") {
-            if let Some(n) = name.take() {
-                out.push((n, line.trim().to_string()));
-            }
-        }
-    }
-    assert_eq!(out.len(), 8, "expected q1..q8 in {path}");
-    out
+    let queries = ingot_bench::parse_queries(&text);
+    assert_eq!(queries.len(), 8, "expected q1..q8 in {path}");
+    queries
 }
 
 fn one(batches: &[RecordBatch]) -> RecordBatch {
