@@ -114,8 +114,23 @@ enum FlushMsg {
 impl Engine {
     /// Opens (creating if needed) the data directory `dir`, replays its WAL
     /// and starts the engine's threads.
+    ///
+    /// Blocking (it may replay and flush a large WAL): from async code, call
+    /// it inside `spawn_blocking`. Calling it on a runtime thread also works;
+    /// the work that needs a runtime of its own runs on a separate thread.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Engine> {
         let dir = dir.as_ref().to_path_buf();
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("ingot-open".into())
+                .spawn_scoped(s, || Engine::open_here(dir, options))
+                .map_err(|e| Error::Internal(format!("cannot start the open thread: {e}")))?
+                .join()
+                .map_err(|_| Error::Internal("opening the engine panicked".into()))?
+        })
+    }
+
+    fn open_here(dir: PathBuf, options: Options) -> Result<Engine> {
         let width = i64::try_from(options.partition_duration.as_nanos()).unwrap_or(i64::MAX);
         if width <= 0 || width % 3_600_000_000_000 != 0 {
             return Err(Error::InvalidWrite(format!(
