@@ -304,6 +304,112 @@ pub fn parse_queries(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Compares a query's result with the reference rows written by
+/// `bench/expected.py` (one JSON array per line; timestamps as nanoseconds).
+/// Floats agree to 1e-9 relative; everything else exactly, in order.
+pub fn check_result(batches: &[RecordBatch], expected_jsonl: &str) -> Result<(), String> {
+    use arrow::array::{Array, AsArray};
+    use arrow::compute::cast;
+    use arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondType};
+    use serde_json::Value;
+
+    let expected: Vec<Vec<Value>> = expected_jsonl
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad expected line {l:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let mut got: Vec<Vec<Value>> = Vec::new();
+    for b in batches {
+        let mut columns: Vec<Vec<Value>> = Vec::new();
+        for c in b.columns() {
+            let values: Vec<Value> = match c.data_type() {
+                DataType::Timestamp(_, _) => {
+                    let c = cast(c, &DataType::Timestamp(TimeUnit::Nanosecond, None))
+                        .map_err(|e| e.to_string())?;
+                    let a = c.as_primitive::<TimestampNanosecondType>();
+                    (0..a.len())
+                        .map(|i| {
+                            if a.is_null(i) {
+                                Value::Null
+                            } else {
+                                a.value(i).into()
+                            }
+                        })
+                        .collect()
+                }
+                DataType::Float64 | DataType::Float32 => {
+                    let c = cast(c, &DataType::Float64).map_err(|e| e.to_string())?;
+                    let a = c.as_primitive::<Float64Type>();
+                    (0..a.len())
+                        .map(|i| {
+                            if a.is_null(i) {
+                                Value::Null
+                            } else {
+                                a.value(i).into()
+                            }
+                        })
+                        .collect()
+                }
+                DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64 => {
+                    let c = cast(c, &DataType::Int64).map_err(|e| e.to_string())?;
+                    let a = c.as_primitive::<Int64Type>();
+                    (0..a.len())
+                        .map(|i| {
+                            if a.is_null(i) {
+                                Value::Null
+                            } else {
+                                a.value(i).into()
+                            }
+                        })
+                        .collect()
+                }
+                _ => {
+                    let c = cast(c, &DataType::Utf8).map_err(|e| e.to_string())?;
+                    let a = c.as_string::<i32>();
+                    (0..a.len())
+                        .map(|i| {
+                            if a.is_null(i) {
+                                Value::Null
+                            } else {
+                                a.value(i).into()
+                            }
+                        })
+                        .collect()
+                }
+            };
+            columns.push(values);
+        }
+        for r in 0..b.num_rows() {
+            got.push(columns.iter().map(|c| c[r].clone()).collect());
+        }
+    }
+    if got.len() != expected.len() {
+        return Err(format!("{} rows, expected {}", got.len(), expected.len()));
+    }
+    for (r, (g, e)) in got.iter().zip(&expected).enumerate() {
+        let same = g.len() == e.len()
+            && g.iter()
+                .zip(e)
+                .all(|(g, e)| match (g.as_f64(), e.as_f64()) {
+                    (Some(x), Some(y)) if g.is_f64() || e.is_f64() => {
+                        x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
+                    }
+                    _ => g == e,
+                });
+        if !same {
+            return Err(format!("row {r}: got {g:?}, expected {e:?}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +443,20 @@ mod tests {
             rows += b.num_rows();
         }
         assert_eq!(rows, 36_000);
+    }
+
+    #[test]
+    fn check_result_tolerates_only_float_rounding() {
+        let mut g = Generator::with_size(2, 1);
+        let b = g.next_batch(2).unwrap();
+        let b = b.project(&[0, 3, 5, 10]).unwrap(); // time, device_id, temperature, rpm
+        let good = "[1767225600000000000, \"dev-000000\", 25.07, 0]\n[1767225600000000000, \"dev-000001\", 40.33000000000001, 1452]\n";
+        check_result(std::slice::from_ref(&b), good).unwrap();
+        let bad_float = good.replace("25.07", "25.08");
+        assert!(check_result(std::slice::from_ref(&b), &bad_float).is_err());
+        let bad_int = good.replace("1452", "1453");
+        assert!(check_result(std::slice::from_ref(&b), &bad_int).is_err());
+        let missing_row = good.lines().next().unwrap();
+        assert!(check_result(std::slice::from_ref(&b), missing_row).is_err());
     }
 }

@@ -42,6 +42,10 @@ struct QueryArgs {
     /// The query set.
     #[arg(long, default_value = "../shared/bench/queries.sql")]
     queries: PathBuf,
+    /// Reference results (`bench/expected.py`); default bench/expected/PRESET
+    /// when it exists. A mismatch fails the run.
+    #[arg(long)]
+    expected: Option<PathBuf>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -51,6 +55,7 @@ struct QueryArgs {
 struct QueryReport {
     name: String,
     rows: usize,
+    checked: bool,
     cold_ms: f64,
     warm_median_ms: f64,
 }
@@ -263,6 +268,12 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(&args.queries)
         .map_err(|e| format!("{}: {e}", args.queries.display()))?;
     let queries = ingot_bench::parse_queries(&text);
+    let expected_dir = args.expected.clone().or_else(|| {
+        let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("expected")
+            .join(preset.name);
+        d.exists().then_some(d)
+    });
     let temp = tempfile::tempdir()?;
     let engine = Engine::open(temp.path().join("data"), Options::default())?;
     let mut generator = Generator::new(preset);
@@ -281,15 +292,26 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let mut reports = Vec::new();
     for (name, sql) in &queries {
-        let run = || -> Result<(f64, usize), Box<dyn std::error::Error>> {
-            let t = Instant::now();
-            let batches = runtime.block_on(engine.sql(sql))?;
-            Ok((
-                t.elapsed().as_secs_f64() * 1e3,
-                batches.iter().map(|b| b.num_rows()).sum(),
-            ))
+        let run =
+            || -> Result<(f64, Vec<arrow::array::RecordBatch>), Box<dyn std::error::Error>> {
+                let t = Instant::now();
+                let batches = runtime.block_on(engine.sql(sql))?;
+                Ok((t.elapsed().as_secs_f64() * 1e3, batches))
+            };
+        let (cold_ms, batches) = run()?;
+        let rows = batches.iter().map(|b| b.num_rows()).sum();
+        let expected_file = expected_dir
+            .as_ref()
+            .map(|d| d.join(format!("{name}.jsonl")));
+        let checked = match &expected_file {
+            Some(f) if f.exists() => {
+                let text = std::fs::read_to_string(f)?;
+                ingot_bench::check_result(&batches, &text)
+                    .map_err(|e| format!("{name} disagrees with {}: {e}", f.display()))?;
+                true
+            }
+            _ => false,
         };
-        let (cold_ms, rows) = run()?;
         let mut warm: Vec<f64> = (0..args.runs.max(1))
             .map(|_| run().map(|r| r.0))
             .collect::<Result<_, _>>()?;
@@ -297,12 +319,21 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         let report = QueryReport {
             name: name.clone(),
             rows,
+            checked,
             cold_ms,
             warm_median_ms: warm[warm.len() / 2],
         };
         println!(
-            "{:<4} rows {:>7}  cold {:>9.1} ms  warm median {:>9.1} ms",
-            report.name, report.rows, report.cold_ms, report.warm_median_ms
+            "{:<4} rows {:>7} {:<9} cold {:>9.1} ms  warm median {:>9.1} ms",
+            report.name,
+            report.rows,
+            if report.checked {
+                "checked"
+            } else {
+                "UNCHECKED"
+            },
+            report.cold_ms,
+            report.warm_median_ms
         );
         reports.push(report);
     }

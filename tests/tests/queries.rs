@@ -52,7 +52,7 @@ fn floats(b: &RecordBatch, i: usize) -> Vec<f64> {
 }
 
 #[test]
-fn q1_to_q8_run_on_tiny_and_agree_with_the_generator() {
+fn q1_to_q8_run_on_tiny_and_agree_with_duckdb_and_the_generator() {
     let preset = Preset::by_name("tiny").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut options = Options::default();
@@ -66,6 +66,18 @@ fn q1_to_q8_run_on_tiny_and_agree_with_the_generator() {
         results.insert(name, batches);
     }
     let last_step = preset.steps - 1;
+
+    // Every result agrees with DuckDB's on the same data (bench/expected.py).
+    for (name, batches) in &results {
+        let path = format!(
+            "{}/../bench/expected/tiny/{name}.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        if let Err(e) = ingot_bench::check_result(batches, &expected) {
+            panic!("{name} disagrees with DuckDB ({path}): {e}");
+        }
+    }
 
     // q1: the last reading of every device.
     let q1 = one(&results["q1"]);
