@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub options: Options,
     pub partition_width: i64,
     pub storage: Storage,
+    /// DataFusion's runtime for this engine's queries (memory pool, store).
+    pub runtime_env: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     pub catalog: RwLock<Catalog>,
     pub state: RwLock<State>,
     /// Bytes reserved by writes that are not yet persisted (memtable, frozen
@@ -162,8 +164,11 @@ impl Engine {
             .map_err(|e| Error::io(&dir, e))?;
         let manifest = Manifest::load(&dir)?;
         runtime.block_on(remove_orphans(&storage, &manifest))?;
+        let runtime_env =
+            crate::query::runtime_env(options.query_memory_limit_bytes, storage.store.clone())?;
         let shared = Arc::new(Shared {
             dir: dir.clone(),
+            runtime_env,
             wal_dir: wal_dir.clone(),
             partition_width: width,
             storage,

@@ -93,6 +93,10 @@ pub struct Options {
     pub partition_duration: Duration,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Memory all running queries may use together. A query that needs more
+    /// spills to disk where its operators can, and otherwise fails with a
+    /// "resources exhausted" error; the process does not grow past it.
+    pub query_memory_limit_bytes: usize,
     /// Where Parquet files go. `None` keeps them under the data directory on
     /// the local file system (and fsyncs them there); any other store must
     /// make a completed `put` durable by itself.
@@ -108,6 +112,7 @@ impl Default for Options {
             write_stall_timeout: Duration::from_secs(30),
             partition_duration: Duration::from_secs(24 * 3600),
             row_group_rows: 1 << 20,
+            query_memory_limit_bytes: 4 << 30,
             object_store: None,
         }
     }
@@ -122,6 +127,7 @@ impl std::fmt::Debug for Options {
             .field("write_stall_timeout", &self.write_stall_timeout)
             .field("partition_duration", &self.partition_duration)
             .field("row_group_rows", &self.row_group_rows)
+            .field("query_memory_limit_bytes", &self.query_memory_limit_bytes)
             .field(
                 "object_store",
                 &self.object_store.as_ref().map(|s| s.to_string()),

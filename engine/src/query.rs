@@ -14,7 +14,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -22,6 +23,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -42,14 +44,27 @@ use crate::memtable::Chunk;
 pub const CATALOG_NAME: &str = "ingot";
 const STORE_URL: &str = "ingot://store";
 
+/// The DataFusion runtime all of an engine's queries share: one memory pool
+/// bounded by `Options::query_memory_limit_bytes`, and the object store that
+/// holds the table files.
+pub(crate) fn runtime_env(
+    limit_bytes: usize,
+    store: Arc<dyn object_store::ObjectStore>,
+) -> crate::error::Result<Arc<RuntimeEnv>> {
+    let env = RuntimeEnvBuilder::new()
+        .with_memory_limit(limit_bytes, 1.0)
+        .build_arc()?;
+    let url = ObjectStoreUrl::parse(STORE_URL)?;
+    env.register_object_store(url.as_ref(), store);
+    Ok(env)
+}
+
 pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false);
-    let ctx = SessionContext::new_with_config(config);
-    let url = ObjectStoreUrl::parse(STORE_URL).expect("constant URL parses");
-    ctx.register_object_store(url.as_ref(), shared.storage.store.clone());
+    let ctx = SessionContext::new_with_config_rt(config, shared.runtime_env.clone());
     ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
     ctx
 }
@@ -299,6 +314,44 @@ fn timestamp_ns(expr: &Expr) -> Option<i64> {
     }
 }
 
+/// What the manifest knows of a set of files: their row count and time span,
+/// exact when no filter narrows the scan (files hold each (series, time) once
+/// and do not overlap one another), which lets DataFusion answer `count(*)`,
+/// `min(time)` and `max(time)` without reading them.
+fn files_statistics(schema: &SchemaRef, files: &[FileMeta], exact: bool) -> Statistics {
+    let mut stats = Statistics::new_unknown(schema);
+    let rows: usize = files.iter().map(|f| f.rows as usize).sum();
+    let bytes: usize = files.iter().map(|f| f.bytes as usize).sum();
+    let min = files.iter().map(|f| f.min_time).min();
+    let max = files.iter().map(|f| f.max_time).max();
+    let wrap = |v: usize| {
+        if exact {
+            Precision::Exact(v)
+        } else {
+            Precision::Inexact(v)
+        }
+    };
+    stats.num_rows = wrap(rows);
+    stats.total_byte_size = Precision::Inexact(bytes);
+    if let (Some(min), Some(max), Ok(i)) = (min, max, schema.index_of(crate::catalog::TIME_COLUMN))
+    {
+        let ts = |v: i64| ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into()));
+        let col = &mut stats.column_statistics[i];
+        col.null_count = Precision::Exact(0);
+        col.min_value = if exact {
+            Precision::Exact(ts(min))
+        } else {
+            Precision::Inexact(ts(min))
+        };
+        col.max_value = if exact {
+            Precision::Exact(ts(max))
+        } else {
+            Precision::Inexact(ts(max))
+        };
+    }
+    stats
+}
+
 /// Splits sources into groups whose time ranges overlap (transitively).
 fn overlap_groups(mut sources: Vec<Source>) -> Vec<Vec<Source>> {
     sources.sort_by_key(|s| s.range());
@@ -383,6 +436,7 @@ impl TableProvider for IngotTable {
             let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_statistics(files_statistics(&schema, &plain_files, filters.is_empty()))
                 .with_projection_indices(projection.cloned())?
                 .build();
             inputs.push(DataSourceExec::from_data_source(config));

@@ -102,3 +102,79 @@ fn a_time_range_query_opens_only_the_overlapping_files() {
         24
     );
 }
+
+#[test]
+fn a_query_over_its_memory_limit_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::default();
+    options.query_memory_limit_bytes = 256 << 10;
+    let engine = Engine::open(dir.path(), options).unwrap();
+    let lp: String = (0..50_000)
+        .map(|i| format!("m,s=s{} v={i} {i}\n", i % 10))
+        .collect();
+    engine
+        .write_lines("public", &lp, Precision::Nanosecond)
+        .unwrap();
+    engine.flush().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A hash join's build side cannot spill.
+    let err = rt
+        .block_on(engine.sql("SELECT count(*) FROM m a JOIN m b ON a.v = b.v AND a.time = b.time"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Resources exhausted"), "{err}");
+    // The engine goes on answering queries that fit.
+    assert_eq!(count(&engine, &rt), 50_000);
+}
+
+#[test]
+fn count_and_time_span_of_persisted_files_come_from_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), Options::default()).unwrap();
+    for d in 0..3i64 {
+        let lp: String = (0..10)
+            .map(|i| format!("m,s=s{i} v=1 {}\n", d * 86_400 + i))
+            .collect();
+        engine
+            .write_lines("public", &lp, Precision::Second)
+            .unwrap();
+        engine.flush().unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sql = "SELECT count(*) AS n, min(time) AS first, max(time) AS last FROM m";
+    let plan = rt.block_on(async {
+        let df = engine.session().sql(sql).await.unwrap();
+        df.create_physical_plan().await.unwrap()
+    });
+    let text = displayable(plan.as_ref()).indent(true).to_string();
+    assert!(
+        !text.contains(".parquet"),
+        "no file should be read:\n{text}"
+    );
+    let b = rt.block_on(engine.sql(sql)).unwrap();
+    let out = arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    assert!(
+        out.contains("| 30 | 1970-01-01T00:00:00Z | 1970-01-03T00:00:09Z |"),
+        "{out}"
+    );
+    // With unflushed rows as well, the answer still counts them.
+    engine
+        .write_lines("public", "m,s=x v=1 1000000", Precision::Second)
+        .unwrap();
+    let b = rt.block_on(engine.sql(sql)).unwrap();
+    let out = arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    assert!(
+        out.contains("| 31 |") && out.contains("1970-01-12T13:46:40Z"),
+        "{out}"
+    );
+}
