@@ -63,7 +63,9 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
         .with_information_schema(true)
-        .with_create_default_catalog_and_schema(false);
+        .with_create_default_catalog_and_schema(false)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true);
     let ctx = SessionContext::new_with_config_rt(config, shared.runtime_env.clone());
     ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
     ctx
