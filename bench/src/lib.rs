@@ -459,4 +459,39 @@ mod tests {
         let missing_row = good.lines().next().unwrap();
         assert!(check_result(std::slice::from_ref(&b), missing_row).is_err());
     }
+
+    /// The FNV-1a checksum `bench/gen_checksum.py` computes over gen.py's data.
+    fn checksum(preset: Preset) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for k in 0..preset.steps {
+            for d in 0..preset.devices {
+                let r = row(d, k, 10);
+                let values = [
+                    r.time,
+                    r.temperature.to_bits() as i64,
+                    r.pressure.to_bits() as i64,
+                    r.vibration.to_bits() as i64,
+                    r.power_kw.to_bits() as i64,
+                    r.voltage.to_bits() as i64,
+                    r.rpm,
+                    r.status,
+                    model_of(d) as i64,
+                ];
+                for v in values {
+                    for byte in v.to_le_bytes() {
+                        h = (h ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                    }
+                }
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn bit_identical_to_gen_py_on_tiny() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/expected/tiny/generator.fnv");
+        let expected = std::fs::read_to_string(path).unwrap();
+        let expected = u64::from_str_radix(expected.trim(), 16).unwrap();
+        assert_eq!(checksum(Preset::by_name("tiny").unwrap()), expected);
+    }
 }
