@@ -326,32 +326,28 @@ fn files_statistics(schema: &SchemaRef, files: &[FileMeta], exact: bool) -> Stat
     let bytes: usize = files.iter().map(|f| f.bytes as usize).sum();
     let min = files.iter().map(|f| f.min_time).min();
     let max = files.iter().map(|f| f.max_time).max();
-    let wrap = |v: usize| {
-        if exact {
-            Precision::Exact(v)
-        } else {
-            Precision::Inexact(v)
-        }
-    };
-    stats.num_rows = wrap(rows);
+    stats.num_rows = known(exact, rows);
     stats.total_byte_size = Precision::Inexact(bytes);
     if let (Some(min), Some(max), Ok(i)) = (min, max, schema.index_of(crate::catalog::TIME_COLUMN))
     {
         let ts = |v: i64| ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into()));
         let col = &mut stats.column_statistics[i];
         col.null_count = Precision::Exact(0);
-        col.min_value = if exact {
-            Precision::Exact(ts(min))
-        } else {
-            Precision::Inexact(ts(min))
-        };
-        col.max_value = if exact {
-            Precision::Exact(ts(max))
-        } else {
-            Precision::Inexact(ts(max))
-        };
+        col.min_value = known(exact, ts(min));
+        col.max_value = known(exact, ts(max));
     }
     stats
+}
+
+fn known<T: std::fmt::Debug + Clone + PartialEq + Eq + PartialOrd>(
+    exact: bool,
+    v: T,
+) -> Precision<T> {
+    if exact {
+        Precision::Exact(v)
+    } else {
+        Precision::Inexact(v)
+    }
 }
 
 /// Splits sources into groups whose time ranges overlap (transitively).
