@@ -322,56 +322,20 @@ pub fn check_result(batches: &[RecordBatch], expected_jsonl: &str) -> Result<(),
     for b in batches {
         let mut columns: Vec<Vec<Value>> = Vec::new();
         for c in b.columns() {
+            let as_type = |t: DataType| cast(c, &t).map_err(|e| e.to_string());
             let values: Vec<Value> = match c.data_type() {
                 DataType::Timestamp(_, _) => {
-                    let c = cast(c, &DataType::Timestamp(TimeUnit::Nanosecond, None))
-                        .map_err(|e| e.to_string())?;
-                    let a = c.as_primitive::<TimestampNanosecondType>();
-                    (0..a.len())
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Value::Null
-                            } else {
-                                a.value(i).into()
-                            }
-                        })
-                        .collect()
+                    let c = as_type(DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+                    json_values(c.as_primitive::<TimestampNanosecondType>())
                 }
                 DataType::Float64 | DataType::Float32 => {
-                    let c = cast(c, &DataType::Float64).map_err(|e| e.to_string())?;
-                    let a = c.as_primitive::<Float64Type>();
-                    (0..a.len())
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Value::Null
-                            } else {
-                                a.value(i).into()
-                            }
-                        })
-                        .collect()
+                    json_values(as_type(DataType::Float64)?.as_primitive::<Float64Type>())
                 }
-                DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::UInt8
-                | DataType::UInt16
-                | DataType::UInt32
-                | DataType::UInt64 => {
-                    let c = cast(c, &DataType::Int64).map_err(|e| e.to_string())?;
-                    let a = c.as_primitive::<Int64Type>();
-                    (0..a.len())
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Value::Null
-                            } else {
-                                a.value(i).into()
-                            }
-                        })
-                        .collect()
+                t if t.is_integer() => {
+                    json_values(as_type(DataType::Int64)?.as_primitive::<Int64Type>())
                 }
                 _ => {
-                    let c = cast(c, &DataType::Utf8).map_err(|e| e.to_string())?;
+                    let c = as_type(DataType::Utf8)?;
                     let a = c.as_string::<i32>();
                     (0..a.len())
                         .map(|i| {
@@ -408,6 +372,24 @@ pub fn check_result(batches: &[RecordBatch], expected_jsonl: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// The values of a primitive array as JSON, nulls as `null`.
+fn json_values<T>(a: &arrow::array::PrimitiveArray<T>) -> Vec<serde_json::Value>
+where
+    T: arrow::datatypes::ArrowPrimitiveType,
+    T::Native: Into<serde_json::Value>,
+{
+    use arrow::array::Array;
+    (0..a.len())
+        .map(|i| {
+            if a.is_null(i) {
+                serde_json::Value::Null
+            } else {
+                a.value(i).into()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -779,6 +779,52 @@ fn dedup_fields(fields: &mut Vec<(Cow<'_, str>, FieldValue<'_>)>) {
     });
 }
 
+impl ParsedLine<'_> {
+    /// Appends this line as line protocol (no trailing newline), escaping
+    /// what needs escaping. A name ending in an odd number of backslashes
+    /// cannot be written back faithfully, since `\\` is not an escape in
+    /// names; every line [`parse_line`] produces can be.
+    pub fn write_to(&self, out: &mut String) {
+        write_escaped(out, &self.measurement, &[',', ' ']);
+        for (key, value) in &self.tags {
+            out.push(',');
+            write_escaped(out, key, &[',', '=', ' ']);
+            out.push('=');
+            write_escaped(out, value, &[',', '=', ' ']);
+        }
+        for (i, (key, value)) in self.fields.iter().enumerate() {
+            out.push(if i == 0 { ' ' } else { ',' });
+            write_escaped(out, key, &[',', '=', ' ']);
+            out.push('=');
+            match value {
+                FieldValue::F64(x) => out.push_str(&format!("{x:?}")),
+                FieldValue::I64(n) => out.push_str(&format!("{n}i")),
+                FieldValue::U64(n) => out.push_str(&format!("{n}u")),
+                FieldValue::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+                FieldValue::Str(v) => {
+                    out.push('"');
+                    write_escaped(out, v, &['"', '\\']);
+                    out.push('"');
+                }
+            }
+        }
+        if let Some(ts) = self.timestamp {
+            out.push(' ');
+            out.push_str(&ts.to_string());
+        }
+    }
+}
+
+/// Writes `s`, escaping the characters in `specials` with a backslash.
+fn write_escaped(out: &mut String, s: &str, specials: &[char]) {
+    for c in s.chars() {
+        if specials.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1387,48 +1433,9 @@ mod tests {
     // ---- Property tests ----------------------------------------------------------------
 
     /// Writes `s`, escaping the characters in `specials` with a backslash.
-    fn write_escaped(out: &mut String, s: &str, specials: &[char]) {
-        for c in s.chars() {
-            if specials.contains(&c) {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-    }
-
-    fn write_value(out: &mut String, value: &FieldValue<'_>) {
-        match value {
-            FieldValue::F64(x) => out.push_str(&format!("{x:?}")),
-            FieldValue::I64(n) => out.push_str(&format!("{n}i")),
-            FieldValue::U64(n) => out.push_str(&format!("{n}u")),
-            FieldValue::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
-            FieldValue::Str(s) => {
-                out.push('"');
-                write_escaped(out, s, &['"', '\\']);
-                out.push('"');
-            }
-        }
-    }
-
-    /// Serializes a parsed line back into line protocol.
     fn write_line(line: &ParsedLine<'_>) -> String {
         let mut out = String::new();
-        write_escaped(&mut out, &line.measurement, &[',', ' ']);
-        for (key, value) in &line.tags {
-            out.push(',');
-            write_escaped(&mut out, key, &[',', '=', ' ']);
-            out.push('=');
-            write_escaped(&mut out, value, &[',', '=', ' ']);
-        }
-        for (i, (key, value)) in line.fields.iter().enumerate() {
-            out.push(if i == 0 { ' ' } else { ',' });
-            write_escaped(&mut out, key, &[',', '=', ' ']);
-            out.push('=');
-            write_value(&mut out, value);
-        }
-        if let Some(ts) = line.timestamp {
-            out.push_str(&format!(" {ts}"));
-        }
+        line.write_to(&mut out);
         out
     }
 

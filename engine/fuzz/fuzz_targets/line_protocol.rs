@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use ingot_engine::line_protocol::{FieldValue, ParsedLine, lines, parse_line};
+use ingot_engine::line_protocol::{ParsedLine, lines, parse_line};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -36,44 +36,9 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Writes `s`, escaping the characters in `specials` with a backslash.
-fn write_escaped(out: &mut String, s: &str, specials: &[char]) {
-    for c in s.chars() {
-        if specials.contains(&c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
 /// Serializes a parsed line back into line protocol.
 fn write_line(line: &ParsedLine<'_>) -> String {
     let mut out = String::new();
-    write_escaped(&mut out, &line.measurement, &[',', ' ']);
-    for (key, value) in &line.tags {
-        out.push(',');
-        write_escaped(&mut out, key, &[',', '=', ' ']);
-        out.push('=');
-        write_escaped(&mut out, value, &[',', '=', ' ']);
-    }
-    for (i, (key, value)) in line.fields.iter().enumerate() {
-        out.push(if i == 0 { ' ' } else { ',' });
-        write_escaped(&mut out, key, &[',', '=', ' ']);
-        out.push('=');
-        match value {
-            FieldValue::F64(x) => out.push_str(&format!("{x:?}")),
-            FieldValue::I64(n) => out.push_str(&format!("{n}i")),
-            FieldValue::U64(n) => out.push_str(&format!("{n}u")),
-            FieldValue::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
-            FieldValue::Str(s) => {
-                out.push('"');
-                write_escaped(&mut out, s, &['"', '\\']);
-                out.push('"');
-            }
-        }
-    }
-    if let Some(ts) = line.timestamp {
-        out.push_str(&format!(" {ts}"));
-    }
+    line.write_to(&mut out);
     out
 }
