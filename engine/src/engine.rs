@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -83,6 +83,37 @@ pub(crate) struct Shared {
     mem_lock: Mutex<()>,
     mem_freed: Condvar,
     closed: AtomicBool,
+    stats: Counters,
+}
+
+/// Running totals behind [`Engine::stats`].
+#[derive(Default)]
+struct Counters {
+    wal_records: AtomicU64,
+    wal_fsyncs: AtomicU64,
+    wal_fsync_nanos: AtomicU64,
+    flushes: AtomicU64,
+    files_written: AtomicU64,
+}
+
+/// What an engine has done since it was opened (for metrics and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct EngineStats {
+    /// Write requests appended to the WAL.
+    pub wal_records: u64,
+    /// fsyncs of the WAL; fewer than records when concurrent writes share one.
+    pub wal_fsyncs: u64,
+    /// Time spent in WAL fsyncs, nanoseconds.
+    pub wal_fsync_nanos: u64,
+    /// Completed flushes of a frozen memtable.
+    pub flushes: u64,
+    /// Parquet files written by flushes.
+    pub files_written: u64,
+    /// Bytes of written data not yet persisted.
+    pub memtable_bytes: u64,
+    /// Live Parquet files.
+    pub files: u64,
 }
 
 /// The data a query can see: the memtable, memtables being flushed, and the
@@ -182,6 +213,7 @@ impl Engine {
             mem_lock: Mutex::new(()),
             mem_freed: Condvar::new(),
             closed: AtomicBool::new(false),
+            stats: Counters::default(),
             options,
         });
         shared.catalog_mut().ensure_database(DEFAULT_DATABASE);
@@ -352,6 +384,21 @@ impl Engine {
     /// Names of the tables of `database`.
     pub fn tables(&self, database: &str) -> Vec<String> {
         self.inner.shared.catalog_read().table_names(database)
+    }
+
+    /// Counters of what the engine has done since it was opened.
+    pub fn stats(&self) -> EngineStats {
+        let shared = &self.inner.shared;
+        let c = &shared.stats;
+        EngineStats {
+            wal_records: c.wal_records.load(Ordering::Relaxed),
+            wal_fsyncs: c.wal_fsyncs.load(Ordering::Relaxed),
+            wal_fsync_nanos: c.wal_fsync_nanos.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            files_written: c.files_written.load(Ordering::Relaxed),
+            memtable_bytes: shared.mem_bytes.load(Ordering::Relaxed) as u64,
+            files: shared.state_read().manifest.files.len() as u64,
+        }
     }
 
     /// Bytes of written data not yet persisted (what the memory budget bounds).
@@ -592,6 +639,7 @@ fn run_commit(
                 match rx.recv_timeout(every.saturating_sub(last_sync.elapsed())) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
+                        shared.stats.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
                         if let Err(e) = wal.sync() {
                             error!(error = %e, "WAL fsync failed");
                             poisoned = Some(e.to_string());
@@ -684,8 +732,14 @@ fn commit_group(
         if result.is_ok() {
             match shared.options.wal_sync {
                 WalSync::Always => {
+                    let started = Instant::now();
                     result = wal.sync();
                     *last_sync = Instant::now();
+                    shared.stats.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .wal_fsync_nanos
+                        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 }
                 WalSync::Interval(_) => *dirty = true,
                 WalSync::None => {}
@@ -698,6 +752,10 @@ fn commit_group(
     }
     match result {
         Ok(()) => {
+            shared
+                .stats
+                .wal_records
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
             let mut replies = Vec::with_capacity(group.len());
             {
                 let mut state = shared.state_mut();
@@ -782,6 +840,11 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             state.frozen.remove(0);
         }
         shared.release_memory(frozen.bytes());
+        shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .files_written
+            .fetch_add(n_files as u64, Ordering::Relaxed);
         let persisted = shared.state_read().manifest.persisted_seq;
         let retired = wal::retire(&shared.wal_dir, persisted)?;
         info!(

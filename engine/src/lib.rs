@@ -37,7 +37,7 @@ mod wal;
 mod write;
 
 pub use catalog::{ColumnKind, FieldType, KIND_METADATA_KEY, TIME_COLUMN};
-pub use engine::{DEFAULT_DATABASE, Engine};
+pub use engine::{DEFAULT_DATABASE, Engine, EngineStats};
 pub use error::{Error, Result};
 pub use manifest::FileMeta;
 pub use options::{Options, Precision, WalSync};

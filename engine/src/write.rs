@@ -404,7 +404,11 @@ impl LpTable {
         )];
         for (name, col) in self.columns {
             fields.push(arrow_field(&name, col.kind()));
-            arrays.push(col.finish());
+            // Builders over-allocate; a small write must not hold (and be
+            // charged against the memtable budget for) their spare capacity.
+            let mut array = col.finish();
+            array.shrink_to_fit();
+            arrays.push(array);
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
         Ok(TableWrite {

@@ -178,3 +178,40 @@ fn count_and_time_span_of_persisted_files_come_from_the_manifest() {
         "{out}"
     );
 }
+
+#[test]
+fn concurrent_writers_share_wal_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), Options::default()).unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for n in 0..40 {
+                    let lp = format!("m,w=w{w} v={n} {}", w * 1000 + n);
+                    engine
+                        .write_lines("public", &lp, Precision::Nanosecond)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.wal_records, 320);
+    assert!(
+        stats.wal_fsyncs < stats.wal_records,
+        "every write had its own fsync: {stats:?}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(count(&engine, &rt), 320);
+    engine.flush().unwrap();
+    let stats = engine.stats();
+    assert_eq!((stats.flushes, stats.files_written, stats.files), (1, 1, 1));
+    assert_eq!(stats.memtable_bytes, 0);
+}
