@@ -46,13 +46,19 @@ pub(crate) fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// A batch sorted by series and time, one row per (series, time).
+pub(crate) struct Sorted {
+    pub batch: RecordBatch,
+    /// The tag columns (schema positions) in the order the series are sorted
+    /// by; `time` follows them.
+    pub key_order: Vec<usize>,
+}
+
 /// Merges `inputs` (each with a rank: a higher rank is a later write; within
-/// one input, a later row is a later write) into one batch sorted by
-/// (tags..., time) with one row per (series, time).
-pub(crate) fn sort_dedup(
-    table: &TableSchema,
-    inputs: &[(u64, RecordBatch)],
-) -> Result<RecordBatch> {
+/// one input, a later row is a later write) into one batch sorted by series,
+/// then time, with one row per (series, time). Series are ordered by their
+/// tag values, taking the tags from most to fewest distinct values.
+pub(crate) fn sort_dedup(table: &TableSchema, inputs: &[(u64, RecordBatch)]) -> Result<Sorted> {
     let schema = table.arrow_schema();
     // Concatenate in write order, so that a row's position orders the writes.
     let mut by_rank: Vec<&(u64, RecordBatch)> = inputs.iter().collect();
@@ -64,9 +70,13 @@ pub(crate) fn sort_dedup(
     let batch = concat_batches(schema, &aligned)?;
     let n = batch.num_rows();
     if n == 0 {
-        return Ok(batch);
+        return Ok(Sorted {
+            batch,
+            key_order: table.tag_indices(),
+        });
     }
     let series = SeriesIds::new(&batch, &table.tag_indices())?;
+    let key_order = series.key_order.clone();
     let times = time_values(&batch);
     let order = series.sort_rows(times);
     // Group g covers sorted positions [starts[g], starts[g + 1]).
@@ -82,7 +92,8 @@ pub(crate) fn sort_dedup(
         }
     }
     if starts.len() == n {
-        return take_batch(&batch, &UInt32Array::from(order));
+        let batch = take_batch(&batch, &UInt32Array::from(order))?;
+        return Ok(Sorted { batch, key_order });
     }
     starts.push(n as u32);
     let last_of_group =
@@ -108,7 +119,8 @@ pub(crate) fn sort_dedup(
             Ok(take(array.as_ref(), &indices, None)?)
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    let batch = RecordBatch::try_new(batch.schema(), columns)?;
+    Ok(Sorted { batch, key_order })
 }
 
 fn take_batch(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
@@ -128,6 +140,8 @@ struct SeriesIds {
     row_series: Vec<u32>,
     /// Sort rank of each series id.
     rank: Vec<u32>,
+    /// The tag columns (schema positions) in the order series are sorted by.
+    key_order: Vec<usize>,
 }
 
 impl SeriesIds {
@@ -137,6 +151,7 @@ impl SeriesIds {
             return Ok(Self {
                 row_series: vec![0; n],
                 rank: vec![0],
+                key_order: Vec::new(),
             });
         }
         // Per tag column: each row's value as an id (0 = null, then the
@@ -211,9 +226,16 @@ impl SeriesIds {
         let name = |col: usize, id: u32| -> Option<&str> {
             (id > 0).then(|| strings[col][id as usize - 1].as_str())
         };
+        // Most distinct values first (ties in schema order): the rows of each
+        // device-like tag value end up contiguous, which keeps page statistics
+        // on that tag tight; tags derived from it (plant, line) cost nothing.
+        let mut order: Vec<usize> = (0..width).collect();
+        order.sort_by_key(|&c| std::cmp::Reverse(strings[c].len()));
         let mut by_value: Vec<u32> = (0..tuples.len() as u32).collect();
         by_value.sort_unstable_by(|&a, &b| {
-            (0..width)
+            order
+                .iter()
+                .copied()
                 .map(|c| name(c, tuples[a as usize][c]).cmp(&name(c, tuples[b as usize][c])))
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
@@ -222,7 +244,12 @@ impl SeriesIds {
         for (r, &id) in by_value.iter().enumerate() {
             rank[id as usize] = r as u32;
         }
-        Ok(Self { row_series, rank })
+        let key_order = order.into_iter().map(|c| tags[c]).collect();
+        Ok(Self {
+            row_series,
+            rank,
+            key_order,
+        })
     }
 
     fn rank_of_row(&self, row: usize) -> u32 {
@@ -290,7 +317,7 @@ mod tests {
             "m,s=a x=2 10\nm,s=a x=9 5",
             "m,s=a,extra=e y=3 10",
         ]);
-        let out = sort_dedup(&t, &inputs).unwrap();
+        let out = sort_dedup(&t, &inputs).unwrap().batch;
         let text = pretty_format_batches(&[out]).unwrap().to_string();
         let expected = "\
 +--------------------------------+---+-----+-----+-------+
@@ -307,9 +334,27 @@ mod tests {
     #[test]
     fn within_one_write_the_later_row_wins() {
         let (t, inputs) = writes(&["m,s=a x=1,y=1 10\nm,s=a x=2 10\nm,s=a x=3 10"]);
-        let out = sort_dedup(&t, &inputs).unwrap();
+        let out = sort_dedup(&t, &inputs).unwrap().batch;
         assert_eq!(out.num_rows(), 1);
         let text = pretty_format_batches(&[out]).unwrap().to_string();
         assert!(text.contains("| a | 3.0 | 1.0 |"), "{text}");
+    }
+
+    #[test]
+    fn series_sort_by_the_tag_with_most_values_first() {
+        let (t, inputs) = writes(&[
+            "m,plant=p1,dev=d3 x=1 1\nm,plant=p0,dev=d2 x=1 1\nm,plant=p1,dev=d1 x=1 1\nm,plant=p0,dev=d0 x=1 1",
+        ]);
+        let sorted = sort_dedup(&t, &inputs).unwrap();
+        let dev = t.columns().iter().position(|c| c.name == "dev").unwrap();
+        let plant = t.columns().iter().position(|c| c.name == "plant").unwrap();
+        assert_eq!(sorted.key_order, [dev, plant]);
+        let text = pretty_format_batches(&[sorted.batch]).unwrap().to_string();
+        let devs: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split('|').nth(3))
+            .map(str::trim)
+            .collect();
+        assert_eq!(devs, ["dev", "d0", "d1", "d2", "d3"]);
     }
 }

@@ -104,14 +104,15 @@ pub(crate) async fn flush_memtable(
             let inputs: Vec<(u64, RecordBatch)> =
                 chunks.iter().map(|c| (c.seq, c.batch.clone())).collect();
             let sort_started = Instant::now();
-            let batch = sort_dedup(&schema, &inputs)?;
+            let sorted = sort_dedup(&schema, &inputs)?;
+            let batch = sorted.batch;
             let sort_ms = sort_started.elapsed().as_millis() as u64;
             let encode_started = Instant::now();
             let times = time_values(&batch);
             let min_time = times.iter().copied().min().unwrap_or(start);
             let max_time = times.iter().copied().max().unwrap_or(start);
             let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
-            let bytes = encode(&batch, &schema, row_group_rows)?;
+            let bytes = encode(&batch, &schema, &sorted.key_order, row_group_rows)?;
             let encode_ms = encode_started.elapsed().as_millis() as u64;
             let id = *next_file_id;
             *next_file_id += 1;

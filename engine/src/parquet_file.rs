@@ -35,15 +35,17 @@ const MAX_SCALE: i32 = 9;
 const SAMPLE_ROWS: usize = 1 << 17;
 const ZSTD_LEVEL: i32 = 3;
 
-/// Encodes a batch sorted by (tags, time) as a Parquet file.
+/// Encodes a batch sorted by `sort_tags` (schema positions), then time, as
+/// a Parquet file; the order is recorded in the row groups' sorting columns.
 pub(crate) fn encode(
     batch: &RecordBatch,
     schema: &TableSchema,
+    sort_tags: &[usize],
     row_group_rows: usize,
 ) -> Result<Vec<u8>> {
-    let sorting: Vec<SortingColumn> = schema
-        .tag_indices()
-        .into_iter()
+    let sorting: Vec<SortingColumn> = sort_tags
+        .iter()
+        .copied()
         .chain([schema.time_index()])
         .map(|i| SortingColumn {
             column_idx: i as i32,

@@ -224,7 +224,9 @@ impl IngotTable {
                 Source::Chunk(c) => inputs.push((c.seq, c.batch.clone())),
             }
         }
-        sort_dedup(&self.schema, &inputs).map_err(|e| DataFusionError::External(Box::new(e)))
+        sort_dedup(&self.schema, &inputs)
+            .map(|sorted| sorted.batch)
+            .map_err(|e| DataFusionError::External(Box::new(e)))
     }
 }
 
