@@ -17,6 +17,15 @@ fn count(engine: &Engine, rt: &tokio::runtime::Runtime) -> i64 {
         .value(0)
 }
 
+/// The physical plan of `sql`, as EXPLAIN shows it.
+fn plan_text(engine: &Engine, rt: &tokio::runtime::Runtime, sql: &str) -> String {
+    let plan = rt.block_on(async {
+        let df = engine.session().sql(sql).await.unwrap();
+        df.create_physical_plan().await.unwrap()
+    });
+    displayable(plan.as_ref()).indent(true).to_string()
+}
+
 #[test]
 fn counts_during_writes_and_flushes_are_whole_and_monotone() {
     const BATCH: i64 = 50;
@@ -84,11 +93,7 @@ fn a_time_range_query_opens_only_the_overlapping_files() {
         .build()
         .unwrap();
     let sql = "SELECT count(*) FROM m WHERE time >= '2026-01-04T00:00:00Z' AND time < '2026-01-05T00:00:00Z'";
-    let plan = rt.block_on(async {
-        let df = engine.session().sql(sql).await.unwrap();
-        df.create_physical_plan().await.unwrap()
-    });
-    let text = displayable(plan.as_ref()).indent(true).to_string();
+    let text = plan_text(&engine, &rt, sql);
     let opened: Vec<&str> = text.matches(".parquet").collect();
     assert_eq!(opened.len(), 1, "expected one file in the plan:\n{text}");
     assert!(text.contains("day=2026-01-04"), "{text}");
@@ -148,11 +153,7 @@ fn count_and_time_span_of_persisted_files_come_from_the_manifest() {
         .build()
         .unwrap();
     let sql = "SELECT count(*) AS n, min(time) AS first, max(time) AS last FROM m";
-    let plan = rt.block_on(async {
-        let df = engine.session().sql(sql).await.unwrap();
-        df.create_physical_plan().await.unwrap()
-    });
-    let text = displayable(plan.as_ref()).indent(true).to_string();
+    let text = plan_text(&engine, &rt, sql);
     assert!(
         !text.contains(".parquet"),
         "no file should be read:\n{text}"
