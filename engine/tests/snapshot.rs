@@ -17,6 +17,13 @@ fn count(engine: &Engine, rt: &tokio::runtime::Runtime) -> i64 {
         .value(0)
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The physical plan of `sql`, as EXPLAIN shows it.
 fn plan_text(engine: &Engine, rt: &tokio::runtime::Runtime, sql: &str) -> String {
     let plan = rt.block_on(async {
@@ -55,10 +62,7 @@ fn counts_during_writes_and_flushes_are_whole_and_monotone() {
             done.store(true, Ordering::Release);
         })
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut last = 0;
     let mut observed = 0;
     while !done.load(Ordering::Acquire) {
@@ -88,10 +92,7 @@ fn a_time_range_query_opens_only_the_overlapping_files() {
         engine.flush().unwrap();
     }
     assert_eq!(engine.files().len(), 10);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let sql = "SELECT count(*) FROM m WHERE time >= '2026-01-04T00:00:00Z' AND time < '2026-01-05T00:00:00Z'";
     let text = plan_text(&engine, &rt, sql);
     let opened: Vec<&str> = text.matches(".parquet").collect();
@@ -121,10 +122,7 @@ fn a_query_over_its_memory_limit_fails_cleanly() {
         .write_lines("public", &lp, Precision::Nanosecond)
         .unwrap();
     engine.flush().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     // A hash join's build side cannot spill.
     let err = rt
         .block_on(engine.sql("SELECT count(*) FROM m a JOIN m b ON a.v = b.v AND a.time = b.time"))
@@ -148,10 +146,7 @@ fn count_and_time_span_of_persisted_files_come_from_the_manifest() {
             .unwrap();
         engine.flush().unwrap();
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let sql = "SELECT count(*) AS n, min(time) AS first, max(time) AS last FROM m";
     let text = plan_text(&engine, &rt, sql);
     assert!(
@@ -206,10 +201,7 @@ fn concurrent_writers_share_wal_fsyncs() {
         stats.wal_fsyncs < stats.wal_records,
         "every write had its own fsync: {stats:?}"
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     assert_eq!(count(&engine, &rt), 320);
     engine.flush().unwrap();
     let stats = engine.stats();
