@@ -49,6 +49,17 @@ struct QueryArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Keep the loaded data here and reuse it on the next run (it is loaded
+    /// only when the directory holds no table yet); default: a temporary
+    /// directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Run only these queries (q1, q5, ...).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Print each query's `EXPLAIN ANALYZE` after its runs.
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Serialize)]
@@ -275,23 +286,34 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         d.exists().then_some(d)
     });
     let temp = tempfile::tempdir()?;
-    let engine = Engine::open(temp.path().join("data"), Options::default())?;
-    let mut generator = Generator::new(preset);
-    while let Some(batch) = generator.next_batch(10_000) {
-        engine.write_batch("public", "readings", &batch)?;
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().join("data"));
+    let engine = Engine::open(&dir, Options::default())?;
+    if engine.tables("public").is_empty() {
+        let mut generator = Generator::new(preset);
+        while let Some(batch) = generator.next_batch(10_000) {
+            engine.write_batch("public", "readings", &batch)?;
+        }
+        engine.flush()?;
+        eprintln!(
+            "loaded {} rows in {} files",
+            preset.rows(),
+            engine.files().len()
+        );
+    } else {
+        eprintln!("reusing {} ({} files)", dir.display(), engine.files().len());
     }
-    engine.flush()?;
-    eprintln!(
-        "loaded {} rows in {} files",
-        preset.rows(),
-        engine.files().len()
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let mut reports = Vec::new();
-    for (name, sql) in &queries {
+    for (name, sql) in queries
+        .iter()
+        .filter(|(name, _)| args.only.is_empty() || args.only.contains(name))
+    {
         let run =
             || -> Result<(f64, Vec<arrow::array::RecordBatch>), Box<dyn std::error::Error>> {
                 let t = Instant::now();
@@ -336,6 +358,10 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
             report.warm_median_ms
         );
         reports.push(report);
+        if args.explain {
+            let plan = runtime.block_on(engine.sql(&format!("EXPLAIN ANALYZE {sql}")))?;
+            println!("{}", arrow::util::pretty::pretty_format_batches(&plan)?);
+        }
     }
     engine.close()?;
     if let Some(path) = &args.json {

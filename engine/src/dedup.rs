@@ -5,7 +5,7 @@
 //! Used by the flush (so every file holds each (series, time) once) and by
 //! the read path where sources overlap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::{
     Array, ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt32Array, new_null_array,
@@ -244,7 +244,19 @@ impl SeriesIds {
         for (r, &id) in by_value.iter().enumerate() {
             rank[id as usize] = r as u32;
         }
-        let key_order = order.into_iter().map(|c| tags[c]).collect();
+        // Tags that the ones before them determine (the plant of a device)
+        // change no comparison; leaving them out of the recorded key tells
+        // readers the rows are sorted by (device_id, time).
+        let key_len = (0..=width)
+            .find(|&k| {
+                let prefixes: HashSet<Vec<u32>> = tuples
+                    .iter()
+                    .map(|t| order[..k].iter().map(|&c| t[c]).collect())
+                    .collect();
+                prefixes.len() == tuples.len()
+            })
+            .unwrap_or(width);
+        let key_order = order[..key_len].iter().map(|&c| tags[c]).collect();
         Ok(Self {
             row_series,
             rank,
@@ -347,8 +359,14 @@ mod tests {
         ]);
         let sorted = sort_dedup(&t, &inputs).unwrap();
         let dev = t.columns().iter().position(|c| c.name == "dev").unwrap();
-        let plant = t.columns().iter().position(|c| c.name == "plant").unwrap();
-        assert_eq!(sorted.key_order, [dev, plant]);
+        assert_eq!(sorted.key_order, [dev], "plant is determined by dev");
+        let (t2, inputs) = writes(&[
+            "m,plant=p1,dev=d0 x=1 1\nm,plant=p0,dev=d0 x=1 1\nm,plant=p0,dev=d1 x=1 1\nm,plant=p0,dev=d2 x=1 1",
+        ]);
+        let both = sort_dedup(&t2, &inputs).unwrap().key_order;
+        let dev2 = t2.columns().iter().position(|c| c.name == "dev").unwrap();
+        let plant2 = t2.columns().iter().position(|c| c.name == "plant").unwrap();
+        assert_eq!(both, [dev2, plant2], "d0 is in two plants");
         let text = pretty_format_batches(&[sorted.batch]).unwrap().to_string();
         let devs: Vec<&str> = text
             .lines()

@@ -4,16 +4,19 @@
 //! the files are invisible, and a crash leaves only orphans that the next
 //! open removes.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch, StringArray};
+use arrow::compute::{cast, max_string, min_string};
+use arrow::datatypes::DataType;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::debug;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, TableSchema};
 use crate::dedup::sort_dedup;
 use crate::error::{Error, Result};
 use crate::manifest::FileMeta;
@@ -131,10 +134,45 @@ pub(crate) async fn flush_memtable(
                 rows: batch.num_rows() as u64,
                 bytes: size,
                 max_seq,
+                sort_key: Some(
+                    sorted
+                        .key_order
+                        .iter()
+                        .map(|&i| schema.columns()[i].name.clone())
+                        .collect(),
+                ),
+                tag_ranges: Some(tag_ranges(&batch, &schema)?),
             });
         }
     }
     Ok(files)
+}
+
+/// The smallest and largest value of each tag column with any value. Values
+/// a dictionary holds but no row uses may widen a range, never narrow it.
+fn tag_ranges(
+    batch: &RecordBatch,
+    schema: &TableSchema,
+) -> Result<BTreeMap<String, (String, String)>> {
+    let mut ranges = BTreeMap::new();
+    for i in schema.tag_indices() {
+        let name = &schema.columns()[i].name;
+        let Some(column) = batch.column_by_name(name) else {
+            continue;
+        };
+        let values = match column.as_any_dictionary_opt() {
+            Some(dict) => dict.values().clone(),
+            None => column.clone(),
+        };
+        let values = cast(&values, &DataType::Utf8)?;
+        let Some(strings) = values.as_any().downcast_ref::<StringArray>() else {
+            continue;
+        };
+        if let (Some(min), Some(max)) = (min_string(strings), max_string(strings)) {
+            ranges.insert(name.clone(), (min.to_string(), max.to_string()));
+        }
+    }
+    Ok(ranges)
 }
 
 #[cfg(test)]

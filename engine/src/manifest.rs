@@ -10,6 +10,7 @@
 //! "INGOTMAN" (8 bytes) | version u32 LE (= 1) | payload_len u64 LE | crc32c(payload) u32 LE | payload (JSON)
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -42,6 +43,15 @@ pub struct FileMeta {
     /// Every row in the file was written at or below this WAL sequence number;
     /// a file with a higher `max_seq` holds later writes.
     pub max_seq: u64,
+    /// The tag columns the rows are sorted by, before `time`; `None` in
+    /// manifests written before Ingot recorded it.
+    #[serde(default)]
+    pub sort_key: Option<Vec<String>>,
+    /// Smallest and largest value of every tag column that has a value in
+    /// the file (a tag missing here is null in every row); `None` in manifests
+    /// written before Ingot recorded it. Scans prune files with it.
+    #[serde(default)]
+    pub tag_ranges: Option<BTreeMap<String, (String, String)>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -11,30 +11,35 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::stats::Precision;
-use datafusion::common::{DFSchema, ScalarValue, Statistics};
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, FileSource, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as StorePath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::catalog::TableSchema;
+use crate::catalog::{ColumnKind, TableSchema};
 use crate::dedup::{align, sort_dedup};
 use crate::engine::{DEFAULT_DATABASE, Shared};
 use crate::manifest::FileMeta;
@@ -211,8 +216,9 @@ impl IngotTable {
             .collect::<DfResult<Vec<_>>>()
     }
 
-    /// Reads and merges a group of overlapping sources.
-    async fn merge(&self, sources: &[Source]) -> DfResult<RecordBatch> {
+    /// Reads and merges a group of overlapping sources; returns the rows and
+    /// the tags they are sorted by (then time).
+    async fn merge(&self, sources: &[Source]) -> DfResult<(RecordBatch, Vec<String>)> {
         let mut inputs = Vec::new();
         for s in sources {
             match s {
@@ -224,9 +230,14 @@ impl IngotTable {
                 Source::Chunk(c) => inputs.push((c.seq, c.batch.clone())),
             }
         }
-        sort_dedup(&self.schema, &inputs)
-            .map(|sorted| sorted.batch)
-            .map_err(|e| DataFusionError::External(Box::new(e)))
+        let sorted = sort_dedup(&self.schema, &inputs)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let key = sorted
+            .key_order
+            .iter()
+            .map(|&i| self.schema.columns()[i].name.clone())
+            .collect();
+        Ok((sorted.batch, key))
     }
 }
 
@@ -352,7 +363,9 @@ fn known<T: std::fmt::Debug + Clone + PartialEq + Eq + PartialOrd>(
     }
 }
 
-/// Splits sources into groups whose time ranges overlap (transitively).
+/// Splits sources into groups that may hold the same (series, time):
+/// sources whose time ranges overlap, transitively, then split further where
+/// the files' tag ranges show they hold different series.
 fn overlap_groups(mut sources: Vec<Source>) -> Vec<Vec<Source>> {
     sources.sort_by_key(|s| s.range());
     let mut groups: Vec<Vec<Source>> = Vec::new();
@@ -370,7 +383,212 @@ fn overlap_groups(mut sources: Vec<Source>) -> Vec<Vec<Source>> {
             }
         }
     }
-    groups
+    groups.into_iter().flat_map(split_by_series).collect()
+}
+
+/// Splits a group of time-overlapping sources into the connected parts of
+/// "may share a series and a time"; a group larger than this is left whole,
+/// as the pairwise check grows with its square.
+fn split_by_series(group: Vec<Source>) -> Vec<Vec<Source>> {
+    const MAX_SPLIT: usize = 64;
+    if group.len() < 2 || group.len() > MAX_SPLIT {
+        return vec![group];
+    }
+    let n = group.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for i in 0..n {
+        for j in i + 1..n {
+            if may_share_rows(&group[i], &group[j]) {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a] = b;
+            }
+        }
+    }
+    let mut parts: BTreeMap<usize, Vec<Source>> = BTreeMap::new();
+    for (i, s) in group.into_iter().enumerate() {
+        let r = root(&mut parent, i);
+        parts.entry(r).or_default().push(s);
+    }
+    parts.into_values().collect()
+}
+
+/// Whether two sources may hold a row with the same (series, time).
+fn may_share_rows(a: &Source, b: &Source) -> bool {
+    let ((a_lo, a_hi), (b_lo, b_hi)) = (a.range(), b.range());
+    if a_hi < b_lo || b_hi < a_lo {
+        return false;
+    }
+    let (Source::File(a), Source::File(b)) = (a, b) else {
+        return true;
+    };
+    let (Some(a), Some(b)) = (&a.tag_ranges, &b.tag_ranges) else {
+        return true;
+    };
+    // A tag whose values in the two files do not overlap separates every
+    // series of one from every series of the other.
+    !a.iter().any(|(tag, (a_min, a_max))| {
+        b.get(tag)
+            .is_some_and(|(b_min, b_max)| a_max < b_min || b_max < a_min)
+    })
+}
+
+/// Whether `file` may hold a row that passes every filter, judged by the
+/// manifest's tag ranges: a conjunct `tag = 'v'`, `tag IN (...)` or
+/// `tag <op> 'v'` that no value in the file's range satisfies prunes it.
+fn tags_may_match(file: &FileMeta, table: &TableSchema, filters: &[Expr]) -> bool {
+    let Some(ranges) = &file.tag_ranges else {
+        return true;
+    };
+    filters.iter().all(|f| conjunct_may_match(f, table, ranges))
+}
+
+fn conjunct_may_match(
+    expr: &Expr,
+    table: &TableSchema,
+    ranges: &BTreeMap<String, (String, String)>,
+) -> bool {
+    // A tag that has no value in the file is null in every row there, and a
+    // comparison with null is never true.
+    let range_of = |name: &str| ranges.get(name).map(|(lo, hi)| (lo.as_str(), hi.as_str()));
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => conjunct_may_match(left, table, ranges) && conjunct_may_match(right, table, ranges),
+        // DataFusion turns short IN lists into chains of OR.
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => conjunct_may_match(left, table, ranges) || conjunct_may_match(right, table, ranges),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (tag, op, value) = match (tag_column(left, table), string_literal(right)) {
+                (Some(tag), Some(value)) => (tag, *op, value),
+                _ => match (tag_column(right, table), string_literal(left), op.swap()) {
+                    (Some(tag), Some(value), Some(op)) => (tag, op, value),
+                    _ => return true,
+                },
+            };
+            let Some((lo, hi)) = range_of(tag) else {
+                return !matches!(
+                    op,
+                    Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+                );
+            };
+            match op {
+                Operator::Eq => lo <= value && value <= hi,
+                Operator::Lt => lo < value,
+                Operator::LtEq => lo <= value,
+                Operator::Gt => hi > value,
+                Operator::GtEq => hi >= value,
+                _ => true,
+            }
+        }
+        Expr::InList(list) if !list.negated => {
+            let Some(tag) = tag_column(&list.expr, table) else {
+                return true;
+            };
+            let Some(values) = list
+                .list
+                .iter()
+                .map(string_literal)
+                .collect::<Option<Vec<_>>>()
+            else {
+                return true;
+            };
+            match range_of(tag) {
+                Some((lo, hi)) => values.iter().any(|v| lo <= *v && *v <= hi),
+                None => false,
+            }
+        }
+        _ => true,
+    }
+}
+
+/// The tag a (possibly cast) column reference names.
+fn tag_column<'a>(expr: &'a Expr, table: &TableSchema) -> Option<&'a str> {
+    match expr {
+        Expr::Column(c) => table
+            .column(&c.name)
+            .filter(|col| col.kind == ColumnKind::Tag)
+            .map(|_| c.name.as_str()),
+        Expr::Cast(cast) => tag_column(&cast.expr, table),
+        Expr::TryCast(cast) => tag_column(&cast.expr, table),
+        _ => None,
+    }
+}
+
+fn string_literal(expr: &Expr) -> Option<&str> {
+    fn string(value: &ScalarValue) -> Option<&str> {
+        match value {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => Some(s),
+            ScalarValue::Dictionary(_, inner) => string(inner),
+            _ => None,
+        }
+    }
+    match expr {
+        Expr::Literal(value, _) => string(value),
+        Expr::Cast(cast) => string_literal(&cast.expr),
+        _ => None,
+    }
+}
+
+/// The order rows come in from a source sorted by `sort_key` then time.
+fn lex_ordering(schema: &SchemaRef, sort_key: &[String]) -> Option<LexOrdering> {
+    let mut exprs = Vec::with_capacity(sort_key.len() + 1);
+    for name in sort_key
+        .iter()
+        .map(String::as_str)
+        .chain([crate::catalog::TIME_COLUMN])
+    {
+        let index = schema.index_of(name).ok()?;
+        exprs.push(PhysicalSortExpr::new(
+            Arc::new(Column::new(name, index)),
+            SortOptions {
+                descending: false,
+                nulls_first: true,
+            },
+        ));
+    }
+    LexOrdering::new(exprs)
+}
+
+/// Files beyond this many are read without a declared order: one partition
+/// per file is what lets DataFusion rely on each file's order, and merging
+/// more streams than this costs more than the order saves.
+const MAX_ORDERED_FILES: usize = 256;
+
+/// How one scan was planned; shown by `EXPLAIN ANALYZE` on the file scan.
+#[derive(Debug, Default)]
+struct ScanCounts {
+    files_pruned_by_time: usize,
+    files_pruned_by_tags: usize,
+    files_scanned: usize,
+    sources_merged: usize,
+}
+
+impl ScanCounts {
+    fn record(&self, metrics: &ExecutionPlanMetricsSet) {
+        let counts = [
+            ("files_pruned_by_time", self.files_pruned_by_time),
+            ("files_pruned_by_tags", self.files_pruned_by_tags),
+            ("files_scanned", self.files_scanned),
+            ("sources_merged", self.sources_merged),
+        ];
+        for (name, value) in counts {
+            MetricBuilder::new(metrics).global_counter(name).add(value);
+        }
+    }
 }
 
 #[async_trait]
@@ -397,60 +615,100 @@ impl TableProvider for IngotTable {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
-        _limit: Option<usize>,
+        limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
         let range = TimeRange::from_filters(filters);
-        let (snapshot, files_pruned) = self.snapshot(range);
+        let (snapshot, files_pruned_by_time) = self.snapshot(range);
+        let mut counts = ScanCounts {
+            files_pruned_by_time,
+            ..ScanCounts::default()
+        };
         let mut plain_files = Vec::new();
         let mut merged = Vec::new();
         for (_, sources) in snapshot {
+            let sources: Vec<Source> = sources
+                .into_iter()
+                .filter(|s| match s {
+                    Source::File(f) if !tags_may_match(f, &self.schema, filters) => {
+                        counts.files_pruned_by_tags += 1;
+                        false
+                    }
+                    _ => true,
+                })
+                .collect();
             for group in overlap_groups(sources) {
                 match group.as_slice() {
                     [Source::File(f)] => plain_files.push(f.clone()),
-                    _ => merged.push(self.merge(&group).await?),
+                    _ => {
+                        counts.sources_merged += group.len();
+                        merged.push(self.merge(&group).await?);
+                    }
                 }
             }
         }
-        tracing::debug!(
-            table = self.schema.name(),
-            files_pruned,
-            files_scanned = plain_files.len(),
-            merged_groups = merged.len(),
-            "scan planned"
-        );
+        counts.files_scanned = plain_files.len();
+        let any_files =
+            counts.files_scanned + counts.files_pruned_by_time + counts.files_pruned_by_tags > 0;
+        // One order for everything the scan reads, when every source has it.
+        let sort_key = plain_files
+            .iter()
+            .map(|f| f.sort_key.clone())
+            .chain(merged.iter().map(|m| Some(m.1.clone())))
+            .reduce(|a, b| if a == b { a } else { None })
+            .flatten()
+            .filter(|_| plain_files.len() <= MAX_ORDERED_FILES);
+        let ordering = sort_key.and_then(|key| lex_ordering(&schema, &key));
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !plain_files.is_empty() {
-            let target = state.config().target_partitions().max(1);
-            let mut groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); target.min(plain_files.len())];
-            let n_groups = groups.len();
-            for (i, f) in plain_files.iter().enumerate() {
-                groups[i % n_groups].push(PartitionedFile::new(f.path.clone(), f.bytes));
-            }
-            let mut source = ParquetSource::new(schema.clone());
-            let df_schema = DFSchema::try_from(schema.clone())?;
-            if let Some(predicate) = conjunction(filters.iter().cloned()) {
-                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-            }
+        if any_files {
+            let groups: Vec<Vec<PartitionedFile>> = if ordering.is_some() {
+                let mut groups: Vec<_> = plain_files
+                    .iter()
+                    .map(|f| vec![PartitionedFile::new(f.path.clone(), f.bytes)])
+                    .collect();
+                if groups.is_empty() {
+                    // An empty scan still reports what was pruned.
+                    groups.push(Vec::new());
+                }
+                groups
+            } else {
+                let target = state.config().target_partitions().max(1);
+                let mut groups = vec![Vec::new(); target.min(plain_files.len()).max(1)];
+                let n_groups = groups.len();
+                for (i, f) in plain_files.iter().enumerate() {
+                    groups[i % n_groups].push(PartitionedFile::new(f.path.clone(), f.bytes));
+                }
+                groups
+            };
+            // DataFusion pushes the query's filters into the source itself
+            // (`pushdown_filters`), for row-group, page and row pruning.
+            let source = ParquetSource::new(schema.clone());
+            counts.record(source.metrics());
             let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
                 .with_statistics(files_statistics(&schema, &plain_files, filters.is_empty()))
+                .with_output_ordering(ordering.iter().cloned().collect())
                 .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
                 .build();
             inputs.push(DataSourceExec::from_data_source(config));
         }
         if !merged.is_empty() {
-            let merged = merged
+            let partitions = merged
                 .iter()
-                .map(|b| align(b, &schema))
+                .map(|(b, _)| align(b, &schema).map(|b| vec![b]))
                 .collect::<crate::error::Result<Vec<_>>>()
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            let memory =
-                MemorySourceConfig::try_new(&[merged], schema.clone(), projection.cloned())?;
+            let mut memory =
+                MemorySourceConfig::try_new(&partitions, schema.clone(), projection.cloned())?
+                    .with_limit(limit);
+            if let Some(ordering) = &ordering {
+                memory = memory.try_with_sort_information(vec![ordering.clone()])?;
+            }
             inputs.push(DataSourceExec::from_data_source(memory));
         }
+        tracing::debug!(table = self.schema.name(), ?counts, "scan planned");
         Ok(match inputs.len() {
             0 => {
                 let projected = match projection {
