@@ -29,6 +29,7 @@ use tracing::{error, info, warn};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::flush::{Storage, flush_memtable};
+use crate::last_rows::LastRowsCache;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::options::{Options, Precision, WalSync};
@@ -84,6 +85,8 @@ pub(crate) struct Shared {
     mem_freed: Condvar,
     closed: AtomicBool,
     stats: Counters,
+    /// The last row of every series in the files, per table.
+    pub last_rows: LastRowsCache,
 }
 
 /// Running totals behind [`Engine::stats`].
@@ -214,6 +217,7 @@ impl Engine {
             mem_freed: Condvar::new(),
             closed: AtomicBool::new(false),
             stats: Counters::default(),
+            last_rows: LastRowsCache::default(),
             options,
         });
         shared.catalog_mut().ensure_database(DEFAULT_DATABASE);
@@ -827,9 +831,9 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
         let mut next = (*manifest).clone();
         let (rows, bytes): (u64, u64) = files
             .iter()
-            .fold((0, 0), |(r, b), f| (r + f.rows, b + f.bytes));
+            .fold((0, 0), |(r, b), f| (r + f.meta.rows, b + f.meta.bytes));
         let n_files = files.len();
-        next.files.extend(files);
+        next.files.extend(files.iter().map(|f| f.meta.clone()));
         next.persisted_seq = next.persisted_seq.max(frozen.max_seq());
         next.next_file_id = next_file_id;
         next.catalog = catalog.snapshot();
@@ -838,6 +842,17 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             let mut state = shared.state_mut();
             state.manifest = Arc::new(next);
             state.frozen.remove(0);
+        }
+        for f in &files {
+            if let Some(table) = catalog.table(&f.meta.database, &f.meta.table) {
+                let first_file = !manifest
+                    .files
+                    .iter()
+                    .any(|m| m.database == f.meta.database && m.table == f.meta.table);
+                shared
+                    .last_rows
+                    .file_flushed(&table, &f.meta, &f.last_rows, first_file)?;
+            }
         }
         shared.release_memory(frozen.bytes());
         shared.stats.flushes.fetch_add(1, Ordering::Relaxed);

@@ -19,6 +19,7 @@ use tracing::debug;
 use crate::catalog::{Catalog, TableSchema};
 use crate::dedup::sort_dedup;
 use crate::error::{Error, Result};
+use crate::last_rows::last_per_series;
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
 use crate::parquet_file::encode;
@@ -83,6 +84,12 @@ pub(crate) fn file_path(database: &str, table: &str, start: i64, width: i64, id:
     StorePath::from_iter(parts.iter().map(String::as_str))
 }
 
+/// A file a flush wrote, with the last row of each of its series.
+pub(crate) struct Persisted {
+    pub meta: FileMeta,
+    pub last_rows: RecordBatch,
+}
+
 /// Writes every table partition of `frozen` as one Parquet file; returns the
 /// files, with ids from `next_file_id` on.
 pub(crate) async fn flush_memtable(
@@ -92,7 +99,7 @@ pub(crate) async fn flush_memtable(
     next_file_id: &mut u64,
     partition_width: i64,
     row_group_rows: usize,
-) -> Result<Vec<FileMeta>> {
+) -> Result<Vec<Persisted>> {
     let mut files = Vec::new();
     let mut keys: Vec<_> = frozen.tables().keys().collect();
     keys.sort();
@@ -123,7 +130,13 @@ pub(crate) async fn flush_memtable(
             let size = bytes.len() as u64;
             storage.put_durable(&path, bytes).await?;
             debug!(%path, rows = batch.num_rows(), size, sort_ms, encode_ms, "file written");
-            files.push(FileMeta {
+            let sort_key: Vec<String> = sorted
+                .key_order
+                .iter()
+                .map(|&i| schema.columns()[i].name.clone())
+                .collect();
+            let last_rows = last_per_series(std::slice::from_ref(&batch), &sort_key)?;
+            let meta = FileMeta {
                 id,
                 database: database.clone(),
                 table: table.clone(),
@@ -134,15 +147,10 @@ pub(crate) async fn flush_memtable(
                 rows: batch.num_rows() as u64,
                 bytes: size,
                 max_seq,
-                sort_key: Some(
-                    sorted
-                        .key_order
-                        .iter()
-                        .map(|&i| schema.columns()[i].name.clone())
-                        .collect(),
-                ),
+                sort_key: Some(sort_key),
                 tag_ranges: Some(tag_ranges(&batch, &schema)?),
-            });
+            };
+            files.push(Persisted { meta, last_rows });
         }
     }
     Ok(files)

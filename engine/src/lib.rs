@@ -27,6 +27,7 @@ mod dedup;
 mod engine;
 mod error;
 mod flush;
+mod last_rows;
 pub mod line_protocol;
 mod manifest;
 mod memtable;

@@ -42,6 +42,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::catalog::{ColumnKind, TableSchema};
 use crate::dedup::{align, sort_dedup};
 use crate::engine::{DEFAULT_DATABASE, Shared};
+use crate::last_rows::LastRowsRule;
 use crate::manifest::FileMeta;
 use crate::memtable::Chunk;
 
@@ -73,6 +74,7 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
     let ctx = SessionContext::new_with_config_rt(config, shared.runtime_env.clone());
     ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
+    ctx.add_optimizer_rule(Arc::new(LastRowsRule));
     ctx
 }
 
@@ -158,6 +160,32 @@ impl Source {
 }
 
 impl IngotTable {
+    pub(crate) fn table_schema(&self) -> Arc<TableSchema> {
+        self.schema.clone()
+    }
+
+    pub(crate) fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Every file and memtable chunk of the table, as of one instant.
+    pub(crate) fn all_sources(&self) -> (Vec<FileMeta>, Vec<Arc<Chunk>>) {
+        let (parts, _) = self.snapshot(TimeRange::ALL);
+        let mut files = Vec::new();
+        let mut chunks = Vec::new();
+        for source in parts.into_values().flatten() {
+            match source {
+                Source::File(f) => files.push(f),
+                Source::Chunk(c) => chunks.push(c),
+            }
+        }
+        (files, chunks)
+    }
+
     /// The table's sources that may hold rows in `range`, by partition, as
     /// of one instant; also how many files the range pruned.
     fn snapshot(&self, range: TimeRange) -> (BTreeMap<i64, Vec<Source>>, usize) {
@@ -198,7 +226,7 @@ impl IngotTable {
         (parts, pruned)
     }
 
-    async fn read_file(&self, file: &FileMeta) -> DfResult<Vec<RecordBatch>> {
+    pub(crate) async fn read_file(&self, file: &FileMeta) -> DfResult<Vec<RecordBatch>> {
         let path = StorePath::from(file.path.as_str());
         let bytes = self
             .shared

@@ -320,3 +320,37 @@ fn concurrent_writers_share_wal_fsyncs() {
     assert_eq!((stats.flushes, stats.files_written, stats.files), (1, 1, 1));
     assert_eq!(stats.memtable_bytes, 0);
 }
+
+#[test]
+fn latest_value_queries_read_only_the_last_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), Options::default()).unwrap();
+    for day in 0..2i64 {
+        let lp: String = (0..100)
+            .flat_map(|s| (0..3).map(move |d| (s, d)))
+            .map(|(s, d)| format!("m,dev=d{d} v={} {}\n", day * 1000 + s, day * 86_400 + s))
+            .collect();
+        engine
+            .write_lines("public", &lp, Precision::Second)
+            .unwrap();
+        engine.flush().unwrap();
+    }
+    let rt = runtime();
+    let latest = "SELECT dev, max(time) AS t, last_value(v ORDER BY time) AS v FROM m GROUP BY dev ORDER BY dev";
+    let plan = plan_text(&engine, &rt, latest);
+    assert!(!plan.contains(".parquet"), "reads files:\n{plan}");
+    let text = rt
+        .block_on(engine.sql(latest))
+        .map(|b| pretty_format_batches(&b).unwrap().to_string())
+        .unwrap();
+    for d in 0..3 {
+        assert!(
+            text.contains(&format!("| d{d}  | 1970-01-02T00:01:39Z | 1099.0 |")),
+            "{text}"
+        );
+    }
+    // With a time filter the last rows are not enough: the files are read.
+    let bounded = "SELECT dev, last_value(v ORDER BY time) FROM m WHERE time < '1970-01-02T00:00:00Z' GROUP BY dev";
+    let plan = plan_text(&engine, &rt, bounded);
+    assert!(plan.contains(".parquet"), "{plan}");
+}

@@ -1,0 +1,471 @@
+//! The last row of every series, for "latest value" queries.
+//!
+//! `SELECT device_id, max(time), last_value(temperature ORDER BY time) ...
+//! GROUP BY device_id` needs only the last row of each series: the row with
+//! the greatest time, its fields merged by the duplicate rule. Files are
+//! immutable and sorted by (series, time), so their last rows are kept per
+//! table ([`LastRowsCache`]): gathered from a file when it is flushed, or
+//! from every file on first use after open. A query merges them with the
+//! memtable's rows. [`LastRowsRule`] rewrites such an aggregate to read those
+//! rows instead of the whole table; the aggregate itself is unchanged, so
+//! the answer is the one the full scan would give.
+//!
+//! Why it is exact: a series' greatest time is the greatest of its last
+//! times in each source, and every source holding a row at that time holds
+//! it as its last row; merging the sources' last rows by write order is the
+//! duplicate rule applied to exactly the rows that matter.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::kernels::partition::partition;
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::Transformed;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::expr::NullTreatment;
+use datafusion::logical_expr::{
+    Aggregate, Expr, Filter, LogicalPlan, TableProviderFilterPushDown, TableScan,
+};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::catalog::{ColumnKind, TIME_COLUMN, TableSchema};
+use crate::dedup::{align, sort_dedup};
+use crate::error::Result;
+use crate::manifest::FileMeta;
+use crate::query::IngotTable;
+
+/// For rows sorted by series then time, the last row of each series. A
+/// series is a run of equal values in the `tags` columns; tags a batch lacks
+/// are null throughout it and do not split runs.
+pub(crate) fn last_per_series(batches: &[RecordBatch], tags: &[String]) -> Result<RecordBatch> {
+    let Some(first) = batches.first() else {
+        return Err(crate::error::Error::Internal(
+            "last_per_series needs at least one batch".into(),
+        ));
+    };
+    let schema = first.schema();
+    let run_ends = |batch: &RecordBatch| -> Result<RecordBatch> {
+        if batch.num_rows() == 0 {
+            return Ok(batch.clone());
+        }
+        let keys: Vec<ArrayRef> = tags
+            .iter()
+            .filter_map(|t| batch.column_by_name(t).cloned())
+            .collect();
+        let ends: Vec<u32> = if keys.is_empty() {
+            vec![batch.num_rows() as u32 - 1]
+        } else {
+            partition(&keys)?
+                .ranges()
+                .into_iter()
+                .map(|r| r.end as u32 - 1)
+                .collect()
+        };
+        let indices = UInt32Array::from(ends);
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    };
+    // The last row of each run within each batch, then once more across the
+    // batches, since a run may continue from one batch into the next.
+    let candidates = batches.iter().map(run_ends).collect::<Result<Vec<_>>>()?;
+    let joined = concat_batches(&schema, &candidates)?;
+    run_ends(&joined)
+}
+
+/// The last rows of the persisted files of one table.
+#[derive(Debug)]
+struct TableLastRows {
+    /// The files they cover.
+    files: BTreeSet<u64>,
+    /// The highest WAL sequence number of those files.
+    seq: u64,
+    /// One row per series, sorted by series (table schema of the time it
+    /// was built; aligned on use).
+    batch: RecordBatch,
+}
+
+/// Per table, the last row of every series over its persisted files.
+#[derive(Debug, Default)]
+pub(crate) struct LastRowsCache {
+    tables: Mutex<HashMap<(String, String), Arc<TableLastRows>>>,
+}
+
+impl LastRowsCache {
+    fn get(&self, database: &str, table: &str) -> Option<Arc<TableLastRows>> {
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(database.to_string(), table.to_string()))
+            .cloned()
+    }
+
+    fn put(&self, database: &str, table: &str, rows: TableLastRows) {
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((database.to_string(), table.to_string()), Arc::new(rows));
+    }
+
+    /// A file was flushed: fold its last rows into the table's, when the
+    /// table has them or this is its first file (otherwise they are gathered
+    /// on first use). Files are flushed in write order, so the new file's
+    /// rows are the latest.
+    pub(crate) fn file_flushed(
+        &self,
+        table: &TableSchema,
+        file: &FileMeta,
+        last_rows: &RecordBatch,
+        first_file: bool,
+    ) -> Result<()> {
+        let Some(current) = self.get(&file.database, &file.table) else {
+            if first_file {
+                self.put(
+                    &file.database,
+                    &file.table,
+                    TableLastRows {
+                        files: BTreeSet::from([file.id]),
+                        seq: file.max_seq,
+                        batch: last_rows.clone(),
+                    },
+                );
+            }
+            return Ok(());
+        };
+        // Every row of a flushed file was written after every row of the
+        // files flushed before it; the files of one flush are different
+        // partitions and share no (series, time).
+        if current.files.contains(&file.id) {
+            return Ok(());
+        }
+        let batch = merge(
+            table,
+            vec![
+                (current.seq, current.batch.clone()),
+                (file.max_seq, last_rows.clone()),
+            ],
+        )?;
+        let mut files = current.files.clone();
+        files.insert(file.id);
+        self.put(
+            &file.database,
+            &file.table,
+            TableLastRows {
+                files,
+                seq: current.seq.max(file.max_seq),
+                batch,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Merges sources' rows by the duplicate rule and keeps each series' last.
+fn merge(table: &TableSchema, inputs: Vec<(u64, RecordBatch)>) -> Result<RecordBatch> {
+    let sorted = sort_dedup(table, &inputs)?;
+    let key: Vec<String> = sorted
+        .key_order
+        .iter()
+        .map(|&i| table.columns()[i].name.clone())
+        .collect();
+    last_per_series(&[sorted.batch], &key)
+}
+
+impl IngotTable {
+    /// The last row of every series of the table, as of one instant.
+    async fn last_rows(&self) -> DfResult<RecordBatch> {
+        let table = self.table_schema();
+        let schema = table.arrow_schema().clone();
+        let (files, chunks) = self.all_sources();
+        let cache = &self.shared().last_rows;
+        let live: BTreeSet<u64> = files.iter().map(|f| f.id).collect();
+        let cached = cache
+            .get(self.database(), table.name())
+            .filter(|c| c.files.is_subset(&live));
+        // Files the cached rows lack; if one was written before what is
+        // cached, start over, so that rows merge in write order.
+        let (mut inputs, mut covered, mut seq) = match &cached {
+            Some(c)
+                if files
+                    .iter()
+                    .all(|f| c.files.contains(&f.id) || f.max_seq > c.seq) =>
+            {
+                (
+                    vec![(c.seq, align(&c.batch, &schema).map_err(external)?)],
+                    c.files.clone(),
+                    c.seq,
+                )
+            }
+            _ => (Vec::new(), BTreeSet::new(), 0),
+        };
+        let mut missing: Vec<&FileMeta> =
+            files.iter().filter(|f| !covered.contains(&f.id)).collect();
+        missing.sort_by_key(|f| f.max_seq);
+        for f in missing {
+            let batches = self.read_file(f).await?;
+            if batches.is_empty() {
+                continue;
+            }
+            let key = f.sort_key.clone().unwrap_or_else(|| {
+                table
+                    .columns()
+                    .iter()
+                    .filter(|c| c.kind == ColumnKind::Tag)
+                    .map(|c| c.name.clone())
+                    .collect()
+            });
+            let rows = last_per_series(&batches, &key).map_err(external)?;
+            inputs.push((f.max_seq, rows));
+            covered.insert(f.id);
+            seq = seq.max(f.max_seq);
+        }
+        let persisted = if inputs.is_empty() {
+            RecordBatch::new_empty(schema.clone())
+        } else {
+            merge(&table, inputs).map_err(external)?
+        };
+        if cached.as_ref().is_none_or(|c| c.files != covered) {
+            cache.put(
+                self.database(),
+                table.name(),
+                TableLastRows {
+                    files: covered,
+                    seq,
+                    batch: persisted.clone(),
+                },
+            );
+        }
+        if chunks.is_empty() {
+            return Ok(persisted);
+        }
+        let mut inputs = vec![(seq, persisted)];
+        inputs.extend(chunks.iter().map(|c| (c.seq, c.batch.clone())));
+        merge(&table, inputs).map_err(external)
+    }
+}
+
+fn external(e: crate::error::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// A table that holds the last row of every series of an Ingot table.
+#[derive(Debug)]
+struct LastRowsTable {
+    table: Arc<IngotTable>,
+}
+
+#[async_trait]
+impl TableProvider for LastRowsTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let rows = self.table.last_rows().await?;
+        let rows = align(&rows, &self.schema()).map_err(external)?;
+        let memory =
+            MemorySourceConfig::try_new(&[vec![rows]], self.schema(), projection.cloned())?;
+        Ok(DataSourceExec::from_data_source(memory))
+    }
+}
+
+/// Rewrites `Aggregate(TableScan)` and `Aggregate(Filter(TableScan))` over an
+/// Ingot table to read only each series' last row, when the answer depends
+/// on nothing else: every grouping key is a tag, every aggregate is
+/// `max(time)` or `last_value(x ORDER BY time)`, and every filter reads tags
+/// only (so it keeps or drops whole series).
+#[derive(Debug, Default)]
+pub(crate) struct LastRowsRule;
+
+impl OptimizerRule for LastRowsRule {
+    fn name(&self) -> &str {
+        "ingot_last_rows"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        let LogicalPlan::Aggregate(aggregate) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let input = match aggregate.input.as_ref() {
+            LogicalPlan::TableScan(scan) => {
+                last_rows_scan(scan, aggregate)?.map(LogicalPlan::TableScan)
+            }
+            LogicalPlan::Filter(filter) => match filter.input.as_ref() {
+                LogicalPlan::TableScan(scan) => match last_rows_scan(scan, aggregate)? {
+                    Some(new_scan)
+                        if reads_only_tags(&filter.predicate, table_of(scan)?.as_ref()) =>
+                    {
+                        Some(LogicalPlan::Filter(Filter::try_new(
+                            filter.predicate.clone(),
+                            Arc::new(LogicalPlan::TableScan(new_scan)),
+                        )?))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(input) = input else {
+            return Ok(Transformed::no(plan));
+        };
+        Ok(Transformed::yes(LogicalPlan::Aggregate(
+            Aggregate::try_new_with_schema(
+                Arc::new(input),
+                aggregate.group_expr.clone(),
+                aggregate.aggr_expr.clone(),
+                aggregate.schema.clone(),
+            )?,
+        )))
+    }
+}
+
+/// The Ingot table a scan reads, if it is one.
+fn ingot_table(scan: &TableScan) -> Option<Arc<IngotTable>> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    let any: Arc<dyn std::any::Any + Send + Sync> = provider;
+    any.downcast::<IngotTable>().ok()
+}
+
+fn table_of(scan: &TableScan) -> DfResult<Arc<TableSchema>> {
+    ingot_table(scan)
+        .map(|t| t.table_schema())
+        .ok_or_else(|| DataFusionError::Internal("not an Ingot table".into()))
+}
+
+/// The scan rewritten to read last rows, if `aggregate` over it allows.
+fn last_rows_scan(scan: &TableScan, aggregate: &Aggregate) -> DfResult<Option<TableScan>> {
+    let Some(table) = ingot_table(scan) else {
+        return Ok(None);
+    };
+    let schema = table.table_schema();
+    let groups_are_tags = aggregate
+        .group_expr
+        .iter()
+        .all(|e| matches!(e, Expr::Column(c) if is_tag(&schema, &c.name)));
+    let aggregates_need_last_rows =
+        !aggregate.aggr_expr.is_empty() && aggregate.aggr_expr.iter().all(is_last_row_aggregate);
+    let filters_are_tags = scan.filters.iter().all(|f| reads_only_tags(f, &schema));
+    if !(groups_are_tags && aggregates_need_last_rows && filters_are_tags && scan.fetch.is_none()) {
+        return Ok(None);
+    }
+    let mut new_scan = scan.clone();
+    new_scan.source = provider_as_source(Arc::new(LastRowsTable { table }));
+    Ok(Some(new_scan))
+}
+
+fn is_tag(schema: &TableSchema, name: &str) -> bool {
+    schema
+        .column(name)
+        .is_some_and(|c| c.kind == ColumnKind::Tag)
+}
+
+fn is_time(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == TIME_COLUMN)
+}
+
+/// `max(time)`, or `last_value(x ORDER BY time)` that respects nulls.
+fn is_last_row_aggregate(expr: &Expr) -> bool {
+    let expr = match expr {
+        Expr::Alias(alias) => alias.expr.as_ref(),
+        e => e,
+    };
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
+        return false;
+    };
+    if params.distinct || params.filter.is_some() {
+        return false;
+    }
+    match func.name() {
+        "max" => params.order_by.is_empty() && matches!(params.args.as_slice(), [a] if is_time(a)),
+        "last_value" => {
+            params.args.len() == 1
+                && params.null_treatment != Some(NullTreatment::IgnoreNulls)
+                && matches!(params.order_by.as_slice(), [s] if s.asc && is_time(&s.expr))
+        }
+        _ => false,
+    }
+}
+
+/// Whether `expr` reads no column but tags: such a filter keeps or drops
+/// whole series.
+fn reads_only_tags(expr: &Expr, schema: &TableSchema) -> bool {
+    let columns = expr.column_refs();
+    !expr.is_volatile() && columns.iter().all(|c| is_tag(schema, &c.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn last_row_of_each_run_across_batches() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("dev", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let batch = |devs: Vec<&str>, vs: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(devs)),
+                    Arc::new(Int64Array::from(vs)),
+                ],
+            )
+            .unwrap()
+        };
+        let batches = [
+            batch(vec!["a", "a", "b"], vec![1, 2, 3]),
+            batch(vec!["b", "c"], vec![4, 5]),
+        ];
+        let out = last_per_series(&batches, &["dev".to_string()]).unwrap();
+        let v = out.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(v.values(), &[2, 4, 5]);
+        let whole = last_per_series(&batches, &[]).unwrap();
+        assert_eq!(whole.num_rows(), 1);
+    }
+}
