@@ -1,8 +1,11 @@
 //! Runs the `.slt` files in `tests/slt/` against a fresh engine each.
 //!
-//! Besides SQL, a record may use three engine commands:
+//! Besides SQL, a record may use these engine commands:
 //!
 //! ```text
+//! statement ok
+//! LOAD tiny                         -- the workload preset, as public.readings
+//!
 //! statement ok
 //! WRITE [database] [precision]      -- the following lines are line protocol
 //! m,s=a x=1 1
@@ -13,12 +16,17 @@
 //! statement ok
 //! REOPEN                            -- drop the engine and open the directory again
 //! ```
+//!
+//! `INGOT_SLT_COMPLETE=1 cargo test -p ingot-tests --test sqllogictests`
+//! rewrites the expected results of every file from what Ingot returns; check
+//! the diff before committing it.
 
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
+use ingot_bench::Preset;
 use ingot_engine::{Engine, Options, Precision};
 use sqllogictest::{DBOutput, DefaultColumnType};
 
@@ -73,6 +81,12 @@ impl sqllogictest::AsyncDB for IngotSlt {
                     .map_err(err)?;
                 return Ok(DBOutput::StatementComplete(s.rows));
             }
+            ["LOAD", preset] => {
+                let preset = Preset::by_name(preset)
+                    .ok_or_else(|| SltError(format!("unknown preset {preset:?}")))?;
+                let rows = ingot_tests::load_preset(self.engine(), preset, 10_000).map_err(err)?;
+                return Ok(DBOutput::StatementComplete(rows));
+            }
             ["FLUSH"] => {
                 self.engine().flush().map_err(err)?;
                 return Ok(DBOutput::StatementComplete(0));
@@ -124,8 +138,36 @@ impl sqllogictest::AsyncDB for IngotSlt {
     async fn shutdown(&mut self) {}
 }
 
+/// Results match when every value matches, numbers with a fraction to 1e-9
+/// relative: sums of floats may differ in their last bits with the order
+/// partitions finish in.
+fn floats_within_1e9(
+    normalizer: sqllogictest::Normalizer,
+    actual: &[Vec<String>],
+    expected: &[String],
+) -> bool {
+    let actual: Vec<String> = actual.iter().map(|row| row.join(" ")).collect();
+    if actual.len() != expected.len() {
+        return false;
+    }
+    actual.iter().zip(expected).all(|(a, e)| {
+        let (a, e) = (normalizer(a), normalizer(e));
+        let (a, e): (Vec<&str>, Vec<&str>) = (a.split(' ').collect(), e.split(' ').collect());
+        a.len() == e.len()
+            && a.iter().zip(&e).all(|(a, e)| {
+                a == e
+                    || match (a.parse::<f64>(), e.parse::<f64>()) {
+                        (Ok(x), Ok(y)) if a.contains('.') && e.contains('.') => {
+                            (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
+                        }
+                        _ => false,
+                    }
+            })
+    })
+}
+
 fn slt_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -139,11 +181,24 @@ fn slt_files() -> Vec<PathBuf> {
 async fn sqllogictests() {
     let files = slt_files();
     assert!(!files.is_empty());
+    let complete = std::env::var_os("INGOT_SLT_COMPLETE").is_some();
     let mut failures = Vec::new();
     for file in &files {
         let mut runner = sqllogictest::Runner::new(|| async { Ok(IngotSlt::new()) });
         runner.with_column_validator(|_, _| true);
-        if let Err(e) = runner.run_file_async(file).await {
+        runner.with_validator(floats_within_1e9);
+        if complete {
+            runner
+                .update_test_file(
+                    file,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        } else if let Err(e) = runner.run_file_async(file).await {
             failures.push(format!("{}:\n{e}", file.display()));
         }
     }
