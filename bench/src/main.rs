@@ -60,6 +60,9 @@ struct QueryArgs {
     /// Print each query's `EXPLAIN ANALYZE` after its runs.
     #[arg(long)]
     explain: bool,
+    /// Time partition width in hours (default: the engine's, one day).
+    #[arg(long)]
+    partition_hours: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -290,7 +293,11 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         .data_dir
         .clone()
         .unwrap_or_else(|| temp.path().join("data"));
-    let engine = Engine::open(&dir, Options::default())?;
+    let mut options = Options::default();
+    if let Some(hours) = args.partition_hours {
+        options.partition_duration = Duration::from_secs(hours * 3600);
+    }
+    let engine = Engine::open(&dir, options)?;
     if engine.tables("public").is_empty() {
         let mut generator = Generator::new(preset);
         while let Some(batch) = generator.next_batch(10_000) {
