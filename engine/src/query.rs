@@ -2,10 +2,13 @@
 //!
 //! Catalog `ingot`, one schema per database, one [`IngotTable`] per table.
 //! A scan takes a snapshot of the memtable chunks and the manifest's files
-//! under one lock. Within a time partition, sources whose time ranges overlap
-//! may hold the same (series, time) and are merged with the duplicate rule
-//! ([`crate::dedup`]); a file that overlaps nothing is read as it is, through
-//! DataFusion's Parquet scan.
+//! under one lock, and drops files whose time or tag ranges cannot match the
+//! filters. Within a time partition, sources whose time ranges overlap (and
+//! whose tag ranges do not rule out a shared series) may hold the same
+//! (series, time): the rows in the windows where they overlap, and every
+//! memtable row, are merged with the duplicate rule ([`crate::dedup`]); the
+//! rest of each file, and every file that overlaps nothing, is read as it
+//! is, through DataFusion's Parquet scan.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::stats::Precision;
-use datafusion::common::{ScalarValue, Statistics};
+use datafusion::common::{DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -30,11 +33,14 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{col, lit};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as StorePath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -244,22 +250,11 @@ impl IngotTable {
             .collect::<DfResult<Vec<_>>>()
     }
 
-    /// Reads and merges a group of overlapping sources; returns the rows and
-    /// the tags they are sorted by (then time).
-    async fn merge(&self, sources: &[Source]) -> DfResult<(RecordBatch, Vec<String>)> {
-        let mut inputs = Vec::new();
-        for s in sources {
-            match s {
-                Source::File(f) => {
-                    for b in self.read_file(f).await? {
-                        inputs.push((f.max_seq, b));
-                    }
-                }
-                Source::Chunk(c) => inputs.push((c.seq, c.batch.clone())),
-            }
-        }
-        let sorted = sort_dedup(&self.schema, &inputs)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    /// Merges rows from several sources by the duplicate rule; returns them
+    /// sorted, with the tags they are sorted by (then time).
+    fn merge_rows(&self, inputs: &[(u64, RecordBatch)]) -> DfResult<(RecordBatch, Vec<String>)> {
+        let sorted =
+            sort_dedup(&self.schema, inputs).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let key = sorted
             .key_order
             .iter()
@@ -267,6 +262,90 @@ impl IngotTable {
             .collect();
         Ok((sorted.batch, key))
     }
+
+    /// A scan of one file (all columns).
+    fn file_exec(&self, file: &FileMeta) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let source = Arc::new(ParquetSource::new(self.schema()));
+        let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
+            .with_file_groups(vec![FileGroup::new(vec![PartitionedFile::new(
+                file.path.clone(),
+                file.bytes,
+            )])])
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+
+    /// The rows of `file` whose time lies in one of `windows`, or outside
+    /// all of them.
+    fn file_rows_exec(
+        &self,
+        state: &dyn Session,
+        file: &FileMeta,
+        windows: &[(i64, i64)],
+        inside: bool,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let df_schema = DFSchema::try_from(schema.clone())?;
+        let ts = |v: i64| {
+            lit(ScalarValue::TimestampNanosecond(
+                Some(v),
+                Some("UTC".into()),
+            ))
+        };
+        let in_windows = windows
+            .iter()
+            .map(|&(lo, hi)| {
+                col(crate::catalog::TIME_COLUMN)
+                    .gt_eq(ts(lo))
+                    .and(col(crate::catalog::TIME_COLUMN).lt_eq(ts(hi)))
+            })
+            .reduce(Expr::or)
+            .unwrap_or(lit(false));
+        let predicate = if inside { in_windows } else { !in_windows };
+        let predicate = state.create_physical_expr(predicate, &df_schema)?;
+        Ok(Arc::new(FilterExec::try_new(
+            predicate,
+            self.file_exec(file)?,
+        )?))
+    }
+}
+
+/// The inclusive time intervals where at least two of `sources` overlap.
+fn shared_windows(sources: &[Source]) -> Vec<(i64, i64)> {
+    // Opens sort before closes at the same instant: ranges are inclusive.
+    let mut events: Vec<(i64, u8)> = sources
+        .iter()
+        .flat_map(|s| {
+            let (lo, hi) = s.range();
+            [(lo, 0), (hi, 1)]
+        })
+        .collect();
+    events.sort_unstable();
+    let mut windows = Vec::new();
+    let (mut open, mut start) = (0usize, 0i64);
+    for (t, kind) in events {
+        if kind == 0 {
+            open += 1;
+            if open == 2 {
+                start = t;
+            }
+        } else {
+            if open == 2 {
+                windows.push((start, t));
+            }
+            open -= 1;
+        }
+    }
+    windows
+}
+
+/// `windows` clipped to `[lo, hi]`.
+fn clip(windows: &[(i64, i64)], lo: i64, hi: i64) -> Vec<(i64, i64)> {
+    windows
+        .iter()
+        .filter(|&&(a, b)| a <= hi && b >= lo)
+        .map(|&(a, b)| (a.max(lo), b.min(hi)))
+        .collect()
 }
 
 /// The inclusive range of `time` that a query's filters allow.
@@ -602,7 +681,9 @@ struct ScanCounts {
     files_pruned_by_time: usize,
     files_pruned_by_tags: usize,
     files_scanned: usize,
+    files_partly_merged: usize,
     sources_merged: usize,
+    rows_merged_from_files: usize,
 }
 
 impl ScanCounts {
@@ -611,7 +692,9 @@ impl ScanCounts {
             ("files_pruned_by_time", self.files_pruned_by_time),
             ("files_pruned_by_tags", self.files_pruned_by_tags),
             ("files_scanned", self.files_scanned),
+            ("files_partly_merged", self.files_partly_merged),
             ("sources_merged", self.sources_merged),
+            ("rows_merged_from_files", self.rows_merged_from_files),
         ];
         for (name, value) in counts {
             MetricBuilder::new(metrics).global_counter(name).add(value);
@@ -653,6 +736,8 @@ impl TableProvider for IngotTable {
             ..ScanCounts::default()
         };
         let mut plain_files = Vec::new();
+        // Parts of files outside the windows they share with other sources.
+        let mut partial_files: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut merged = Vec::new();
         for (_, sources) in snapshot {
             let sources: Vec<Source> = sources
@@ -666,18 +751,49 @@ impl TableProvider for IngotTable {
                 })
                 .collect();
             for group in overlap_groups(sources) {
-                match group.as_slice() {
-                    [Source::File(f)] => plain_files.push(f.clone()),
-                    _ => {
-                        counts.sources_merged += group.len();
-                        merged.push(self.merge(&group).await?);
+                if let [Source::File(f)] = group.as_slice() {
+                    plain_files.push(f.clone());
+                    continue;
+                }
+                // Only rows in the windows where sources overlap can be
+                // duplicates, plus whatever is in the memtable (a write may
+                // repeat a key within itself): those are merged; the rest of
+                // each file is read as it is.
+                counts.sources_merged += group.len();
+                let windows = shared_windows(&group);
+                let mut inputs = Vec::new();
+                for source in &group {
+                    match source {
+                        Source::Chunk(c) => inputs.push((c.seq, c.batch.clone())),
+                        Source::File(f) => {
+                            let inside = clip(&windows, f.min_time, f.max_time);
+                            if inside.is_empty() {
+                                plain_files.push(f.clone());
+                                continue;
+                            }
+                            if inside != [(f.min_time, f.max_time)] {
+                                partial_files.push(self.file_rows_exec(state, f, &inside, false)?);
+                            }
+                            let rows = self.file_rows_exec(state, f, &inside, true)?;
+                            for b in collect(rows, state.task_ctx()).await? {
+                                counts.rows_merged_from_files += b.num_rows();
+                                inputs.push((f.max_seq, b));
+                            }
+                        }
                     }
+                }
+                if !inputs.is_empty() {
+                    merged.push(self.merge_rows(&inputs)?);
                 }
             }
         }
         counts.files_scanned = plain_files.len();
-        let any_files =
-            counts.files_scanned + counts.files_pruned_by_time + counts.files_pruned_by_tags > 0;
+        counts.files_partly_merged = partial_files.len();
+        let any_files = counts.files_scanned
+            + counts.files_partly_merged
+            + counts.files_pruned_by_time
+            + counts.files_pruned_by_tags
+            > 0;
         // One order for everything the scan reads, when every source has it.
         let sort_key = plain_files
             .iter()
@@ -721,6 +837,22 @@ impl TableProvider for IngotTable {
                 .with_limit(limit)
                 .build();
             inputs.push(DataSourceExec::from_data_source(config));
+        }
+        for exec in partial_files {
+            inputs.push(match projection {
+                Some(p) => Arc::new(ProjectionExec::try_new(
+                    p.iter().map(|&i| {
+                        let field = schema.field(i);
+                        (
+                            Arc::new(Column::new(field.name(), i))
+                                as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+                            field.name().clone(),
+                        )
+                    }),
+                    exec,
+                )?),
+                None => exec,
+            });
         }
         if !merged.is_empty() {
             let partitions = merged

@@ -354,3 +354,47 @@ fn latest_value_queries_read_only_the_last_rows() {
     let plan = plan_text(&engine, &rt, bounded);
     assert!(plan.contains(".parquet"), "{plan}");
 }
+
+#[test]
+fn files_that_share_an_instant_merge_only_the_rows_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), Options::default()).unwrap();
+    // Two flushes whose time ranges share t = 99; the second rewrites v there.
+    for (from, to, base) in [(0, 100, 0), (99, 200, 1000)] {
+        let lp: String = (from..to)
+            .flat_map(|t| ["a", "b"].map(|s| format!("m,s={s} v={}i {t}\n", base + t)))
+            .collect();
+        engine
+            .write_lines("public", &lp, Precision::Second)
+            .unwrap();
+        engine.flush().unwrap();
+    }
+    // And a late write into the first file's range, still in the memtable.
+    engine
+        .write_lines("public", "m,s=a v=-1i 50", Precision::Second)
+        .unwrap();
+    let rt = runtime();
+    let sql = "SELECT count(*) AS n, sum(v) AS total FROM m";
+    let (batches, metrics) = run_with_scan_metrics(&engine, &rt, sql);
+    assert_eq!(first_i64(&batches), 400);
+    let total = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    let expected: i64 = ["a", "b"]
+        .iter()
+        .map(|s| {
+            (0..99)
+                .map(|t| if *s == "a" && t == 50 { -1 } else { t })
+                .sum::<i64>()
+                + (99..200).map(|t| 1000 + t).sum::<i64>()
+        })
+        .sum();
+    assert_eq!(total, expected);
+    // Rows at t = 99 (two series, two files) and at t = 50 (two series in
+    // the first file) are merged; everything else streams from the files.
+    assert_eq!(metric(&metrics, "rows_merged_from_files"), 6);
+    assert_eq!(metric(&metrics, "files_partly_merged"), 2);
+}
