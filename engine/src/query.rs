@@ -26,6 +26,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfigBuilder, FileSource, ParquetSource,
 };
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -263,9 +264,23 @@ impl IngotTable {
         Ok((sorted.batch, key))
     }
 
+    /// A Parquet source over the table's files. Files never change once
+    /// written, so their footers (with page indexes) are parsed once and kept
+    /// in the runtime's metadata cache.
+    fn parquet_source(&self) -> ParquetSource {
+        let factory = CachedParquetFileReaderFactory::new(
+            self.shared.storage.store.clone(),
+            self.shared
+                .runtime_env
+                .cache_manager
+                .get_file_metadata_cache(),
+        );
+        ParquetSource::new(self.schema()).with_parquet_file_reader_factory(Arc::new(factory))
+    }
+
     /// A scan of one file (all columns).
     fn file_exec(&self, file: &FileMeta) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let source = Arc::new(ParquetSource::new(self.schema()));
+        let source = Arc::new(self.parquet_source());
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
             .with_file_groups(vec![FileGroup::new(vec![PartitionedFile::new(
                 file.path.clone(),
@@ -826,7 +841,7 @@ impl TableProvider for IngotTable {
             };
             // DataFusion pushes the query's filters into the source itself
             // (`pushdown_filters`), for row-group, page and row pruning.
-            let source = ParquetSource::new(schema.clone());
+            let source = self.parquet_source();
             counts.record(source.metrics());
             let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
