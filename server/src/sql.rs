@@ -1,0 +1,223 @@
+//! Running SQL for the Flight SQL and HTTP front ends: the safety checks
+//! done before planning, a read-only session on a database, and the
+//! streaming execution.
+
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SQLOptions, SessionContext};
+use ingot_engine::{DEFAULT_DATABASE, Engine};
+
+use crate::error::{ApiError, Result};
+
+/// Limits checked on query text before it reaches the SQL parser.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    /// Longest query text accepted, in bytes.
+    pub max_query_bytes: usize,
+    /// Deepest expression accepted: operators chained in one expression plus
+    /// parentheses nested around it.
+    pub max_expression_depth: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            max_query_bytes: 1 << 20,
+            max_expression_depth: 256,
+        }
+    }
+}
+
+/// Rejects query text that is too long or nests expressions too deeply,
+/// before DataFusion's recursive parser and planner see it (a left-deep
+/// `1+1+...` of 20 000 terms would overflow their stacks).
+///
+/// The check is a single pass over the text that skips string literals,
+/// quoted identifiers and comments. For each comma-separated item it counts
+/// the operators (`+ - * / % || = < > AND OR NOT ...`) and the parentheses
+/// inside it, including nested items: an upper bound on the depth of the
+/// expression tree the parser would build.
+pub fn check_query(sql: &str, limits: &SqlLimits) -> Result<()> {
+    if sql.len() > limits.max_query_bytes {
+        return Err(ApiError::invalid(format!(
+            "query text is {} bytes, over the limit of {} bytes",
+            sql.len(),
+            limits.max_query_bytes
+        )));
+    }
+    if sql.trim().is_empty() {
+        return Err(ApiError::invalid("empty query"));
+    }
+    let too_deep = || {
+        ApiError::invalid(format!(
+            "query expression is nested deeper than the limit of {} (operators chained in one \
+             expression plus enclosing parentheses); split it up or use IN lists and functions",
+            limits.max_expression_depth
+        ))
+    };
+    // (depth of the current item, deepest finished item) per open parenthesis.
+    let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    let mut prev_operator = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let mut operator = false;
+        match c {
+            b'\'' | b'"' | b'`' => {
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == c {
+                        if bytes.get(i + 1) == Some(&c) {
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'(' => stack.push((0, 0)),
+            b')' if stack.len() > 1 => {
+                let (current, deepest) = stack.pop().unwrap_or_default();
+                if let Some(top) = stack.last_mut() {
+                    top.0 += current.max(deepest) + 1;
+                }
+            }
+            b',' | b';' => {
+                if let Some(top) = stack.last_mut() {
+                    top.1 = top.1.max(top.0);
+                    top.0 = 0;
+                }
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'|' | b'&' | b'^' | b'<' | b'>' | b'=' | b'!' => {
+                operator = true;
+                if !prev_operator && let Some(top) = stack.last_mut() {
+                    top.0 += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i + 1 < bytes.len()
+                    && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_')
+                {
+                    i += 1;
+                }
+                let word = &sql[start..=i];
+                if ["and", "or", "not"]
+                    .iter()
+                    .any(|k| word.eq_ignore_ascii_case(k))
+                    && let Some(top) = stack.last_mut()
+                {
+                    top.0 += 1;
+                }
+            }
+            _ => {}
+        }
+        prev_operator = operator;
+        if stack.len() > limits.max_expression_depth
+            || stack.iter().map(|(current, _)| current).sum::<usize>() + stack.len()
+                > limits.max_expression_depth
+        {
+            return Err(too_deep());
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// A read-only session whose default schema is `database` ("" = "public").
+/// DDL, DML and `SET` are refused: a query cannot create tables over
+/// arbitrary files or write anywhere.
+pub fn session(engine: &Engine, database: &str) -> Result<SessionContext> {
+    let ctx = engine.session();
+    if !database.is_empty() && database != DEFAULT_DATABASE {
+        if !engine.databases().iter().any(|d| d == database) {
+            return Err(ApiError::NotFound(format!(
+                "database {database:?} does not exist"
+            )));
+        }
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().options_mut().catalog.default_schema = database.to_string();
+    }
+    Ok(ctx)
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Checks, plans and starts a query; batches are produced as the stream is
+/// polled, never collected here.
+pub async fn execute(
+    engine: &Engine,
+    database: &str,
+    sql: &str,
+    limits: &SqlLimits,
+) -> Result<SendableRecordBatchStream> {
+    check_query(sql, limits)?;
+    let ctx = session(engine, database)?;
+    let df = ctx.sql_with_options(sql, read_only()).await?;
+    Ok(df.execute_stream().await?)
+}
+
+/// Plans a query (for its schema or to bind parameters) without running it.
+pub async fn plan(
+    engine: &Engine,
+    database: &str,
+    sql: &str,
+    limits: &SqlLimits,
+) -> Result<datafusion::dataframe::DataFrame> {
+    check_query(sql, limits)?;
+    let ctx = session(engine, database)?;
+    Ok(ctx.sql_with_options(sql, read_only()).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_queries_pass() {
+        let limits = SqlLimits::default();
+        for q in [
+            "SELECT 1",
+            "SELECT date_bin(INTERVAL '1 minute', time) AS t, avg(v) FROM r WHERE a = 'x' AND b > 2 GROUP BY 1",
+            "SELECT '((((((((' FROM t -- )))))",
+            "SELECT a+b, c+d, e+f FROM t WHERE (x = 1 OR y = 2) AND z <> 3",
+        ] {
+            check_query(q, &limits).unwrap();
+        }
+    }
+
+    #[test]
+    fn deep_expressions_are_refused() {
+        let limits = SqlLimits::default();
+        let chain = format!("SELECT {}", vec!["1"; 20_000].join("+"));
+        assert!(check_query(&chain, &limits).is_err());
+        let parens = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(check_query(&parens, &limits).is_err());
+        let ands = format!(
+            "SELECT * FROM t WHERE {}",
+            vec!["a = 1"; 1000].join(" AND ")
+        );
+        assert!(check_query(&ands, &limits).is_err());
+        let long = "x".repeat(limits.max_query_bytes + 1);
+        assert!(check_query(&long, &limits).is_err());
+    }
+}
