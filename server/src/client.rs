@@ -18,7 +18,7 @@ pub enum ClientError {
     Connect { addr: String, reason: String },
     #[error("{0}")]
     Flight(#[from] arrow_flight::error::FlightError),
-    #[error("{}: {}", .0.code(), .0.message())]
+    #[error("{:?}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
     #[error("{0}")]
     Arrow(#[from] arrow::error::ArrowError),

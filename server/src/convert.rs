@@ -148,6 +148,7 @@ fn validity(name: &str, bitmap: &[u8], rows: usize) -> Result<Option<NullBuffer>
 /// Decodes an Arrow IPC stream and concatenates its batches into one, so
 /// that the write is atomic. An empty stream (a schema, no batches) gives `None`.
 pub fn ipc_to_batch(bytes: &[u8]) -> Result<Option<RecordBatch>> {
+    check_ipc_framing(bytes)?;
     let reader = StreamReader::try_new(Cursor::new(bytes), None)
         .map_err(|e| err(format!("arrow_ipc is not an Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
@@ -159,6 +160,52 @@ pub fn ipc_to_batch(bytes: &[u8]) -> Result<Option<RecordBatch>> {
         return Ok(None);
     }
     concat(&schema, &batches).map(Some)
+}
+
+/// Walks the message frames of an IPC stream and checks that every declared
+/// length fits in the payload, before Arrow's reader allocates buffers of
+/// those lengths (garbage bytes would otherwise read as a 2 GB message).
+fn check_ipc_framing(bytes: &[u8]) -> Result<()> {
+    let bad = |what: &str, at: usize| {
+        err(format!(
+            "arrow_ipc is not an Arrow IPC stream: {what} at byte {at} of {}",
+            bytes.len()
+        ))
+    };
+    let read_i32 = |at: usize| -> Option<i32> {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_le_bytes)
+    };
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let Some(mut len) = read_i32(pos) else {
+            return Err(bad("a truncated message length", pos));
+        };
+        pos += 4;
+        if len == -1 {
+            len = read_i32(pos).ok_or_else(|| bad("a truncated message length", pos))?;
+            pos += 4;
+        }
+        if len == 0 {
+            break;
+        }
+        let len = usize::try_from(len).map_err(|_| bad("a negative message length", pos))?;
+        let Some(metadata) = bytes.get(pos..pos.saturating_add(len)) else {
+            return Err(bad("a message longer than the payload", pos));
+        };
+        let message = arrow::ipc::root_as_message(metadata)
+            .map_err(|e| bad(&format!("an unreadable message header ({e})"), pos))?;
+        pos += len;
+        let body = usize::try_from(message.bodyLength())
+            .map_err(|_| bad("a negative body length", pos))?;
+        if body > bytes.len() - pos {
+            return Err(bad("a message body longer than the payload", pos));
+        }
+        pos += body;
+    }
+    Ok(())
 }
 
 /// Concatenates batches of one schema into one batch.
@@ -250,5 +297,30 @@ mod tests {
     #[test]
     fn garbage_ipc_is_an_error() {
         assert!(ipc_to_batch(b"definitely not arrow").is_err());
+        assert!(ipc_to_batch(b"\xff\xff\xff\xff\x00\x00\x00\x7f").is_err());
+    }
+
+    #[test]
+    fn ipc_stream_round_trips() {
+        let batch = rows_to_batch(&Rows {
+            row_count: 2,
+            columns: vec![column(
+                "time",
+                ColumnKind::Time,
+                Values::I64(v1::Int64Values { values: vec![1, 2] }),
+                vec![],
+            )],
+        })
+        .unwrap();
+        let mut bytes = Vec::new();
+        {
+            let mut w =
+                arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema()).unwrap();
+            w.write(&batch).unwrap();
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+        }
+        assert_eq!(ipc_to_batch(&bytes).unwrap().unwrap().num_rows(), 4);
+        assert!(ipc_to_batch(&bytes[..bytes.len() - 20]).is_err());
     }
 }
