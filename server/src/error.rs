@@ -95,7 +95,10 @@ impl From<ApiError> for tonic::Status {
             ApiError::PayloadTooLarge(m) => tonic::Status::resource_exhausted(m),
             ApiError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
             ApiError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
-            ApiError::Internal(m) => tonic::Status::internal(m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "gRPC request failed");
+                tonic::Status::internal(m)
+            }
         }
     }
 }
@@ -110,8 +113,14 @@ impl IntoResponse for ApiError {
             ApiError::ResourceExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+        match status {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %self, "HTTP request failed")
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(error = %self, "HTTP request refused")
+            }
+            _ => {}
         }
         let body = match &self {
             ApiError::InvalidArgument {

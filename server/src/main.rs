@@ -61,6 +61,10 @@ struct ServeArgs {
     /// Longest SQL text accepted.
     #[arg(long, env = "INGOT_MAX_QUERY_BYTES", default_value_t = SqlLimits::default().max_query_bytes)]
     max_query_bytes: usize,
+    /// Memory for written data not yet persisted; writes past it wait for a
+    /// flush, then fail with RESOURCE_EXHAUSTED / 503.
+    #[arg(long, env = "INGOT_MEMTABLE_BUDGET_BYTES")]
+    memtable_budget_bytes: Option<usize>,
     /// Deepest SQL expression accepted.
     #[arg(long, env = "INGOT_MAX_EXPRESSION_DEPTH", default_value_t = SqlLimits::default().max_expression_depth)]
     max_expression_depth: usize,
@@ -176,6 +180,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     };
     config.max_body_bytes = args.max_body_bytes;
     config.max_grpc_message_bytes = args.max_grpc_message_bytes;
+    config.memtable_budget_bytes = args.memtable_budget_bytes;
     config.sql_limits = SqlLimits {
         max_query_bytes: args.max_query_bytes,
         max_expression_depth: args.max_expression_depth,

@@ -45,6 +45,8 @@ pub struct ServeConfig {
     /// Largest gRPC message the server decodes.
     pub max_grpc_message_bytes: usize,
     pub sql_limits: SqlLimits,
+    /// Memory the engine's memtable may hold; `None` keeps the engine's default.
+    pub memtable_budget_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,7 @@ impl ServeConfig {
             max_body_bytes: 64 << 20,
             max_grpc_message_bytes: 64 << 20,
             sql_limits: SqlLimits::default(),
+            memtable_budget_bytes: None,
         }
     }
 }
@@ -126,6 +129,9 @@ impl Server {
     pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         let mut options = Options::default();
         options.wal_sync = config.wal_sync;
+        if let Some(budget) = config.memtable_budget_bytes {
+            options.memtable_budget_bytes = budget;
+        }
         let dir = config.data_dir.clone();
         let engine = tokio::task::spawn_blocking(move || Engine::open(&dir, options))
             .await

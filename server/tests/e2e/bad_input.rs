@@ -174,3 +174,31 @@ async fn bad_input_is_refused_and_the_server_stays_healthy() {
     assert_eq!(count(&mut client, "SELECT count(*) FROM m").await, 2);
     assert_eq!(count(&mut client, "SELECT sum(v) FROM m").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_memory_budget_is_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(dir.path(), &["--memtable-budget-bytes", "65536"]);
+    let mut client = server.client().await;
+    let big: String = (0..5_000)
+        .map(|i| format!("mem,k=k{i} v={i} {i}\n"))
+        .collect();
+    let e = client
+        .write(request("", Payload::LineProtocol(big.clone())))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Code::ResourceExhausted, "{e}");
+    let r = http()
+        .post(server.http_url("/api/v2/write?bucket=public"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Small writes still go through.
+    client
+        .write(request("", Payload::LineProtocol("mem,k=a v=1 1\n".into())))
+        .await
+        .unwrap();
+    assert_eq!(count(&mut client, "SELECT count(*) FROM mem").await, 1);
+}

@@ -3,8 +3,10 @@
 
 mod auth;
 mod bad_input;
+mod cli;
 mod crash;
 mod flight;
 mod grpc;
 mod http;
 mod support;
+mod tls;
