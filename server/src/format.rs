@@ -11,7 +11,7 @@ use arrow::datatypes::{
     TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::error::{ApiError, Result};
 
@@ -47,62 +47,137 @@ impl Format {
     }
 }
 
-/// Encodes a whole result.
-pub fn encode(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    match format {
-        Format::Json => {
-            let rows = rows(batches)?;
-            serde_json::to_vec(&rows).map_err(|e| ApiError::Internal(e.to_string()))
-        }
-        Format::JsonLines => {
-            let mut out = Vec::new();
-            for row in rows(batches)? {
-                serde_json::to_writer(&mut out, &row)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                out.push(b'\n');
-            }
-            Ok(out)
-        }
-        Format::Csv => {
-            let mut out = Vec::new();
-            {
+/// Encodes a result batch by batch, so that JSON, JSON lines and CSV
+/// stream out as the query produces them. Parquet is buffered until the end
+/// (its footer describes the whole file).
+pub struct Encoder {
+    format: Format,
+    rows: u64,
+    parquet: Option<parquet::arrow::ArrowWriter<Vec<u8>>>,
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("{what} encoding: {e}"))
+}
+
+impl Encoder {
+    /// Starts a result of `schema`; returns its first bytes.
+    pub fn start(format: Format, schema: &SchemaRef) -> Result<(Self, Vec<u8>)> {
+        let mut head = Vec::new();
+        let mut parquet = None;
+        match format {
+            Format::Json => head.push(b'['),
+            Format::JsonLines => {}
+            Format::Csv => {
+                let plain_schema = plain_schema(schema);
                 let mut writer = arrow_csv::WriterBuilder::new()
                     .with_header(true)
+                    .build(&mut head);
+                writer
+                    .write(&RecordBatch::new_empty(plain_schema))
+                    .map_err(|e| internal("CSV", e))?;
+            }
+            Format::Parquet => {
+                let writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), None)
+                    .map_err(|e| internal("Parquet", e))?;
+                parquet = Some(writer);
+            }
+        }
+        Ok((
+            Self {
+                format,
+                rows: 0,
+                parquet,
+            },
+            head,
+        ))
+    }
+
+    /// Encodes one batch.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        match self.format {
+            Format::Json | Format::JsonLines => {
+                let batch = plain(batch)?;
+                let names: Vec<String> = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| serde_json::to_string(f.name()).unwrap_or_else(|_| "\"\"".into()))
+                    .collect();
+                let columns: Vec<Vec<Value>> = batch
+                    .columns()
+                    .iter()
+                    .map(json_values)
+                    .collect::<Result<_>>()?;
+                for row in 0..batch.num_rows() {
+                    if self.format == Format::Json && self.rows > 0 {
+                        out.push(b',');
+                    }
+                    // Keys in column order (a serde_json map would sort them).
+                    out.push(b'{');
+                    for (i, (name, values)) in names.iter().zip(&columns).enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(name.as_bytes());
+                        out.push(b':');
+                        serde_json::to_writer(&mut out, &values[row])
+                            .map_err(|e| internal("JSON", e))?;
+                    }
+                    out.push(b'}');
+                    if self.format == Format::JsonLines {
+                        out.push(b'\n');
+                    }
+                    self.rows += 1;
+                }
+            }
+            Format::Csv => {
+                let mut writer = arrow_csv::WriterBuilder::new()
+                    .with_header(false)
                     .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.9f%:z".to_string())
                     .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.9f".to_string())
                     .build(&mut out);
-                for batch in batches {
-                    writer
-                        .write(&plain(batch)?)
-                        .map_err(|e| ApiError::Internal(format!("CSV encoding: {e}")))?;
+                writer
+                    .write(&plain(batch)?)
+                    .map_err(|e| internal("CSV", e))?;
+            }
+            Format::Parquet => {
+                if let Some(writer) = &mut self.parquet {
+                    writer.write(batch).map_err(|e| internal("Parquet", e))?;
                 }
             }
-            if batches.is_empty() {
-                let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                out.extend_from_slice(header.join(",").as_bytes());
-                out.push(b'\n');
-            }
-            Ok(out)
         }
-        Format::Parquet => {
-            let mut out = Vec::new();
-            let schema = batches
-                .first()
-                .map(|b| b.schema())
-                .unwrap_or_else(|| schema.clone());
-            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None)
-                .map_err(|e| ApiError::Internal(format!("Parquet encoding: {e}")))?;
-            for batch in batches {
-                writer
-                    .write(batch)
-                    .map_err(|e| ApiError::Internal(format!("Parquet encoding: {e}")))?;
-            }
-            writer
-                .close()
-                .map_err(|e| ApiError::Internal(format!("Parquet encoding: {e}")))?;
-            Ok(out)
+        Ok(out)
+    }
+
+    /// Ends the result; returns its last bytes.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        match self.format {
+            Format::Json => Ok(b"]".to_vec()),
+            Format::JsonLines | Format::Csv => Ok(Vec::new()),
+            Format::Parquet => match self.parquet {
+                Some(writer) => writer.into_inner().map_err(|e| internal("Parquet", e)),
+                None => Ok(Vec::new()),
+            },
         }
     }
+}
+
+/// The schema with dictionary columns as their value type.
+fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Dictionary(_, value) => {
+                    f.as_ref().clone().with_data_type(value.as_ref().clone())
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Dictionary columns (tags) as plain strings, for writers that want them so.
@@ -133,28 +208,6 @@ fn plain(batch: &RecordBatch) -> Result<RecordBatch> {
     }
     RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
         .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// Rows as JSON objects, columns in schema order.
-fn rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let batch = plain(batch)?;
-        let schema = batch.schema();
-        let columns: Vec<Vec<Value>> = batch
-            .columns()
-            .iter()
-            .map(json_values)
-            .collect::<Result<_>>()?;
-        for row in 0..batch.num_rows() {
-            let mut object = Map::with_capacity(columns.len());
-            for (field, values) in schema.fields().iter().zip(&columns) {
-                object.insert(field.name().clone(), values[row].clone());
-            }
-            out.push(Value::Object(object));
-        }
-    }
-    Ok(out)
 }
 
 fn float(v: f64) -> Value {
@@ -236,6 +289,47 @@ pub fn rfc3339_nanos(ns: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode(format: Format, batch: &RecordBatch) -> String {
+        let (mut encoder, mut out) = Encoder::start(format, &batch.schema()).unwrap();
+        out.extend(encoder.batch(batch).unwrap());
+        out.extend(encoder.batch(batch).unwrap());
+        out.extend(encoder.finish().unwrap());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn formats_keep_column_order() {
+        use arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "zone",
+                Arc::new(StringArray::from(vec![Some("b"), None])) as ArrayRef,
+            ),
+            (
+                "a",
+                Arc::new(Float64Array::from(vec![1.5, f64::NAN])) as ArrayRef,
+            ),
+            (
+                "time",
+                Arc::new(TimestampNanosecondArray::from(vec![1, 2]).with_timezone("UTC"))
+                    as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            encode(Format::Json, &batch.slice(0, 1)),
+            r#"[{"zone":"b","a":1.5,"time":"1970-01-01T00:00:00.000000001Z"},{"zone":"b","a":1.5,"time":"1970-01-01T00:00:00.000000001Z"}]"#
+        );
+        assert_eq!(
+            encode(Format::JsonLines, &batch.slice(1, 1)),
+            "{\"zone\":null,\"a\":null,\"time\":\"1970-01-01T00:00:00.000000002Z\"}\n".repeat(2)
+        );
+        assert_eq!(
+            encode(Format::Csv, &batch.slice(0, 1)),
+            "zone,a,time\nb,1.5,1970-01-01T00:00:00.000000001+00:00\nb,1.5,1970-01-01T00:00:00.000000001+00:00\n"
+        );
+    }
 
     #[test]
     fn times_have_nanoseconds() {

@@ -1,16 +1,14 @@
 //! The HTTP API: InfluxDB-compatible line-protocol writes (v1, v2, v3),
 //! SQL over HTTP, health and Prometheus metrics.
 
-use std::time::Instant;
-
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use ingot_engine::{DEFAULT_DATABASE, Precision};
 use serde::Deserialize;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -18,8 +16,9 @@ use tower_http::decompression::RequestDecompressionLayer;
 use crate::AppState;
 use crate::auth::http_auth;
 use crate::error::{ApiError, Result};
-use crate::format::{Format, encode};
+use crate::format::{Encoder, Format};
 use crate::grpc::blocking;
+use crate::metrics::QueryTimer;
 
 /// The router: every route but `/health` requires the token when one is set.
 /// Bodies may be gzip-encoded; a body (after decompression) over
@@ -183,23 +182,59 @@ async fn query_post(
     query(&state, p).await
 }
 
+/// Runs a query and streams its result: the response starts once the first
+/// batch is ready (so that planning and early execution errors still get a
+/// proper 4xx), then each batch is encoded as it arrives.
 async fn query(state: &AppState, p: QueryParams) -> Result<Response> {
     let format = Format::parse(p.format.as_deref())?;
     let Some(sql) = p.q.filter(|q| !q.trim().is_empty()) else {
         return Err(ApiError::invalid("missing query: pass it as q"));
     };
     let database = p.db.unwrap_or_default();
-    let started = Instant::now();
-    let result = async {
-        let stream = crate::sql::execute(&state.engine, &database, &sql, &state.limits).await?;
+    let mut timer = QueryTimer::start(state.metrics.clone(), "http");
+    let started = async {
+        let mut stream = crate::sql::execute(&state.engine, &database, &sql, &state.limits).await?;
         let schema = stream.schema();
-        let batches: Vec<_> = stream.try_collect().await?;
-        encode(format, &schema, &batches)
+        let first = stream.next().await.transpose()?;
+        let (encoder, head) = Encoder::start(format, &schema)?;
+        Ok::<_, ApiError>((stream, first, encoder, head))
     }
     .await;
-    state
-        .metrics
-        .query("http", result.is_ok(), started.elapsed());
-    let body = result?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+    let (stream, first, mut encoder, head) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            timer.ok = false;
+            return Err(e);
+        }
+    };
+    let mut parts = vec![Ok(Bytes::from(head))];
+    if let Some(batch) = &first {
+        parts.push(encoder.batch(batch).map(Bytes::from));
+    }
+    let head = futures::stream::iter(parts);
+    let body = futures::stream::unfold(Some((stream, encoder)), |state| async move {
+        let (mut stream, mut encoder) = state?;
+        match stream.next().await {
+            Some(Ok(batch)) => {
+                let part = encoder.batch(&batch).map(Bytes::from);
+                Some((part, Some((stream, encoder))))
+            }
+            Some(Err(e)) => Some((Err(ApiError::from(e)), None)),
+            None => Some((encoder.finish().map(Bytes::from), None)),
+        }
+    });
+    let body = head.chain(body).map(move |part| {
+        // Owning the timer here records the query when the body is done.
+        let timer = &mut timer;
+        if let Err(e) = &part {
+            timer.ok = false;
+            tracing::warn!(error = %e, "query failed while streaming its result");
+        }
+        part.map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, format.content_type())],
+        Body::from_stream(body),
+    )
+        .into_response())
 }

@@ -193,8 +193,8 @@ impl Server {
     pub async fn shutdown(self) -> Result<(), ServeError> {
         info!("shutting down: finishing in-flight requests");
         let _ = self.stop.send(true);
-        let grpc = self.grpc.await;
-        let http = self.http.await;
+        let grpc = finish(self.grpc, "grpc").await;
+        let http = finish(self.http, "http").await;
         let engine = self.engine.clone();
         let closed = tokio::task::spawn_blocking(move || engine.close()).await;
         for (service, result) in [("grpc", grpc), ("http", http)] {
@@ -214,6 +214,23 @@ impl Server {
                 service: "engine",
                 reason: e.to_string(),
             }),
+        }
+    }
+}
+
+/// Waits for a server task to finish its in-flight requests, at most
+/// [`SHUTDOWN_GRACE`] (a client streaming forever must not hold the
+/// shutdown), then aborts it.
+async fn finish(
+    mut task: JoinHandle<Result<(), ServeError>>,
+    service: &'static str,
+) -> Result<Result<(), ServeError>, tokio::task::JoinError> {
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+        Ok(result) => result,
+        Err(_) => {
+            warn!(service, grace = ?SHUTDOWN_GRACE, "requests still running after the grace period; closing them");
+            task.abort();
+            task.await
         }
     }
 }

@@ -58,10 +58,8 @@ pub fn check_query(sql: &str, limits: &SqlLimits) -> Result<()> {
     let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
     let bytes = sql.as_bytes();
     let mut i = 0;
-    let mut prev_operator = false;
     while i < bytes.len() {
         let c = bytes[i];
-        let mut operator = false;
         match c {
             b'\'' | b'"' | b'`' => {
                 i += 1;
@@ -88,8 +86,8 @@ pub fn check_query(sql: &str, limits: &SqlLimits) -> Result<()> {
                 }
                 i += 1;
             }
-            b'(' => stack.push((0, 0)),
-            b')' if stack.len() > 1 => {
+            b'(' | b'[' | b'{' => stack.push((0, 0)),
+            b')' | b']' | b'}' if stack.len() > 1 => {
                 let (current, deepest) = stack.pop().unwrap_or_default();
                 if let Some(top) = stack.last_mut() {
                     top.0 += current.max(deepest) + 1;
@@ -101,9 +99,11 @@ pub fn check_query(sql: &str, limits: &SqlLimits) -> Result<()> {
                     top.0 = 0;
                 }
             }
-            b'+' | b'-' | b'*' | b'/' | b'%' | b'|' | b'&' | b'^' | b'<' | b'>' | b'=' | b'!' => {
-                operator = true;
-                if !prev_operator && let Some(top) = stack.last_mut() {
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'|' | b'&' | b'^' | b'<' | b'>' | b'=' | b'!'
+            | b'~' => {
+                // Two-character operators (`<=`, `||`) count twice: a
+                // harmless overestimate that keeps unary chains (`-+-+1`) in.
+                if let Some(top) = stack.last_mut() {
                     top.0 += 1;
                 }
             }
@@ -125,7 +125,6 @@ pub fn check_query(sql: &str, limits: &SqlLimits) -> Result<()> {
             }
             _ => {}
         }
-        prev_operator = operator;
         if stack.len() > limits.max_expression_depth
             || stack.iter().map(|(current, _)| current).sum::<usize>() + stack.len()
                 > limits.max_expression_depth
@@ -212,6 +211,10 @@ mod tests {
         assert!(check_query(&chain, &limits).is_err());
         let parens = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
         assert!(check_query(&parens, &limits).is_err());
+        let unary = format!("SELECT {}1", "-+".repeat(5000));
+        assert!(check_query(&unary, &limits).is_err());
+        let arrays = format!("SELECT {}1{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(check_query(&arrays, &limits).is_err());
         let ands = format!(
             "SELECT * FROM t WHERE {}",
             vec!["a = 1"; 1000].join(" AND ")

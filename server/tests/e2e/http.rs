@@ -129,7 +129,7 @@ async fn influx_writes_and_sql_queries() {
     let jsonl = get("jsonl").await.unwrap().text().await.unwrap();
     assert_eq!(
         jsonl,
-        "{\"temp\":20.5,\"unit\":\"a\"}\n{\"temp\":21.5,\"unit\":\"b\"}\n"
+        "{\"unit\":\"a\",\"temp\":20.5}\n{\"unit\":\"b\",\"temp\":21.5}\n"
     );
     let csv = get("csv").await.unwrap().text().await.unwrap();
     assert_eq!(csv, "unit,temp\na,20.5\nb,21.5\n");
@@ -140,6 +140,20 @@ async fn influx_writes_and_sql_queries() {
         .unwrap();
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 2);
+
+    // Empty results are well-formed.
+    let empty = |format: &'static str| {
+        client
+            .get(server.http_url("/api/v3/query_sql"))
+            .query(&[
+                ("db", "site"),
+                ("q", "SELECT unit FROM hvac WHERE temp > 100"),
+                ("format", format),
+            ])
+            .send()
+    };
+    assert_eq!(empty("json").await.unwrap().text().await.unwrap(), "[]");
+    assert_eq!(empty("csv").await.unwrap().text().await.unwrap(), "unit\n");
 
     // POST with a JSON body.
     let response = client
