@@ -107,13 +107,29 @@ fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
     Ok(message.0)
 }
 
+/// The schema as clients receive it: the encoder sends dictionary columns
+/// (tags) as their plain value type, and a FlightInfo must say the same.
+fn wire_schema(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, value) => {
+                f.as_ref().clone().with_data_type(value.as_ref().clone())
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
 fn flight_info(
     schema: &Schema,
     ticket: Vec<u8>,
     descriptor: FlightDescriptor,
 ) -> Result<Response<FlightInfo>, Status> {
     let info = FlightInfo::new()
-        .try_with_schema(schema)
+        .try_with_schema(&wire_schema(schema))
         .map_err(arrow_status)?
         .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
         .with_descriptor(descriptor);
@@ -126,7 +142,7 @@ where
     S: Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
 {
     let stream = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
+        .with_schema(Arc::new(wire_schema(&schema)))
         .build(batches)
         .map_err(Status::from);
     Response::new(Box::pin(stream))
@@ -359,7 +375,7 @@ impl FlightSqlService for FlightSqlServer {
         let params = parameter_schema(&df)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.encode()?.into(),
-            dataset_schema: schema_bytes(&dataset)?,
+            dataset_schema: schema_bytes(&wire_schema(&dataset))?,
             parameter_schema: schema_bytes(&params)?,
         })
     }

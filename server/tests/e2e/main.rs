@@ -8,5 +8,6 @@ mod crash;
 mod flight;
 mod grpc;
 mod http;
+mod python;
 mod support;
 mod tls;
