@@ -46,6 +46,9 @@ use crate::grpc::blocking;
 
 type DoGetStream = <FlightSqlServer as FlightService>::DoGetStream;
 
+/// Bytes of Arrow data a Flight SQL bulk ingest gathers into one write.
+const INGEST_CHUNK_BYTES: usize = 16 << 20;
+
 /// Metadata header naming the database a Flight SQL query runs in (default `public`).
 pub const DATABASE_HEADER: &str = "database";
 
@@ -236,19 +239,67 @@ impl FlightSqlServer {
         if table.is_empty() {
             return Err(ApiError::invalid("CommandStatementIngest names no table"));
         }
-        let stream = FlightRecordBatchStream::new_from_flight_data(
+        let mut stream = FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         );
-        let batches: Vec<RecordBatch> = stream
-            .try_collect()
-            .await
-            .map_err(|e| ApiError::invalid(format!("bad Arrow data in the ingest stream: {e}")))?;
+        // Batches are written in chunks of about INGEST_CHUNK_BYTES, each one
+        // atomic, so that a bulk load of any size streams through.
+        let mut total = WriteSummary::default();
+        let mut chunk: Vec<RecordBatch> = Vec::new();
+        let mut chunk_bytes = 0usize;
+        let mut index = 0usize;
+        let mut chunk_start = 0usize;
+        loop {
+            let next = stream.try_next().await.map_err(|e| {
+                ApiError::invalid(format!(
+                    "bad Arrow data in the ingest stream at batch {index}: {e}"
+                ))
+            })?;
+            let schema_changed = match (&next, chunk.first()) {
+                (Some(b), Some(first)) => b.schema() != first.schema(),
+                _ => false,
+            };
+            if !chunk.is_empty()
+                && (next.is_none() || schema_changed || chunk_bytes >= INGEST_CHUNK_BYTES)
+            {
+                let summary = self
+                    .write_chunk(&database, &table, std::mem::take(&mut chunk))
+                    .await
+                    .map_err(|e| {
+                        e.context(format!(
+                            "ingest batches {chunk_start}..{index} (the {chunk_start} before were written)"
+                        ))
+                    })?;
+                total.rows += summary.rows;
+                total.points += summary.points;
+                chunk_bytes = 0;
+            }
+            let Some(batch) = next else { break };
+            if chunk.is_empty() {
+                chunk_start = index;
+            }
+            index += 1;
+            if batch.num_rows() > 0 {
+                chunk_bytes += batch.get_array_memory_size();
+                chunk.push(batch);
+            }
+        }
+        Ok(total)
+    }
+
+    async fn write_chunk(
+        &self,
+        database: &str,
+        table: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<WriteSummary, ApiError> {
         let Some(first) = batches.first() else {
             return Ok(WriteSummary::default());
         };
         let batch = crate::convert::concat(&first.schema(), &batches)
             .map_err(|e| ApiError::invalid(e.0))?;
         let engine = self.state.engine.clone();
+        let (database, table) = (database.to_string(), table.to_string());
         blocking(move || engine.write_batch(&database, &table, &batch)).await
     }
 }

@@ -110,6 +110,44 @@ async fn bad_input_is_refused_and_the_server_stays_healthy() {
     let e = client.write(WriteRequest::default()).await.unwrap_err();
     assert_eq!(code(&e), Code::InvalidArgument);
 
+    // Flight SQL ingest with a conflicting type, and with no time column.
+    for (name, column) in [("time", "v"), ("when", "v")] {
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new(
+                name,
+                arrow::datatypes::DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Nanosecond,
+                    Some("UTC".into()),
+                ),
+                false,
+            ),
+            arrow::datatypes::Field::new(column, arrow::datatypes::DataType::Boolean, true),
+        ]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema,
+            vec![
+                std::sync::Arc::new(
+                    arrow::array::TimestampNanosecondArray::from(vec![9]).with_timezone("UTC"),
+                ),
+                std::sync::Arc::new(arrow::array::BooleanArray::from(vec![true])),
+            ],
+        )
+        .unwrap();
+        let command = arrow_flight::sql::CommandStatementIngest {
+            table: "m".into(),
+            ..Default::default()
+        };
+        let e = client
+            .flight()
+            .execute_ingest(command, futures::stream::iter(vec![Ok(batch)]))
+            .await
+            .unwrap_err();
+        let arrow_flight::error::FlightError::Tonic(status) = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+
     // A message over the gRPC limit.
     let big = "m,k=z v=1 1\n".repeat(30_000);
     let e = client
