@@ -199,7 +199,7 @@ impl FlightSqlServer {
 
     /// Runs a handle's query and streams its batches.
     async fn run(&self, handle: &Handle) -> Result<Response<DoGetStream>, Status> {
-        let started = std::time::Instant::now();
+        let mut timer = crate::metrics::QueryTimer::start(self.state.metrics.clone(), "flight");
         let result = async {
             let df = self.plan(handle).await?;
             df.execute_stream().await.map_err(status)
@@ -208,13 +208,11 @@ impl FlightSqlServer {
         let stream = match result {
             Ok(s) => s,
             Err(e) => {
-                self.state.metrics.query("flight", false, started.elapsed());
+                timer.ok = false;
                 return Err(e);
             }
         };
         let schema = stream.schema();
-        let mut timer = crate::metrics::QueryTimer::start(self.state.metrics.clone(), "flight");
-        timer.started = started;
         let batches = stream.map(move |b| {
             // Use the whole timer so that the closure owns it: it records the
             // query when the stream is dropped.

@@ -139,7 +139,7 @@ impl Metrics {
 pub struct QueryTimer {
     metrics: Arc<Metrics>,
     protocol: &'static str,
-    pub started: Instant,
+    started: Instant,
     /// False once any part of the query failed.
     pub ok: bool,
 }

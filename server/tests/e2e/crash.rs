@@ -131,6 +131,40 @@ async fn sigterm_exits_cleanly_and_keeps_the_data() {
     assert_eq!(count(&mut client, "SELECT count(*) FROM shut").await, 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_open_write_stream_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::spawn(dir.path(), &[]);
+    let mut client = server.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(lp("inflight,k=a v=1 1\n".into())).await.unwrap();
+    let call = tokio::spawn(async move {
+        client
+            .ingest()
+            .write_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    // The first message is written before the signal.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal_term();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.send(lp("inflight,k=b v=2 2\n".into())).await.unwrap();
+    drop(tx);
+    let response = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the stream ends")
+        .unwrap()
+        .expect("the in-flight stream is acknowledged")
+        .into_inner();
+    assert_eq!(response.rows, 2);
+    let status = server.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+
+    let server = TestServer::spawn(dir.path(), &[]);
+    let mut client = server.client().await;
+    assert_eq!(count(&mut client, "SELECT count(*) FROM inflight").await, 2);
+}
+
 fn walk(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

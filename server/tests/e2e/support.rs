@@ -99,11 +99,21 @@ impl TestServer {
 
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal_term();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&mut self) {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) on our own child's pid.
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
+    }
+
+    /// Waits (bounded) for the child to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
         self.wait(Duration::from_secs(60))
     }
 
