@@ -60,8 +60,11 @@ impl IngestService {
             )),
             Some(Payload::Rows(rows)) => {
                 require_table(&table)?;
-                let batch = rows_to_batch(&rows).map_err(|e| ApiError::invalid(e.0))?;
-                blocking(move || engine.write_batch(&database, &table, &batch)).await
+                blocking(move || {
+                    let batch = rows_to_batch(&rows).map_err(|e| ApiError::invalid(e.0))?;
+                    Ok::<_, ApiError>(engine.write_batch(&database, &table, &batch)?)
+                })
+                .await
             }
             Some(Payload::ArrowIpc(bytes)) => {
                 require_table(&table)?;

@@ -1,13 +1,13 @@
 //! The HTTP API: InfluxDB-compatible line-protocol writes (v1, v2, v3),
 //! SQL over HTTP, health and Prometheus metrics.
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use futures::StreamExt;
 use ingot_engine::{DEFAULT_DATABASE, Precision};
 use serde::Deserialize;
@@ -20,7 +20,8 @@ use crate::format::{Encoder, Format};
 use crate::grpc::blocking;
 use crate::metrics::QueryTimer;
 
-/// The router: every route but `/health` requires the token when one is set.
+/// The router: every route but `/health` and `/ping` requires the token when
+/// one is set.
 /// Bodies may be gzip-encoded; a body (after decompression) over
 /// `max_body_bytes` gets 413.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -33,14 +34,34 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(from_fn_with_state(state.auth.clone(), http_auth));
     Router::new()
         .route("/health", get(health))
+        .route("/ping", get(ping).head(ping))
         .merge(protected)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(RequestDecompressionLayer::new())
         .with_state(state)
 }
 
+/// InfluxDB's shape of a health answer, which its client libraries parse.
 async fn health() -> Response {
-    (StatusCode::OK, "ok\n").into_response()
+    Json(serde_json::json!({
+        "name": "ingot",
+        "message": "ready for queries and writes",
+        "status": "pass",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+/// InfluxDB 1.x's liveness probe (Telegraf and the v1 clients call it).
+async fn ping() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            "X-Influxdb-Version",
+            concat!("ingot-", env!("CARGO_PKG_VERSION")),
+        )],
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -168,6 +168,10 @@ async fn influx_writes_and_sql_queries() {
     // Health and metrics.
     let response = client.get(server.http_url("/health")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "pass");
+    let response = client.get(server.http_url("/ping")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let metrics = client
         .get(server.http_url("/metrics"))
         .send()
