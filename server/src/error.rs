@@ -12,6 +12,7 @@ use datafusion::error::DataFusionError;
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// Bad data or a bad query; `line` is set for line protocol (from 1).
     #[error("{message}")]

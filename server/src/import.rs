@@ -24,6 +24,7 @@ const BATCH_ROWS: usize = 64 * 1024;
 const LP_CHUNK_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FileFormat {
     Parquet,
     Csv,
@@ -49,6 +50,7 @@ impl FileFormat {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImportError {
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },

@@ -73,6 +73,7 @@ impl ServeConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     #[error("cannot open the data directory: {0}")]
     Engine(#[from] ingot_engine::Error),
