@@ -141,6 +141,7 @@ fn main() -> ExitCode {
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
         .build()
     {
         Ok(r) => r,
@@ -165,6 +166,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Stack of the runtime's threads. DataFusion plans and runs queries by
+/// recursion over the plan; deep plans (many joins or unions) need more than
+/// the 2 MiB default. Only touched pages are backed by memory.
+const THREAD_STACK_BYTES: usize = 64 << 20;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
@@ -184,6 +190,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     config.sql_limits = SqlLimits {
         max_query_bytes: args.max_query_bytes,
         max_expression_depth: args.max_expression_depth,
+        ..SqlLimits::default()
     };
     let server = Server::start(config).await?;
     {

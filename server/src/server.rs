@@ -127,6 +127,11 @@ async fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
 
 impl Server {
     /// Opens the engine, binds both ports and starts serving.
+    ///
+    /// DataFusion plans queries by recursion: run the server on a runtime
+    /// whose threads have large stacks (`ingot serve` uses 64 MiB, see
+    /// `tokio::runtime::Builder::thread_stack_size`), or lower
+    /// [`SqlLimits`] to fit the 2 MiB default.
     pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         let mut options = Options::default();
         options.wal_sync = config.wal_sync;

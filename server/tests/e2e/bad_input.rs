@@ -188,6 +188,17 @@ async fn bad_input_is_refused_and_the_server_stays_healthy() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Just under the limits, a deep query runs (the server's threads have
+    // stacks large enough for DataFusion's recursion).
+    let under = format!("SELECT {}", vec!["1"; 250].join("+"));
+    assert_eq!(count(&mut client, &under).await, 250);
+    let unions = vec!["SELECT 1"; 5_000].join(" UNION ALL ");
+    let joins: String = (1..500).map(|i| format!(" JOIN m a{i} ON true")).collect();
+    let casts = format!("SELECT 1{}", "::int".repeat(5_000));
+    for sql in [unions, format!("SELECT * FROM m{joins}"), casts] {
+        let e = client.query(&sql).await.unwrap_err();
+        assert_eq!(code(&e), Code::InvalidArgument, "{e}");
+    }
     let parens = format!("SELECT {}1{}", "(".repeat(20_000), ")".repeat(20_000));
     let e = client.query(&parens).await.unwrap_err();
     assert_eq!(code(&e), Code::InvalidArgument, "{e}");
