@@ -155,7 +155,8 @@ fn one_batch(batch: RecordBatch) -> Response<DoGetStream> {
     batch_stream(batch.schema(), futures::stream::once(async { Ok(batch) }))
 }
 
-static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+/// What `GetSqlInfo` reports (an error only if arrow-flight rejects a value: a bug).
+static SQL_INFO: LazyLock<Result<SqlInfoData, String>> = LazyLock::new(|| {
     let mut builder = SqlInfoDataBuilder::new();
     builder.append(SqlInfo::FlightSqlServerName, "Ingot");
     builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -168,16 +169,14 @@ static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     builder.append(SqlInfo::SqlDdlCatalog, false);
     builder.append(SqlInfo::SqlDdlSchema, false);
     builder.append(SqlInfo::SqlDdlTable, false);
-    match builder.build() {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::error!(error = %e, "building Flight SQL info failed");
-            SqlInfoDataBuilder::new()
-                .build()
-                .unwrap_or_else(|_| unreachable!("an empty SqlInfoData always builds"))
-        }
-    }
+    builder.build().map_err(|e| e.to_string())
 });
+
+fn sql_info() -> Result<&'static SqlInfoData, Status> {
+    SQL_INFO
+        .as_ref()
+        .map_err(|e| Status::internal(format!("building the Flight SQL info failed: {e}")))
+}
 
 impl FlightSqlServer {
     /// Plans a handle's query, with its bound parameters.
@@ -591,7 +590,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        let schema = query.clone().into_builder(sql_info()?).schema();
         flight_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -605,7 +604,7 @@ impl FlightSqlService for FlightSqlServer {
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let batch = query
-            .into_builder(&SQL_INFO)
+            .into_builder(sql_info()?)
             .build()
             .map_err(Status::from)?;
         Ok(one_batch(batch))
