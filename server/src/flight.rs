@@ -616,16 +616,8 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let result = self.ingest(command, request).await;
-        match &result {
-            Ok(s) => self
-                .state
-                .metrics
-                .write_ok("flight_ingest", s.rows, s.points, 0),
-            Err(e) => self.state.metrics.write_failed(
-                "flight_ingest",
-                matches!(e, ApiError::InvalidArgument { .. }),
-            ),
-        }
+        // (The Arrow data arrives already decoded: no request byte count.)
+        self.state.metrics.write("flight_ingest", &result, 0);
         let summary = result?;
         Ok(i64::try_from(summary.rows).unwrap_or(i64::MAX))
     }

@@ -33,16 +33,7 @@ impl IngestService {
             None => "grpc",
         };
         let result = self.apply(request).await;
-        match &result {
-            Ok(s) => self
-                .state
-                .metrics
-                .write_ok(protocol, s.rows, s.points, bytes),
-            Err(e) => self
-                .state
-                .metrics
-                .write_failed(protocol, matches!(e, ApiError::InvalidArgument { .. })),
-        }
+        self.state.metrics.write(protocol, &result, bytes);
         result
     }
 

@@ -151,12 +151,7 @@ async fn write_lp(
         .map_err(|e| ApiError::invalid(format!("the body is not UTF-8: {e}")))?;
     let engine = state.engine.clone();
     let result = blocking(move || engine.write_lines(&database, &text, precision)).await;
-    match &result {
-        Ok(s) => state.metrics.write_ok(protocol, s.rows, s.points, bytes),
-        Err(e) => state
-            .metrics
-            .write_failed(protocol, matches!(e, ApiError::InvalidArgument { .. })),
-    }
+    state.metrics.write(protocol, &result, bytes);
     result.map(|_| StatusCode::NO_CONTENT)
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ingot_engine::Engine;
+use ingot_engine::{Engine, WriteSummary};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -13,6 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::error::ApiError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabels {
@@ -86,32 +88,44 @@ impl Metrics {
         }
     }
 
-    /// Records an accepted write.
-    pub fn write_ok(&self, protocol: &'static str, rows: u64, points: u64, bytes: u64) {
-        let labels = ProtocolLabels { protocol };
+    /// Records the outcome of a write request, and logs it.
+    pub fn write(
+        &self,
+        protocol: &'static str,
+        result: &Result<WriteSummary, ApiError>,
+        bytes: u64,
+    ) {
+        let outcome = match result {
+            Ok(s) => {
+                let labels = ProtocolLabels { protocol };
+                self.rows_written.get_or_create(&labels).inc_by(s.rows);
+                self.points_written.get_or_create(&labels).inc_by(s.points);
+                self.bytes_written.get_or_create(&labels).inc_by(bytes);
+                tracing::debug!(protocol, rows = s.rows, points = s.points, bytes, "write");
+                "ok"
+            }
+            Err(e @ ApiError::InvalidArgument { .. }) => {
+                tracing::debug!(protocol, error = %e, "write rejected");
+                "invalid"
+            }
+            Err(e) => {
+                tracing::warn!(protocol, error = %e, "write failed");
+                "error"
+            }
+        };
         self.write_requests
-            .get_or_create(&OutcomeLabels {
-                protocol,
-                outcome: "ok",
-            })
-            .inc();
-        self.rows_written.get_or_create(&labels).inc_by(rows);
-        self.points_written.get_or_create(&labels).inc_by(points);
-        self.bytes_written.get_or_create(&labels).inc_by(bytes);
-    }
-
-    /// Records a rejected or failed write.
-    pub fn write_failed(&self, protocol: &'static str, invalid: bool) {
-        self.write_requests
-            .get_or_create(&OutcomeLabels {
-                protocol,
-                outcome: if invalid { "invalid" } else { "error" },
-            })
+            .get_or_create(&OutcomeLabels { protocol, outcome })
             .inc();
     }
 
     /// Records a query and how long it took.
     pub fn query(&self, protocol: &'static str, ok: bool, elapsed: Duration) {
+        tracing::debug!(
+            protocol,
+            ok,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "query"
+        );
         self.queries
             .get_or_create(&OutcomeLabels {
                 protocol,
