@@ -136,6 +136,23 @@ async fn import_and_sql_against_a_server_and_a_data_dir() {
         2
     );
 
+    // A second server on the same data directory refuses to start.
+    let data = dir.path().join("data").to_string_lossy().into_owned();
+    let (ok, out, err) = ingot(
+        &[
+            "serve",
+            "--data-dir",
+            &data,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        "",
+    );
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("in use by another process"), "{err}");
+
     // A bad file fails with a message naming it.
     std::fs::write(dir.path().join("bad.lp"), "lines,dev=x v=\n").unwrap();
     let (ok, _, err) = ingot(&["import", "--addr", &addr, &file("bad.lp")], "");
