@@ -23,6 +23,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     Unauthenticated(String),
@@ -40,6 +42,18 @@ impl ApiError {
         }
     }
 
+    /// True when the caller is at fault (a 4xx), not the server.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            ApiError::InvalidArgument { .. }
+                | ApiError::NotFound(_)
+                | ApiError::AlreadyExists(_)
+                | ApiError::PayloadTooLarge(_)
+                | ApiError::Unauthenticated(_)
+        )
+    }
+
     /// Prefixes the message, keeping the kind (for example with the index of a
     /// stream message).
     pub fn context(self, prefix: impl std::fmt::Display) -> Self {
@@ -49,6 +63,7 @@ impl ApiError {
                 line,
             },
             ApiError::NotFound(m) => ApiError::NotFound(format!("{prefix}: {m}")),
+            ApiError::AlreadyExists(m) => ApiError::AlreadyExists(format!("{prefix}: {m}")),
             ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("{prefix}: {m}")),
             ApiError::Unauthenticated(m) => ApiError::Unauthenticated(m),
             ApiError::ResourceExhausted(m) => ApiError::ResourceExhausted(format!("{prefix}: {m}")),
@@ -93,6 +108,7 @@ impl From<ApiError> for tonic::Status {
         match e {
             ApiError::InvalidArgument { message, .. } => tonic::Status::invalid_argument(message),
             ApiError::NotFound(m) => tonic::Status::not_found(m),
+            ApiError::AlreadyExists(m) => tonic::Status::already_exists(m),
             ApiError::PayloadTooLarge(m) => tonic::Status::resource_exhausted(m),
             ApiError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
             ApiError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
@@ -109,6 +125,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::ResourceExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -24,7 +24,7 @@ use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
     CommandStatementIngest, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt,
-    SqlInfo, TicketStatementQuery,
+    SqlInfo, TableDefinitionOptions, TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
@@ -236,6 +236,13 @@ impl FlightSqlServer {
         if table.is_empty() {
             return Err(ApiError::invalid("CommandStatementIngest names no table"));
         }
+        if command.transaction_id.is_some() {
+            return Err(ApiError::invalid(
+                "Ingot has no transactions; ingest without one",
+            ));
+        }
+        let exists = self.state.engine.tables(&database).contains(&table);
+        check_table_options(command.table_definition_options, &database, &table, exists)?;
         let mut stream = FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         );
@@ -298,6 +305,35 @@ impl FlightSqlServer {
         let engine = self.state.engine.clone();
         let (database, table) = (database.to_string(), table.to_string());
         blocking(move || engine.write_batch(&database, &table, &batch)).await
+    }
+}
+
+/// Applies ADBC's ingest modes: `create` fails on an existing table,
+/// `append` on a missing one; `replace` is not supported (tables cannot be
+/// dropped). Without options, a missing table is created and an existing one
+/// appended to.
+fn check_table_options(
+    options: Option<TableDefinitionOptions>,
+    database: &str,
+    table: &str,
+    exists: bool,
+) -> Result<(), ApiError> {
+    let Some(options) = options else {
+        return Ok(());
+    };
+    let if_exists = TableExistsOption::try_from(options.if_exists).unwrap_or_default();
+    let if_not_exist = TableNotExistOption::try_from(options.if_not_exist).unwrap_or_default();
+    match (exists, if_exists, if_not_exist) {
+        (true, TableExistsOption::Fail, _) => Err(ApiError::AlreadyExists(format!(
+            "table {database}.{table} already exists; append to it instead (ADBC mode \"append\")"
+        ))),
+        (true, TableExistsOption::Replace, _) => Err(ApiError::invalid(format!(
+            "table {database}.{table} exists and Ingot cannot replace a table; append to it instead"
+        ))),
+        (false, _, TableNotExistOption::Fail) => Err(ApiError::NotFound(format!(
+            "table {database}.{table} does not exist; create it (ADBC mode \"create\")"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -104,7 +104,7 @@ impl Metrics {
                 tracing::debug!(protocol, rows = s.rows, points = s.points, bytes, "write");
                 "ok"
             }
-            Err(e @ ApiError::InvalidArgument { .. }) => {
+            Err(e) if e.is_client_error() => {
                 tracing::debug!(protocol, error = %e, "write rejected");
                 "invalid"
             }

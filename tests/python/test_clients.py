@@ -59,6 +59,11 @@ def test_adbc_ingest_prepared_statement_and_catalog():
     )
     with connect() as conn:
         with conn.cursor() as cur:
+            cur.adbc_ingest("pyflow", table, mode="create")
+        with conn.cursor() as cur, pytest.raises(Exception, match="already exists"):
+            cur.adbc_ingest("pyflow", table, mode="create")
+        with conn.cursor() as cur:
+            # The same rows again: (series, time) duplicates, so still 3 rows.
             cur.adbc_ingest("pyflow", table, mode="append")
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) AS n, sum(flow) AS s FROM pyflow")

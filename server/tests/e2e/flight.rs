@@ -6,7 +6,10 @@ use arrow::array::{
     Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, CommandStatementIngest, SqlInfo};
+use arrow_flight::sql::{
+    CommandGetDbSchemas, CommandGetTables, CommandStatementIngest, SqlInfo, TableDefinitionOptions,
+    TableExistsOption, TableNotExistOption,
+};
 use futures::TryStreamExt;
 use ingot_server::client::Client;
 
@@ -71,6 +74,42 @@ async fn ingest_statement_prepared_and_catalog_commands() {
         .await
         .expect("ingest");
     assert_eq!(rows, 5000);
+
+    // ADBC's modes: "create" on an existing table and "append" on a missing
+    // one fail.
+    for (table, if_not_exist, if_exists, code) in [
+        (
+            "machines",
+            TableNotExistOption::Create,
+            TableExistsOption::Fail,
+            tonic::Code::AlreadyExists,
+        ),
+        (
+            "nowhere",
+            TableNotExistOption::Fail,
+            TableExistsOption::Append,
+            tonic::Code::NotFound,
+        ),
+    ] {
+        let command = CommandStatementIngest {
+            table: table.into(),
+            schema: Some("factory".into()),
+            table_definition_options: Some(TableDefinitionOptions {
+                if_not_exist: if_not_exist as i32,
+                if_exists: if_exists as i32,
+            }),
+            ..Default::default()
+        };
+        let e = client
+            .flight()
+            .execute_ingest(command, futures::stream::iter(vec![Ok(readings(3))]))
+            .await
+            .unwrap_err();
+        let arrow_flight::error::FlightError::Tonic(status) = e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(status.code(), code, "{status:?}");
+    }
 
     // Statement query, streamed in batches.
     assert_eq!(
