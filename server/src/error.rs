@@ -1,0 +1,152 @@
+//! The server's error type and how it maps to gRPC statuses and HTTP
+//! responses.
+//!
+//! What the caller sent wrong is `InvalidArgument` (HTTP 400), never a 5xx;
+//! only the engine's or the machine's own failures are `Internal`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use datafusion::error::DataFusionError;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// Bad data or a bad query; `line` is set for line protocol (from 1).
+    #[error("{message}")]
+    InvalidArgument {
+        message: String,
+        line: Option<usize>,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidArgument {
+            message: message.into(),
+            line: None,
+        }
+    }
+
+    /// True when the caller is at fault (a 4xx), not the server.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            ApiError::InvalidArgument { .. }
+                | ApiError::NotFound(_)
+                | ApiError::AlreadyExists(_)
+                | ApiError::PayloadTooLarge(_)
+                | ApiError::Unauthenticated(_)
+        )
+    }
+
+    /// Prefixes the message, keeping the kind (for example with the index of a
+    /// stream message).
+    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
+        match self {
+            ApiError::InvalidArgument { message, line } => ApiError::InvalidArgument {
+                message: format!("{prefix}: {message}"),
+                line,
+            },
+            ApiError::NotFound(m) => ApiError::NotFound(format!("{prefix}: {m}")),
+            ApiError::AlreadyExists(m) => ApiError::AlreadyExists(format!("{prefix}: {m}")),
+            ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("{prefix}: {m}")),
+            ApiError::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            ApiError::ResourceExhausted(m) => ApiError::ResourceExhausted(format!("{prefix}: {m}")),
+            ApiError::Internal(m) => ApiError::Internal(format!("{prefix}: {m}")),
+        }
+    }
+}
+
+impl From<ingot_engine::Error> for ApiError {
+    fn from(e: ingot_engine::Error) -> Self {
+        use ingot_engine::Error as E;
+        match e {
+            E::LineProtocol(p) => ApiError::InvalidArgument {
+                message: format!("invalid line protocol: {p}"),
+                line: Some(p.line),
+            },
+            E::ResourceExhausted { .. } => ApiError::ResourceExhausted(e.to_string()),
+            E::DataFusion(d) => d.into(),
+            e if e.is_invalid_input() => ApiError::invalid(e.to_string()),
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<DataFusionError> for ApiError {
+    fn from(e: DataFusionError) -> Self {
+        let message = e.to_string();
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_) => ApiError::ResourceExhausted(message),
+            DataFusionError::Internal(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ObjectStore(_)
+            | DataFusionError::ParquetError(_)
+            | DataFusionError::External(_) => ApiError::Internal(message),
+            _ => ApiError::invalid(message),
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::InvalidArgument { message, .. } => tonic::Status::invalid_argument(message),
+            ApiError::NotFound(m) => tonic::Status::not_found(m),
+            ApiError::AlreadyExists(m) => tonic::Status::already_exists(m),
+            ApiError::PayloadTooLarge(m) => tonic::Status::resource_exhausted(m),
+            ApiError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
+            ApiError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "gRPC request failed");
+                tonic::Status::internal(m)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::ResourceExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        match status {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %self, "HTTP request failed")
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(error = %self, "HTTP request refused")
+            }
+            _ => {}
+        }
+        let body = match &self {
+            ApiError::InvalidArgument {
+                message,
+                line: Some(line),
+            } => serde_json::json!({ "error": message, "line": line }),
+            e => serde_json::json!({ "error": e.to_string() }),
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,256 @@
+//! The HTTP API: InfluxDB-compatible line-protocol writes (v1, v2, v3),
+//! SQL over HTTP, health and Prometheus metrics.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use ingot_engine::{DEFAULT_DATABASE, Precision};
+use serde::Deserialize;
+use tower_http::decompression::RequestDecompressionLayer;
+
+use crate::AppState;
+use crate::auth::http_auth;
+use crate::error::{ApiError, Result};
+use crate::format::{Encoder, Format};
+use crate::grpc::blocking;
+use crate::metrics::QueryTimer;
+
+/// The router: every route but `/health` and `/ping` requires the token when
+/// one is set.
+/// Bodies may be gzip-encoded; a body (after decompression) over
+/// `max_body_bytes` gets 413.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let protected = Router::new()
+        .route("/api/v2/write", post(write_v2))
+        .route("/write", post(write_v1))
+        .route("/api/v3/write_lp", post(write_v3))
+        .route("/api/v3/query_sql", get(query_get).post(query_post))
+        .route("/metrics", get(metrics))
+        .layer(from_fn_with_state(state.auth.clone(), http_auth));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ping", get(ping).head(ping))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(RequestDecompressionLayer::new())
+        .with_state(state)
+}
+
+/// InfluxDB's shape of a health answer, which its client libraries parse.
+async fn health() -> Response {
+    Json(serde_json::json!({
+        "name": "ingot",
+        "message": "ready for queries and writes",
+        "status": "pass",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+/// InfluxDB 1.x's liveness probe (Telegraf and the v1 clients call it).
+async fn ping() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            "X-Influxdb-Version",
+            concat!("ingot-", env!("CARGO_PKG_VERSION")),
+        )],
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct V1Params {
+    db: Option<String>,
+    precision: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct V2Params {
+    bucket: Option<String>,
+    precision: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct V3Params {
+    db: Option<String>,
+    precision: Option<String>,
+}
+
+async fn write_v1(
+    State(state): State<AppState>,
+    Query(p): Query<V1Params>,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let precision = precision(p.precision.as_deref(), true)?;
+    write_lp(&state, "http_v1", p.db, precision, body).await
+}
+
+async fn write_v2(
+    State(state): State<AppState>,
+    Query(p): Query<V2Params>,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let precision = precision(p.precision.as_deref(), false)?;
+    write_lp(&state, "http_v2", p.bucket, precision, body).await
+}
+
+async fn write_v3(
+    State(state): State<AppState>,
+    Query(p): Query<V3Params>,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let precision = precision(p.precision.as_deref(), false)?;
+    write_lp(&state, "http_v3", p.db, precision, body).await
+}
+
+/// Precision names: `ns`, `us`, `ms`, `s` (v1 also `n`, `u`; InfluxDB 3's
+/// long names and `auto`, read as nanoseconds, are accepted too).
+fn precision(name: Option<&str>, v1: bool) -> Result<Precision> {
+    match name.unwrap_or("ns") {
+        "ns" | "nanosecond" | "auto" => Ok(Precision::Nanosecond),
+        "us" | "µs" | "microsecond" => Ok(Precision::Microsecond),
+        "ms" | "millisecond" => Ok(Precision::Millisecond),
+        "s" | "second" => Ok(Precision::Second),
+        "n" if v1 => Ok(Precision::Nanosecond),
+        "u" if v1 => Ok(Precision::Microsecond),
+        other => Err(ApiError::invalid(format!(
+            "unknown precision {other:?}: expected ns, us, ms or s"
+        ))),
+    }
+}
+
+async fn write_lp(
+    state: &AppState,
+    protocol: &'static str,
+    database: Option<String>,
+    precision: Precision,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let database = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let bytes = body.len() as u64;
+    let text = String::from_utf8(body.into())
+        .map_err(|e| ApiError::invalid(format!("the body is not UTF-8: {e}")))?;
+    let engine = state.engine.clone();
+    let result = blocking(move || engine.write_lines(&database, &text, precision)).await;
+    state.metrics.write(protocol, &result, bytes);
+    result.map(|_| StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct QueryParams {
+    db: Option<String>,
+    q: Option<String>,
+    format: Option<String>,
+}
+
+async fn query_get(
+    State(state): State<AppState>,
+    Query(p): Query<QueryParams>,
+) -> Result<Response> {
+    query(&state, p).await
+}
+
+/// POST takes the parameters from the query string, a JSON body
+/// (`{"db", "q", "format"}`) or both (the body wins).
+async fn query_post(
+    State(state): State<AppState>,
+    Query(mut p): Query<QueryParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    if !body.is_empty() {
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.starts_with("application/json"));
+        if is_json {
+            let b: QueryParams = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::invalid(format!("bad JSON body: {e}")))?;
+            p.db = b.db.or(p.db);
+            p.q = b.q.or(p.q);
+            p.format = b.format.or(p.format);
+        } else if p.q.is_none() {
+            p.q = Some(
+                String::from_utf8(body.into())
+                    .map_err(|e| ApiError::invalid(format!("the body is not UTF-8: {e}")))?,
+            );
+        }
+    }
+    query(&state, p).await
+}
+
+/// Runs a query and streams its result: the response starts once the first
+/// batch is ready (so that planning and early execution errors still get a
+/// proper 4xx), then each batch is encoded as it arrives.
+async fn query(state: &AppState, p: QueryParams) -> Result<Response> {
+    let format = Format::parse(p.format.as_deref())?;
+    let Some(sql) = p.q.filter(|q| !q.trim().is_empty()) else {
+        return Err(ApiError::invalid("missing query: pass it as q"));
+    };
+    let database = p.db.unwrap_or_default();
+    let mut timer = QueryTimer::start(state.metrics.clone(), "http");
+    let started = async {
+        let mut stream = crate::sql::execute(&state.engine, &database, &sql, &state.limits).await?;
+        let schema = stream.schema();
+        let first = stream.next().await.transpose()?;
+        let (encoder, head) = Encoder::start(format, &schema)?;
+        Ok::<_, ApiError>((stream, first, encoder, head))
+    }
+    .await;
+    let (stream, first, mut encoder, head) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            timer.ok = false;
+            return Err(e);
+        }
+    };
+    let mut parts = vec![Ok(Bytes::from(head))];
+    if let Some(batch) = &first {
+        parts.push(encoder.batch(batch).map(Bytes::from));
+    }
+    let head = futures::stream::iter(parts);
+    let body = futures::stream::unfold(Some((stream, encoder)), |state| async move {
+        let (mut stream, mut encoder) = state?;
+        match stream.next().await {
+            Some(Ok(batch)) => {
+                let part = encoder.batch(&batch).map(Bytes::from);
+                Some((part, Some((stream, encoder))))
+            }
+            Some(Err(e)) => Some((Err(ApiError::from(e)), None)),
+            None => Some((encoder.finish().map(Bytes::from), None)),
+        }
+    });
+    let body = head.chain(body).map(move |part| {
+        // Owning the timer here records the query when the body is done.
+        let timer = &mut timer;
+        if let Err(e) = &part {
+            timer.ok = false;
+            tracing::warn!(error = %e, "query failed while streaming its result");
+        }
+        part.map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, format.content_type())],
+        Body::from_stream(body),
+    )
+        .into_response())
+}

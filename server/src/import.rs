@@ -1,0 +1,310 @@
+//! `ingot import`: bulk-loads Parquet, CSV or line-protocol files into a
+//! running server (gRPC `arrow_ipc` / `line_protocol`) or straight into a
+//! data directory. Files are read in batches (Parquet, CSV) or in chunks of
+//! whole lines (line protocol), never whole into memory.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Schema, TimeUnit};
+use indicatif::{ProgressBar, ProgressStyle};
+use ingot_engine::{Engine, Precision, TIME_COLUMN};
+use ingot_proto::v1::{WriteRequest, write_request::Payload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::client::{Client, ClientError, ipc_stream};
+
+/// Rows per batch read from Parquet and CSV files.
+const BATCH_ROWS: usize = 64 * 1024;
+/// Bytes of whole lines per line-protocol write.
+const LP_CHUNK_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+    LineProtocol,
+}
+
+impl FileFormat {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "parquet" => Some(FileFormat::Parquet),
+            "csv" => Some(FileFormat::Csv),
+            "lp" | "line_protocol" | "txt" => Some(FileFormat::LineProtocol),
+            _ => None,
+        }
+    }
+
+    /// The format named by a file's extension.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        path.extension()
+            .and_then(|e| e.to_str())
+            .and_then(|e| Self::parse(&e.to_ascii_lowercase()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Engine(#[from] ingot_engine::Error),
+}
+
+/// Where imported data goes.
+#[derive(Debug)]
+pub enum Target {
+    Server(Box<Client>),
+    Local(Engine),
+}
+
+/// What one import did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ImportSummary {
+    pub rows: u64,
+    pub points: u64,
+}
+
+/// Options of one import.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub database: String,
+    /// The table for Parquet and CSV; default: the file's stem.
+    pub table: Option<String>,
+    pub format: Option<FileFormat>,
+    pub precision: Precision,
+}
+
+impl Target {
+    async fn write_batch(
+        &mut self,
+        database: &str,
+        table: &str,
+        batch: RecordBatch,
+    ) -> Result<ImportSummary, ImportError> {
+        match self {
+            Target::Server(client) => {
+                let response = client
+                    .write(WriteRequest {
+                        database: database.to_string(),
+                        table: table.to_string(),
+                        payload: Some(Payload::ArrowIpc(ipc_stream(&[batch])?)),
+                        precision: 0,
+                    })
+                    .await?;
+                Ok(ImportSummary {
+                    rows: response.rows,
+                    points: response.points,
+                })
+            }
+            Target::Local(engine) => {
+                let (engine, database, table) =
+                    (engine.clone(), database.to_string(), table.to_string());
+                let s = tokio::task::spawn_blocking(move || {
+                    engine.write_batch(&database, &table, &batch)
+                })
+                .await
+                .map_err(|e| ImportError::File {
+                    path: PathBuf::new(),
+                    reason: e.to_string(),
+                })??;
+                Ok(ImportSummary {
+                    rows: s.rows,
+                    points: s.points,
+                })
+            }
+        }
+    }
+
+    async fn write_lines(
+        &mut self,
+        database: &str,
+        text: String,
+        precision: Precision,
+    ) -> Result<ImportSummary, ImportError> {
+        match self {
+            Target::Server(client) => {
+                let precision = match precision {
+                    Precision::Microsecond => 1,
+                    Precision::Millisecond => 2,
+                    Precision::Second => 3,
+                    _ => 0,
+                };
+                let response = client
+                    .write(WriteRequest {
+                        database: database.to_string(),
+                        table: String::new(),
+                        payload: Some(Payload::LineProtocol(text)),
+                        precision,
+                    })
+                    .await?;
+                Ok(ImportSummary {
+                    rows: response.rows,
+                    points: response.points,
+                })
+            }
+            Target::Local(engine) => {
+                let (engine, database) = (engine.clone(), database.to_string());
+                let s = tokio::task::spawn_blocking(move || {
+                    engine.write_lines(&database, &text, precision)
+                })
+                .await
+                .map_err(|e| ImportError::File {
+                    path: PathBuf::new(),
+                    reason: e.to_string(),
+                })??;
+                Ok(ImportSummary {
+                    rows: s.rows,
+                    points: s.points,
+                })
+            }
+        }
+    }
+}
+
+fn file_err(path: &Path, reason: impl std::fmt::Display) -> ImportError {
+    ImportError::File {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A time column named `time` that is not yet a timestamp (integers as
+/// nanoseconds, strings as RFC 3339) becomes one.
+fn fix_time(path: &Path, batch: RecordBatch) -> Result<RecordBatch, ImportError> {
+    let schema = batch.schema();
+    let Ok(index) = schema.index_of(TIME_COLUMN) else {
+        return Ok(batch);
+    };
+    let target = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    let column = batch.column(index);
+    if matches!(column.data_type(), DataType::Timestamp(..)) {
+        return Ok(batch);
+    }
+    let converted =
+        cast(column, &target).map_err(|e| file_err(path, format!("column time: {e}")))?;
+    let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[index] = fields[index].clone().with_data_type(target);
+    let mut columns = batch.columns().to_vec();
+    columns[index] = converted;
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| file_err(path, e))
+}
+
+fn progress(len: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let template = format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}})");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Imports one file.
+pub async fn import_file(
+    target: &mut Target,
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<ImportSummary, ImportError> {
+    let format = options
+        .format
+        .or_else(|| FileFormat::from_path(path))
+        .ok_or_else(|| file_err(path, "unknown format: pass --format parquet|csv|lp"))?;
+    let table = options.table.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("import")
+            .to_string()
+    });
+    let mut total = ImportSummary::default();
+    let file = File::open(path).map_err(|e| file_err(path, e))?;
+    let name = path.display().to_string();
+    match format {
+        FileFormat::Parquet => {
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| file_err(path, e))?;
+            let rows = builder.metadata().file_metadata().num_rows();
+            let bar = progress(u64::try_from(rows).unwrap_or(0), "rows");
+            bar.set_message(name);
+            let reader = builder
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| file_err(path, e))?;
+            for batch in reader {
+                let batch = fix_time(path, batch.map_err(|e| file_err(path, e))?)?;
+                let s = target.write_batch(&options.database, &table, batch).await?;
+                total.rows += s.rows;
+                total.points += s.points;
+                bar.set_position(total.rows);
+            }
+            bar.finish();
+        }
+        FileFormat::Csv => {
+            let mut file = file;
+            let (schema, _) = arrow_csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(&mut file, Some(10_000))
+                .map_err(|e| file_err(path, e))?;
+            file.rewind().map_err(|e| file_err(path, e))?;
+            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = progress(bytes, "bytes");
+            bar.set_message(name);
+            let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
+                .with_header(true)
+                .with_batch_size(BATCH_ROWS)
+                .build(file)
+                .map_err(|e| file_err(path, e))?;
+            for batch in reader {
+                let batch = fix_time(path, batch.map_err(|e| file_err(path, e))?)?;
+                let s = target.write_batch(&options.database, &table, batch).await?;
+                total.rows += s.rows;
+                total.points += s.points;
+                bar.set_message(format!("{} rows", total.rows));
+            }
+            bar.finish();
+        }
+        FileFormat::LineProtocol => {
+            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = progress(bytes, "bytes");
+            bar.set_message(name);
+            let mut reader = BufReader::new(file);
+            let mut chunk = String::new();
+            let mut line_no = 0usize;
+            let mut chunk_first_line = 1usize;
+            loop {
+                let mut line = String::new();
+                let n = reader.read_line(&mut line).map_err(|e| file_err(path, e))?;
+                if n > 0 {
+                    line_no += 1;
+                    chunk.push_str(&line);
+                    bar.inc(n as u64);
+                }
+                if (n == 0 && !chunk.is_empty()) || chunk.len() >= LP_CHUNK_BYTES {
+                    let text = std::mem::take(&mut chunk);
+                    let s = target
+                        .write_lines(&options.database, text, options.precision)
+                        .await
+                        .map_err(|e| {
+                            file_err(path, format!("lines {chunk_first_line}..={line_no}: {e}"))
+                        })?;
+                    total.rows += s.rows;
+                    total.points += s.points;
+                    chunk_first_line = line_no + 1;
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            bar.finish();
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,45 @@
+//! Ingot's server: gRPC ingestion (`ingot.v1.Ingest`) and Arrow Flight SQL
+//! on one port, an InfluxDB-compatible HTTP API on another, both over one
+//! [`ingot_engine::Engine`].
+//!
+//! A gRPC write is converted to an Arrow batch (`convert`) or kept as line
+//! protocol and handed to the engine on the blocking pool (`grpc`); an HTTP
+//! write is line protocol (`http`). A query is checked for size and depth
+//! (`sql`), planned by DataFusion and streamed back as Flight data
+//! (`flight`) or encoded as JSON, CSV or Parquet (`format`). The token check
+//! is shared by both ports (`auth`); `metrics` serves Prometheus text.
+
+mod auth;
+pub mod client;
+mod convert;
+mod error;
+mod flight;
+mod format;
+mod grpc;
+mod http;
+pub mod import;
+mod metrics;
+mod server;
+mod sql;
+
+use std::sync::Arc;
+
+pub use error::ApiError;
+pub use flight::DATABASE_HEADER;
+pub use server::{ServeConfig, ServeError, Server, TlsFiles};
+pub use sql::SqlLimits;
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub engine: ingot_engine::Engine,
+    pub metrics: Arc<metrics::Metrics>,
+    pub limits: SqlLimits,
+    pub auth: auth::Auth,
+}
+
+/// Installs ring as rustls' process-wide crypto provider (TLS on both
+/// ports). Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

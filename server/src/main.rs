@@ -1,0 +1,332 @@
+//! `ingot`: run a server (`serve`), query one (`sql`) or load files into one
+//! (`import`).
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ingot_engine::{Engine, Options, Precision, WalSync};
+use ingot_server::client::Client;
+use ingot_server::import::{FileFormat, ImportOptions, Target, import_file};
+use ingot_server::{ServeConfig, Server, SqlLimits, TlsFiles};
+use tracing::{error, info};
+
+#[derive(Debug, Parser)]
+#[command(name = "ingot", version, about = "Ingot, a time-series database")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve gRPC ingestion + Flight SQL and the HTTP API over a data directory.
+    Serve(ServeArgs),
+    /// Run SQL against a server (Flight SQL) or a data directory; reads
+    /// statements from stdin, one per line, when no query is given.
+    Sql(SqlArgs),
+    /// Load Parquet, CSV or line-protocol files into a server or a data directory.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[arg(long, env = "INGOT_DATA_DIR", default_value = "./ingot-data")]
+    data_dir: PathBuf,
+    /// gRPC (Ingest + Flight SQL) address; port 0 picks a free port.
+    #[arg(long, env = "INGOT_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: String,
+    /// HTTP address; port 0 picks a free port.
+    #[arg(long, env = "INGOT_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: String,
+    /// Require this token (Authorization: Bearer/Token) on every request but /health.
+    #[arg(long, env = "INGOT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// WAL fsync policy: always, interval:10ms, none.
+    #[arg(long, env = "INGOT_WAL_SYNC", default_value = "always")]
+    wal_sync: WalSync,
+    /// PEM certificate chain; with --tls-key, both ports serve TLS.
+    #[arg(long, env = "INGOT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "INGOT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Largest HTTP body accepted (after gzip decompression); larger gets 413.
+    #[arg(long, env = "INGOT_MAX_BODY_BYTES", default_value_t = 64 << 20)]
+    max_body_bytes: usize,
+    /// Largest gRPC message accepted.
+    #[arg(long, env = "INGOT_MAX_GRPC_MESSAGE_BYTES", default_value_t = 64 << 20)]
+    max_grpc_message_bytes: usize,
+    /// Longest SQL text accepted.
+    #[arg(long, env = "INGOT_MAX_QUERY_BYTES", default_value_t = SqlLimits::default().max_query_bytes)]
+    max_query_bytes: usize,
+    /// Memory for written data not yet persisted; writes past it wait for a
+    /// flush, then fail with RESOURCE_EXHAUSTED / 503.
+    #[arg(long, env = "INGOT_MEMTABLE_BUDGET_BYTES")]
+    memtable_budget_bytes: Option<usize>,
+    /// Deepest SQL expression accepted.
+    #[arg(long, env = "INGOT_MAX_EXPRESSION_DEPTH", default_value_t = SqlLimits::default().max_expression_depth)]
+    max_expression_depth: usize,
+}
+
+#[derive(Debug, Args)]
+struct Connection {
+    /// Server address (http://host:port, or https:// with --tls-ca).
+    #[arg(long, env = "INGOT_ADDR", conflicts_with = "data_dir")]
+    addr: Option<String>,
+    #[arg(long, env = "INGOT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM certificate to check the server's TLS certificate against.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Open this data directory in-process instead of connecting to a server.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SqlArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Database for unqualified table names.
+    #[arg(long, default_value = "public")]
+    database: String,
+    /// The query; without it, statements are read from stdin.
+    query: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[arg(long, default_value = "public")]
+    database: String,
+    /// Table for Parquet and CSV files (default: the file name without extension).
+    #[arg(long)]
+    table: Option<String>,
+    /// parquet, csv or lp (default: from the extension).
+    #[arg(long, value_parser = parse_format)]
+    format: Option<FileFormat>,
+    /// Line-protocol timestamp precision: ns, us, ms, s.
+    #[arg(long, default_value = "ns", value_parser = parse_precision)]
+    precision: Precision,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn parse_format(s: &str) -> Result<FileFormat, String> {
+    FileFormat::parse(s).ok_or_else(|| format!("unknown format {s:?}: parquet, csv or lp"))
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    match s {
+        "ns" => Ok(Precision::Nanosecond),
+        "us" => Ok(Precision::Microsecond),
+        "ms" => Ok(Precision::Millisecond),
+        "s" => Ok(Precision::Second),
+        _ => Err(format!("unknown precision {s:?}: ns, us, ms or s")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Sql(args) => sql(args).await,
+            Command::Import(args) => import(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Stack of the runtime's threads. DataFusion plans and runs queries by
+/// recursion over the plan; deep plans (many joins or unions) need more than
+/// the 2 MiB default. Only touched pages are backed by memory.
+const THREAD_STACK_BYTES: usize = 64 << 20;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    ingot_server::install_crypto_provider();
+    let mut config = ServeConfig::new(args.data_dir);
+    config.grpc_addr = args.grpc_addr;
+    config.http_addr = args.http_addr;
+    config.token = args.token;
+    config.wal_sync = args.wal_sync;
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    config.max_body_bytes = args.max_body_bytes;
+    config.max_grpc_message_bytes = args.max_grpc_message_bytes;
+    config.memtable_budget_bytes = args.memtable_budget_bytes;
+    config.sql_limits = SqlLimits {
+        max_query_bytes: args.max_query_bytes,
+        max_expression_depth: args.max_expression_depth,
+        ..SqlLimits::default()
+    };
+    let server = Server::start(config).await?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "ingot listening grpc={} http={}",
+            server.grpc_addr(),
+            server.http_addr()
+        )?;
+        stdout.flush()?;
+    }
+    wait_for_signal().await?;
+    server.shutdown().await?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), BoxError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!(signal = "SIGTERM", "shutdown requested"),
+        _ = int.recv() => info!(signal = "SIGINT", "shutdown requested"),
+    }
+    Ok(())
+}
+
+async fn backend(connection: &Connection) -> Result<Target, BoxError> {
+    if let Some(dir) = &connection.data_dir {
+        let dir = dir.clone();
+        let engine =
+            tokio::task::spawn_blocking(move || Engine::open(dir, Options::default())).await??;
+        return Ok(Target::Local(engine));
+    }
+    ingot_server::install_crypto_provider();
+    let addr = connection
+        .addr
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:50051".to_string());
+    let ca = match &connection.tls_ca {
+        Some(path) => Some(std::fs::read(path)?),
+        None => None,
+    };
+    let client = Client::connect(&addr, connection.token.as_deref(), ca).await?;
+    Ok(Target::Server(Box::new(client)))
+}
+
+async fn close(backend: Target) -> Result<(), BoxError> {
+    if let Target::Local(engine) = backend {
+        tokio::task::spawn_blocking(move || engine.close()).await??;
+    }
+    Ok(())
+}
+
+async fn run_query(backend: &mut Target, database: &str, query: &str) -> Result<String, BoxError> {
+    let batches = match backend {
+        Target::Server(client) => client.query(query).await?.1,
+        Target::Local(engine) => {
+            let ctx = engine.session();
+            if database != ingot_engine::DEFAULT_DATABASE {
+                let state = ctx.state_ref();
+                state
+                    .write()
+                    .config_mut()
+                    .options_mut()
+                    .catalog
+                    .default_schema = database.to_string();
+            }
+            ctx.sql(query).await?.collect().await?
+        }
+    };
+    Ok(arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
+}
+
+async fn sql(args: SqlArgs) -> Result<(), BoxError> {
+    let mut backend = backend(&args.connection).await?;
+    if let Target::Server(client) = &mut backend {
+        client.set_flight_header(ingot_server::DATABASE_HEADER, &args.database);
+    }
+    let result = match &args.query {
+        Some(query) => run_query(&mut backend, &args.database, query)
+            .await
+            .map(|table| println!("{table}")),
+        None => {
+            let stdin = std::io::stdin();
+            let interactive = std::io::IsTerminal::is_terminal(&stdin);
+            let mut lines = stdin.lock().lines();
+            loop {
+                if interactive {
+                    eprint!("ingot> ");
+                }
+                let Some(line) = lines.next() else { break };
+                let line = line?;
+                let query = line.trim().trim_end_matches(';');
+                if query.is_empty() {
+                    continue;
+                }
+                if matches!(query, "exit" | "quit" | "\\q") {
+                    break;
+                }
+                match run_query(&mut backend, &args.database, query).await {
+                    Ok(table) => println!("{table}"),
+                    Err(e) => eprintln!("error: {e}"),
+                }
+            }
+            Ok(())
+        }
+    };
+    close(backend).await?;
+    result
+}
+
+async fn import(args: ImportArgs) -> Result<(), BoxError> {
+    let mut target = backend(&args.connection).await?;
+    let options = ImportOptions {
+        database: args.database,
+        table: args.table,
+        format: args.format,
+        precision: args.precision,
+    };
+    let mut failed = None;
+    for file in &args.files {
+        match import_file(&mut target, file, &options).await {
+            Ok(s) => eprintln!("{}: {} rows, {} points", file.display(), s.rows, s.points),
+            Err(e) => {
+                error!(file = %file.display(), error = %e, "import failed");
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    close(target).await?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,329 @@
+//! Starting and stopping a server: the engine, the gRPC port (Ingest and
+//! Flight SQL behind one token interceptor) and the HTTP port, optionally
+//! over TLS, and the graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use futures::StreamExt;
+use ingot_engine::{Engine, Options, WalSync};
+use ingot_proto::v1::ingest_server::IngestServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
+use tracing::{info, warn};
+
+use crate::AppState;
+use crate::auth::Auth;
+use crate::flight::FlightSqlServer;
+use crate::grpc::IngestService;
+use crate::metrics::Metrics;
+use crate::sql::SqlLimits;
+
+/// How long a shutdown waits for in-flight requests before closing connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Everything `ingot serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    /// `host:port`; port 0 picks a free port.
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub token: Option<String>,
+    pub wal_sync: WalSync,
+    /// PEM certificate chain and private key; both ports use TLS when set.
+    pub tls: Option<TlsFiles>,
+    /// Largest HTTP request body, after decompression.
+    pub max_body_bytes: usize,
+    /// Largest gRPC message the server decodes.
+    pub max_grpc_message_bytes: usize,
+    pub sql_limits: SqlLimits,
+    /// Memory the engine's memtable may hold; `None` keeps the engine's default.
+    pub memtable_budget_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            grpc_addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:8080".into(),
+            token: None,
+            wal_sync: WalSync::Always,
+            tls: None,
+            max_body_bytes: 64 << 20,
+            max_grpc_message_bytes: 64 << 20,
+            sql_limits: SqlLimits::default(),
+            memtable_budget_bytes: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("cannot open the data directory: {0}")]
+    Engine(#[from] ingot_engine::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad TLS configuration: {0}")]
+    Tls(String),
+    #[error("the {service} server failed: {reason}")]
+    Serve {
+        service: &'static str,
+        reason: String,
+    },
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+#[derive(Debug)]
+pub struct Server {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    engine: Engine,
+    stop: watch::Sender<bool>,
+    grpc: JoinHandle<Result<(), ServeError>>,
+    http: JoinHandle<Result<(), ServeError>>,
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+async fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
+    tokio::fs::read(path)
+        .await
+        .map_err(|source| ServeError::TlsFile {
+            path: path.clone(),
+            source,
+        })
+}
+
+impl Server {
+    /// Opens the engine, binds both ports and starts serving.
+    ///
+    /// DataFusion plans queries by recursion: run the server on a runtime
+    /// whose threads have large stacks (`ingot serve` uses 64 MiB, see
+    /// `tokio::runtime::Builder::thread_stack_size`), or lower
+    /// [`SqlLimits`] to fit the 2 MiB default.
+    pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
+        let mut options = Options::default();
+        options.wal_sync = config.wal_sync;
+        if let Some(budget) = config.memtable_budget_bytes {
+            options.memtable_budget_bytes = budget;
+        }
+        let dir = config.data_dir.clone();
+        let engine = tokio::task::spawn_blocking(move || Engine::open(&dir, options))
+            .await
+            .map_err(|e| ServeError::Serve {
+                service: "engine",
+                reason: e.to_string(),
+            })??;
+        let grpc_listener = bind(&config.grpc_addr).await?;
+        let http_listener = bind(&config.http_addr).await?;
+        let grpc_addr = local_addr(&grpc_listener, &config.grpc_addr)?;
+        let http_addr = local_addr(&http_listener, &config.http_addr)?;
+
+        let state = AppState {
+            engine: engine.clone(),
+            metrics: Arc::new(Metrics::new(engine.clone())),
+            limits: config.sql_limits,
+            auth: Auth::new(config.token.clone()),
+        };
+        let tls = match &config.tls {
+            Some(files) => Some((read(&files.cert).await?, read(&files.key).await?)),
+            None => None,
+        };
+        let (stop, stopped) = watch::channel(false);
+
+        let grpc = tokio::spawn(serve_grpc(
+            grpc_listener,
+            state.clone(),
+            config.max_grpc_message_bytes,
+            tls.clone(),
+            stopped.clone(),
+        ));
+        let router = crate::http::router(state, config.max_body_bytes);
+        let http = tokio::spawn(serve_http(http_listener, router, tls, stopped));
+        info!(%grpc_addr, %http_addr, tls = config.tls.is_some(), "ingot listening");
+        Ok(Server {
+            grpc_addr,
+            http_addr,
+            engine,
+            stop,
+            grpc,
+            http,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to a grace
+    /// period), then closes the engine: flush, WAL sync, lock released.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        info!("shutting down: finishing in-flight requests");
+        let _ = self.stop.send(true);
+        let grpc = finish(self.grpc, "grpc").await;
+        let http = finish(self.http, "http").await;
+        let engine = self.engine.clone();
+        let closed = tokio::task::spawn_blocking(move || engine.close()).await;
+        for (service, result) in [("grpc", grpc), ("http", http)] {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(service, error = %e, "server stopped with an error"),
+                Err(e) => warn!(service, error = %e, "server task failed"),
+            }
+        }
+        match closed {
+            Ok(Ok(())) => {
+                info!("engine closed");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ServeError::Engine(e)),
+            Err(e) => Err(ServeError::Serve {
+                service: "engine",
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Waits for a server task to finish its in-flight requests, at most
+/// [`SHUTDOWN_GRACE`] (a client streaming forever must not hold the
+/// shutdown), then aborts it.
+async fn finish(
+    mut task: JoinHandle<Result<(), ServeError>>,
+    service: &'static str,
+) -> Result<Result<(), ServeError>, tokio::task::JoinError> {
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+        Ok(result) => result,
+        Err(_) => {
+            warn!(service, grace = ?SHUTDOWN_GRACE, "requests still running after the grace period; closing them");
+            task.abort();
+            task.await
+        }
+    }
+}
+
+fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, ServeError> {
+    listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: addr.to_string(),
+        source,
+    })
+}
+
+async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {
+    while !*stopped.borrow() {
+        if stopped.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    state: AppState,
+    max_message_bytes: usize,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let auth = state.auth.clone();
+    let ingest = IngestServer::new(IngestService::new(state.clone()))
+        .max_decoding_message_size(max_message_bytes);
+    let flight = FlightServiceServer::new(FlightSqlServer::new(state))
+        .max_decoding_message_size(max_message_bytes);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = tls {
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(s) = &stream {
+            let _ = s.set_nodelay(true);
+        }
+        stream
+    });
+    builder
+        .add_service(InterceptedService::new(ingest, auth.clone()))
+        .add_service(InterceptedService::new(flight, auth))
+        .serve_with_incoming_shutdown(incoming, wait_for_stop(stopped))
+        .await
+        .map_err(|e| ServeError::Serve {
+            service: "grpc",
+            reason: e.to_string(),
+        })
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let serve_err = |e: std::io::Error| ServeError::Serve {
+        service: "http",
+        reason: e.to_string(),
+    };
+    let listener = listener.into_std().map_err(serve_err)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        wait_for_stop(stopped).await;
+        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let service = router.into_make_service();
+    match tls {
+        Some((cert, key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+                .await
+                .map_err(|e| ServeError::Tls(e.to_string()))?;
+            axum_server::from_tcp_rustls(listener, config)
+                .handle(handle)
+                .serve(service)
+                .await
+                .map_err(serve_err)
+        }
+        None => axum_server::from_tcp(listener)
+            .handle(handle)
+            .serve(service)
+            .await
+            .map_err(serve_err),
+    }
+}

@@ -1,0 +1,196 @@
+//! The HTTP API: InfluxDB writes (v1, v2, v3, gzip), errors, query formats,
+//! health and metrics.
+
+use std::io::Write;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, http};
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn query_json(server: &TestServer, db: &str, sql: &str) -> Value {
+    let response = http()
+        .get(server.http_url("/api/v3/query_sql"))
+        .query(&[("db", db), ("q", sql), ("format", "json")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn influx_writes_and_sql_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(dir.path(), &["--max-body-bytes", "100000"]);
+    let client = http();
+
+    // v2 with bucket, ns; v1 with u precision; v3 with ms; v2 gzip with s.
+    let writes = [
+        (
+            "/api/v2/write?bucket=site&org=x&precision=ns",
+            "hvac,unit=a temp=20.5 1700000000000000001".to_string(),
+            false,
+        ),
+        (
+            "/write?db=site&precision=u",
+            "hvac,unit=b temp=21.5 1700000000000001".to_string(),
+            false,
+        ),
+        (
+            "/api/v3/write_lp?db=site&precision=ms",
+            "hvac,unit=c temp=22.5,on=true 1700000000002".to_string(),
+            false,
+        ),
+        (
+            "/api/v2/write?bucket=site&precision=s",
+            "hvac,unit=d temp=23.5,label=\"x y\" 1700000003".to_string(),
+            true,
+        ),
+    ];
+    for (path, body, gz) in writes {
+        let mut request = client.post(server.http_url(path));
+        request = if gz {
+            request.header("Content-Encoding", "gzip").body(gzip(&body))
+        } else {
+            request.body(body)
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::NO_CONTENT,
+            "{path}: {:?}",
+            response.text().await
+        );
+    }
+
+    let rows = query_json(
+        &server,
+        "site",
+        "SELECT unit, temp, time FROM hvac ORDER BY unit",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        json!([
+            {"unit": "a", "temp": 20.5, "time": "2023-11-14T22:13:20.000000001Z"},
+            {"unit": "b", "temp": 21.5, "time": "2023-11-14T22:13:20.000001000Z"},
+            {"unit": "c", "temp": 22.5, "time": "2023-11-14T22:13:20.002000000Z"},
+            {"unit": "d", "temp": 23.5, "time": "2023-11-14T22:13:23.000000000Z"},
+        ])
+    );
+
+    // Bad line protocol: 400 with the line number, and nothing of it written.
+    let response = client
+        .post(server.http_url("/api/v2/write?bucket=site"))
+        .body("hvac,unit=e temp=1 1\nhvac,unit=f temp= 2\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["line"], 2, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("line 2"), "{body}");
+    let n = query_json(&server, "site", "SELECT count(*) AS n FROM hvac").await;
+    assert_eq!(n, json!([{"n": 4}]));
+
+    // Over the body limit: 413, plain or gzip-compressed.
+    let big = format!("hvac,unit=z temp=1 {}\n", 1).repeat(10_000);
+    let response = client
+        .post(server.http_url("/api/v2/write?bucket=site"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let response = client
+        .post(server.http_url("/api/v2/write?bucket=site"))
+        .header("Content-Encoding", "gzip")
+        .body(gzip(&big))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Query formats.
+    let sql = "SELECT unit, temp FROM hvac WHERE unit IN ('a', 'b') ORDER BY unit";
+    let get = |format: &'static str| {
+        client
+            .get(server.http_url("/api/v3/query_sql"))
+            .query(&[("db", "site"), ("q", sql), ("format", format)])
+            .send()
+    };
+    let jsonl = get("jsonl").await.unwrap().text().await.unwrap();
+    assert_eq!(
+        jsonl,
+        "{\"unit\":\"a\",\"temp\":20.5}\n{\"unit\":\"b\",\"temp\":21.5}\n"
+    );
+    let csv = get("csv").await.unwrap().text().await.unwrap();
+    assert_eq!(csv, "unit,temp\na,20.5\nb,21.5\n");
+    let parquet = get("parquet").await.unwrap().bytes().await.unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(parquet)
+        .unwrap()
+        .build()
+        .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 2);
+
+    // Empty results are well-formed.
+    let empty = |format: &'static str| {
+        client
+            .get(server.http_url("/api/v3/query_sql"))
+            .query(&[
+                ("db", "site"),
+                ("q", "SELECT unit FROM hvac WHERE temp > 100"),
+                ("format", format),
+            ])
+            .send()
+    };
+    assert_eq!(empty("json").await.unwrap().text().await.unwrap(), "[]");
+    assert_eq!(empty("csv").await.unwrap().text().await.unwrap(), "unit\n");
+
+    // POST with a JSON body.
+    let response = client
+        .post(server.http_url("/api/v3/query_sql"))
+        .json(&json!({"db": "site", "q": "SELECT count(*) AS n FROM hvac", "format": "json"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!([{"n": 4}]));
+
+    // Health and metrics.
+    let response = client.get(server.http_url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "pass");
+    let response = client.get(server.http_url("/ping")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let metrics = client
+        .get(server.http_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "ingot_rows_written_total{protocol=\"http_v2\"} 2",
+        "ingot_bytes_written_total",
+        "ingot_wal_fsyncs_total",
+        "ingot_wal_fsync_seconds_total",
+        "ingot_memtable_bytes",
+        "ingot_flushes_total",
+        "ingot_files",
+        "ingot_queries_total",
+        "ingot_query_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+}

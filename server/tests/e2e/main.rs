@@ -1,0 +1,13 @@
+//! End-to-end tests: each spawns the real `ingot` binary on port 0 over a
+//! temporary data directory and talks to it as a client would.
+
+mod auth;
+mod bad_input;
+mod cli;
+mod crash;
+mod flight;
+mod grpc;
+mod http;
+mod python;
+mod support;
+mod tls;
