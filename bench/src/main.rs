@@ -4,6 +4,8 @@
 //! into an engine in a temporary directory and reports rows/s, points/s,
 //! acknowledgement latency, peak RSS and bytes per point on disk after flush.
 
+mod remote;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +65,9 @@ struct QueryArgs {
     /// Time partition width in hours (default: the engine's, one day).
     #[arg(long)]
     partition_hours: Option<u64>,
+    /// Where the queries run.
+    #[arg(long, value_enum, default_value = "embedded")]
+    target: QueryTarget,
 }
 
 #[derive(Serialize)]
@@ -79,6 +84,44 @@ struct QueryReport {
 enum Target {
     /// `Engine::write_batch` in this process.
     Embedded,
+    /// `ingot serve`, gRPC `Write` with the columnar `Rows` payload.
+    GrpcRows,
+    /// `ingot serve`, gRPC `Write` with an Arrow IPC payload.
+    GrpcArrow,
+    /// `ingot serve`, Flight SQL `CommandStatementIngest` (what ADBC sends).
+    Flight,
+    /// `ingot serve`, HTTP line protocol (`/api/v3/write_lp`).
+    HttpLp,
+}
+
+impl Target {
+    fn protocol(self) -> Option<remote::Protocol> {
+        match self {
+            Target::Embedded => None,
+            Target::GrpcRows => Some(remote::Protocol::GrpcRows),
+            Target::GrpcArrow => Some(remote::Protocol::GrpcArrow),
+            Target::Flight => Some(remote::Protocol::Flight),
+            Target::HttpLp => Some(remote::Protocol::HttpLineProtocol),
+        }
+    }
+}
+
+/// Where `ingot-bench query` sends its queries.
+#[derive(Clone, Copy, ValueEnum)]
+enum QueryTarget {
+    /// `Engine::sql` in this process.
+    Embedded,
+    /// Flight SQL to an `ingot serve` child on the same data directory.
+    Flight,
+}
+
+/// The command-line form of a WAL sync policy, for `ingot serve`.
+fn wal_sync_arg(sync: WalSync) -> String {
+    match sync {
+        WalSync::Always => "always".into(),
+        WalSync::Interval(d) => format!("interval:{}us", d.as_micros()),
+        _ => "none".into(),
+    }
 }
 
 #[derive(clap::Args)]
@@ -145,6 +188,21 @@ fn main() {
     }
 }
 
+/// What the writers of one ingest run did.
+struct Outcome {
+    latencies: Vec<Duration>,
+    rows: u64,
+    points: u64,
+    write_seconds: f64,
+    /// Until everything written is in Parquet files.
+    flush_seconds: f64,
+    bytes_on_disk: u64,
+    files: usize,
+    peak_rss_bytes: u64,
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
 fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
     let preset = Preset::by_name(&args.preset).ok_or_else(|| {
         format!(
@@ -157,12 +215,117 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
         .data_dir
         .clone()
         .unwrap_or_else(|| temp.path().join("data"));
-    let mut options = Options::default();
-    options.wal_sync = args.wal_sync;
-    let engine = Engine::open(&dir, options)?;
-
     let generator = Arc::new(Mutex::new(Generator::new(preset)));
     let total_rows = preset.rows();
+    let progress = std::thread::spawn({
+        let generator = generator.clone();
+        move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let left = generator.lock().map(|g| g.rows_left()).unwrap_or(0);
+            eprint!(
+                "\ringest {}: {:5.1}%",
+                preset.name,
+                100.0 * (total_rows - left) as f64 / total_rows as f64
+            );
+            if left == 0 {
+                eprintln!();
+                break;
+            }
+        }
+    });
+    let outcome = match args.target.protocol() {
+        None => ingest_embedded(&args, &dir, generator.clone()),
+        Some(protocol) => ingest_remote(&args, protocol, &dir, generator.clone()),
+    };
+    if outcome.is_err() {
+        // Let the progress thread finish.
+        while generator
+            .lock()
+            .map(|mut g| g.next_batch(1 << 20).is_some())
+            .unwrap_or(false)
+        {}
+    }
+    let _ = progress.join();
+    let Outcome {
+        mut latencies,
+        rows,
+        points,
+        write_seconds,
+        flush_seconds,
+        bytes_on_disk,
+        files,
+        peak_rss_bytes,
+    } = outcome?;
+
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    let report = IngestReport {
+        preset: preset.name.to_string(),
+        target: args.target,
+        clients: args.clients,
+        batch_rows: args.batch_rows,
+        wal_sync: format!("{:?}", args.wal_sync),
+        rows,
+        points,
+        write_seconds,
+        rows_per_second: rows as f64 / write_seconds,
+        points_per_second: points as f64 / write_seconds,
+        ack_p50_ms: pct(0.5),
+        ack_p99_ms: pct(0.99),
+        flush_seconds,
+        bytes_on_disk,
+        bytes_per_point: bytes_on_disk as f64 / points.max(1) as f64,
+        files,
+        peak_rss_bytes,
+    };
+    println!(
+        "ingest  preset={} target={:?} clients={} batch_rows={} wal_sync={}",
+        report.preset,
+        args.target
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
+        report.clients,
+        report.batch_rows,
+        report.wal_sync
+    );
+    println!("  rows            {:>14}", report.rows);
+    println!("  points          {:>14}", report.points);
+    println!("  write time      {:>14.3} s", report.write_seconds);
+    println!("  rows/s          {:>14.0}", report.rows_per_second);
+    println!("  points/s        {:>14.0}", report.points_per_second);
+    println!(
+        "  ack p50 / p99   {:>8.2} / {:.2} ms",
+        report.ack_p50_ms, report.ack_p99_ms
+    );
+    println!("  final flush     {:>14.3} s", report.flush_seconds);
+    println!("  files           {:>14}", report.files);
+    println!("  bytes on disk   {:>14}", report.bytes_on_disk);
+    println!("  bytes/point     {:>14.3}", report.bytes_per_point);
+    println!(
+        "  peak RSS        {:>14.1} MiB",
+        report.peak_rss_bytes as f64 / (1 << 20) as f64
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// Writers calling `Engine::write_batch` in this process.
+fn ingest_embedded(
+    args: &IngestArgs,
+    dir: &std::path::Path,
+    generator: Shared<Generator>,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let mut options = Options::default();
+    options.wal_sync = args.wal_sync;
+    let engine = Engine::open(dir, options)?;
     let started = Instant::now();
     let writers: Vec<_> = (0..args.clients.max(1))
         .map(|_| {
@@ -189,22 +352,6 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
             })
         })
         .collect();
-    let progress = std::thread::spawn({
-        let generator = generator.clone();
-        move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            let left = generator.lock().map(|g| g.rows_left()).unwrap_or(0);
-            eprint!(
-                "\ringest {}: {:5.1}%",
-                preset.name,
-                100.0 * (total_rows - left) as f64 / total_rows as f64
-            );
-            if left == 0 {
-                eprintln!();
-                break;
-            }
-        }
-    });
     let mut latencies = Vec::new();
     let (mut rows, mut points) = (0, 0);
     for w in writers {
@@ -214,66 +361,109 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
         points += p;
     }
     let write_seconds = started.elapsed().as_secs_f64();
-    let _ = progress.join();
-
     let flush_started = Instant::now();
     engine.flush()?;
     let flush_seconds = flush_started.elapsed().as_secs_f64();
     let files = engine.files();
-    let bytes_on_disk: u64 = files.iter().map(|f| f.bytes).sum();
     engine.close()?;
-
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-            .map(|d| d.as_secs_f64() * 1e3)
-            .unwrap_or(0.0)
-    };
-    let report = IngestReport {
-        preset: preset.name.to_string(),
-        target: args.target,
-        clients: args.clients,
-        batch_rows: args.batch_rows,
-        wal_sync: format!("{:?}", args.wal_sync),
+    Ok(Outcome {
+        latencies,
         rows,
         points,
         write_seconds,
-        rows_per_second: rows as f64 / write_seconds,
-        points_per_second: points as f64 / write_seconds,
-        ack_p50_ms: pct(0.5),
-        ack_p99_ms: pct(0.99),
         flush_seconds,
-        bytes_on_disk,
-        bytes_per_point: bytes_on_disk as f64 / points.max(1) as f64,
+        bytes_on_disk: files.iter().map(|f| f.bytes).sum(),
         files: files.len(),
         peak_rss_bytes: peak_rss(),
-    };
-    println!(
-        "ingest  preset={} target=embedded clients={} batch_rows={} wal_sync={}",
-        report.preset, report.clients, report.batch_rows, report.wal_sync
-    );
-    println!("  rows            {:>14}", report.rows);
-    println!("  points          {:>14}", report.points);
-    println!("  write time      {:>14.3} s", report.write_seconds);
-    println!("  rows/s          {:>14.0}", report.rows_per_second);
-    println!("  points/s        {:>14.0}", report.points_per_second);
-    println!(
-        "  ack p50 / p99   {:>8.2} / {:.2} ms",
-        report.ack_p50_ms, report.ack_p99_ms
-    );
-    println!("  final flush     {:>14.3} s", report.flush_seconds);
-    println!("  files           {:>14}", report.files);
-    println!("  bytes on disk   {:>14}", report.bytes_on_disk);
-    println!("  bytes/point     {:>14.3}", report.bytes_per_point);
-    println!(
-        "  peak RSS        {:>14.1} MiB",
-        report.peak_rss_bytes as f64 / (1 << 20) as f64
-    );
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    })
+}
+
+/// Clients sending to an `ingot serve` child; the server flushes when it
+/// stops, and its data directory is measured after that.
+fn ingest_remote(
+    args: &IngestArgs,
+    protocol: remote::Protocol,
+    dir: &std::path::Path,
+    generator: Shared<Generator>,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let server = remote::ServerProcess::start(dir, &wal_sync_arg(args.wal_sync))
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.clients.clamp(1, 4))
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let results = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..args.clients.max(1) {
+            let mut sender = remote::Sender::connect(&server, protocol).await?;
+            let generator = generator.clone();
+            let batch_rows = args.batch_rows;
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let (mut rows, mut points) = (0u64, 0u64);
+                loop {
+                    let batch = match generator.lock() {
+                        Ok(mut g) => g.next_batch(batch_rows),
+                        Err(e) => return Err(e.to_string().into()),
+                    };
+                    let Some(batch) = batch else { break };
+                    let n = batch.num_rows() as u64;
+                    let t = Instant::now();
+                    sender.send(batch).await?;
+                    latencies.push(t.elapsed());
+                    rows += n;
+                    points += n * 7;
+                }
+                Ok::<_, remote::BoxError>((latencies, rows, points))
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await??);
+        }
+        Ok::<_, remote::BoxError>(out)
+    });
+    let results = results.map_err(|e| e.to_string())?;
+    let write_seconds = started.elapsed().as_secs_f64();
+    let (peak_rss_bytes, stop) = server.stop().map_err(|e| e.to_string())?;
+    let mut latencies = Vec::new();
+    let (mut rows, mut points) = (0, 0);
+    for (l, r, p) in results {
+        latencies.extend(l);
+        rows += r;
+        points += p;
     }
-    Ok(())
+    let (bytes_on_disk, files) = parquet_files(&dir.join("tables"))?;
+    Ok(Outcome {
+        latencies,
+        rows,
+        points,
+        write_seconds,
+        flush_seconds: stop.as_secs_f64(),
+        bytes_on_disk,
+        files,
+        peak_rss_bytes,
+    })
+}
+
+/// Total size and number of the Parquet files under `dir`.
+fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
+    let (mut bytes, mut files) = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                bytes += entry.metadata()?.len();
+                files += 1;
+            }
+        }
+    }
+    Ok((bytes, files))
 }
 
 fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -316,15 +506,32 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Over Flight SQL, the server opens the same directory.
+    let mut remote = match args.target {
+        QueryTarget::Embedded => None,
+        QueryTarget::Flight => {
+            engine.close()?;
+            let server = remote::ServerProcess::start(&dir, "always").map_err(|e| e.to_string())?;
+            let client = runtime.block_on(ingot_server::client::Client::connect(
+                &server.grpc,
+                None,
+                None,
+            ))?;
+            Some((server, client))
+        }
+    };
     let mut reports = Vec::new();
     for (name, sql) in queries
         .iter()
         .filter(|(name, _)| args.only.is_empty() || args.only.contains(name))
     {
-        let run =
+        let mut run =
             || -> Result<(f64, Vec<arrow::array::RecordBatch>), Box<dyn std::error::Error>> {
                 let t = Instant::now();
-                let batches = runtime.block_on(engine.sql(sql))?;
+                let batches = match &mut remote {
+                    Some((_, client)) => runtime.block_on(client.query(sql))?.1,
+                    None => runtime.block_on(engine.sql(sql))?,
+                };
                 Ok((t.elapsed().as_secs_f64() * 1e3, batches))
             };
         let (cold_ms, batches) = run()?;
@@ -365,12 +572,15 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
             report.warm_median_ms
         );
         reports.push(report);
-        if args.explain {
+        if args.explain && remote.is_none() {
             let plan = runtime.block_on(engine.sql(&format!("EXPLAIN ANALYZE {sql}")))?;
             println!("{}", arrow::util::pretty::pretty_format_batches(&plan)?);
         }
     }
-    engine.close()?;
+    match remote {
+        Some((server, _)) => drop(server.stop().map_err(|e| e.to_string())?),
+        None => engine.close()?,
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
     }
