@@ -1,7 +1,7 @@
 //! `ingot`: run a server (`serve`), query one (`sql`) or load files into one
 //! (`import`).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -276,33 +276,58 @@ async fn sql(args: SqlArgs) -> Result<(), BoxError> {
         Some(query) => run_query(&mut backend, &args.database, query)
             .await
             .map(|table| println!("{table}")),
-        None => {
-            let stdin = std::io::stdin();
-            let interactive = std::io::IsTerminal::is_terminal(&stdin);
-            let mut lines = stdin.lock().lines();
-            loop {
-                if interactive {
-                    eprint!("ingot> ");
+        None => repl(&mut backend, &args.database).await,
+    };
+    close(backend).await?;
+    result
+}
+
+/// Reads statements from stdin, each ending with `;` or at the end of the
+/// input, and prints each result; errors are printed and the loop goes on.
+async fn repl(backend: &mut Target, database: &str) -> Result<(), BoxError> {
+    use tokio::io::AsyncBufReadExt;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut statement = String::new();
+    loop {
+        if interactive {
+            eprint!(
+                "{}",
+                if statement.is_empty() {
+                    "ingot> "
+                } else {
+                    "  ...> "
                 }
-                let Some(line) = lines.next() else { break };
-                let line = line?;
-                let query = line.trim().trim_end_matches(';');
-                if query.is_empty() {
-                    continue;
-                }
-                if matches!(query, "exit" | "quit" | "\\q") {
+            );
+        }
+        let line = lines.next_line().await?;
+        let done = match &line {
+            Some(l) => {
+                let l = l.trim();
+                if statement.is_empty() && matches!(l, "exit" | "quit" | "\\q") {
                     break;
                 }
-                match run_query(&mut backend, &args.database, query).await {
+                statement.push_str(l);
+                statement.push('\n');
+                l.ends_with(';')
+            }
+            None => true,
+        };
+        if done {
+            let query = statement.trim().trim_end_matches(';').trim().to_string();
+            statement.clear();
+            if !query.is_empty() {
+                match run_query(backend, database, &query).await {
                     Ok(table) => println!("{table}"),
                     Err(e) => eprintln!("error: {e}"),
                 }
             }
-            Ok(())
         }
-    };
-    close(backend).await?;
-    result
+        if line.is_none() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn import(args: ImportArgs) -> Result<(), BoxError> {
