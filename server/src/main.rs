@@ -174,7 +174,6 @@ const THREAD_STACK_BYTES: usize = 64 << 20;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
-    ingot_server::install_crypto_provider();
     let mut config = ServeConfig::new(args.data_dir);
     config.grpc_addr = args.grpc_addr;
     config.http_addr = args.http_addr;
@@ -227,7 +226,6 @@ async fn backend(connection: &Connection) -> Result<Target, BoxError> {
             tokio::task::spawn_blocking(move || Engine::open(dir, Options::default())).await??;
         return Ok(Target::Local(engine));
     }
-    ingot_server::install_crypto_provider();
     let addr = connection
         .addr
         .clone()
