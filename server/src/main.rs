@@ -10,7 +10,7 @@ use ingot_engine::{Engine, Options, Precision, WalSync};
 use ingot_server::client::Client;
 use ingot_server::import::{FileFormat, ImportOptions, Target, import_file};
 use ingot_server::{ServeConfig, Server, SqlLimits, TlsFiles};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Debug, Parser)]
 #[command(name = "ingot", version, about = "Ingot, a time-series database")]
@@ -208,6 +208,8 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Waits for SIGTERM or SIGINT. A second one during the shutdown exits at
+/// once: acknowledged writes are in the WAL and replay at the next start.
 async fn wait_for_signal() -> Result<(), BoxError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -216,6 +218,16 @@ async fn wait_for_signal() -> Result<(), BoxError> {
         _ = term.recv() => info!(signal = "SIGTERM", "shutdown requested"),
         _ = int.recv() => info!(signal = "SIGINT", "shutdown requested"),
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        warn!(
+            "second signal: exiting without finishing the shutdown; the WAL replays at the next start"
+        );
+        std::process::exit(130);
+    });
     Ok(())
 }
 
