@@ -131,14 +131,10 @@ impl IntoResponse for ApiError {
             ApiError::ResourceExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        match status {
-            StatusCode::INTERNAL_SERVER_ERROR => {
-                tracing::error!(error = %self, "HTTP request failed")
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                tracing::warn!(error = %self, "HTTP request refused")
-            }
-            _ => {}
+        // Writes are logged where they are counted (`metrics`); only the
+        // server's own failures are logged here.
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "HTTP request failed");
         }
         let body = match &self {
             ApiError::InvalidArgument {

@@ -9,7 +9,7 @@
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
@@ -22,9 +22,10 @@ use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementIngest, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt,
-    SqlInfo, TableDefinitionOptions, TableExistsOption, TableNotExistOption, TicketStatementQuery,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandPreparedStatementQuery, CommandStatementIngest, CommandStatementQuery,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TableDefinitionOptions,
+    TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
@@ -34,7 +35,7 @@ use datafusion::common::ScalarValue;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrame;
 use futures::{Stream, StreamExt, TryStreamExt};
-use ingot_engine::{CATALOG_NAME, DEFAULT_DATABASE, WriteSummary};
+use ingot_engine::{CATALOG_NAME, DEFAULT_DATABASE, KIND_METADATA_KEY, WriteSummary};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataValue;
@@ -306,6 +307,18 @@ impl FlightSqlServer {
         let (database, table) = (database.to_string(), table.to_string());
         blocking(move || engine.write_batch(&database, &table, &batch)).await
     }
+}
+
+/// The result schema of `GetPrimaryKeys`, as the Flight SQL spec fixes it.
+fn primary_keys_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ])
 }
 
 /// Applies ADBC's ingest modes: `create` fails on an existing table,
@@ -643,6 +656,70 @@ impl FlightSqlService for FlightSqlServer {
             .into_builder(sql_info()?)
             .build()
             .map_err(Status::from)?;
+        Ok(one_batch(batch))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        flight_info(
+            &primary_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    /// A table's key is its series (the tags) and its time.
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let database = query
+            .db_schema
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        let mut key_columns = Vec::new();
+        let wrong_catalog = query.catalog.as_deref().is_some_and(|c| c != CATALOG_NAME);
+        if !wrong_catalog && self.state.engine.tables(&database).contains(&query.table) {
+            let reference =
+                TableReference::full(CATALOG_NAME, database.as_str(), query.table.as_str());
+            let provider = self
+                .state
+                .engine
+                .session()
+                .table_provider(reference)
+                .await
+                .map_err(status)?;
+            key_columns = provider
+                .schema()
+                .fields()
+                .iter()
+                .filter(|f| {
+                    matches!(
+                        f.metadata().get(KIND_METADATA_KEY).map(String::as_str),
+                        Some("tag" | "time")
+                    )
+                })
+                .map(|f| f.name().clone())
+                .collect();
+        }
+        let n = key_columns.len();
+        let batch = RecordBatch::try_new(
+            Arc::new(primary_keys_schema()),
+            vec![
+                Arc::new(StringArray::from(vec![CATALOG_NAME; n])),
+                Arc::new(StringArray::from(vec![database.as_str(); n])),
+                Arc::new(StringArray::from(vec![query.table.as_str(); n])),
+                Arc::new(StringArray::from(key_columns)),
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+                Arc::new(Int32Array::from_iter_values(1..=n as i32)),
+            ],
+        )
+        .map_err(arrow_status)?;
         Ok(one_batch(batch))
     }
 

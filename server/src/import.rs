@@ -199,6 +199,111 @@ fn fix_time(path: &Path, batch: RecordBatch) -> Result<RecordBatch, ImportError>
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| file_err(path, e))
 }
 
+/// A piece of a file, read on a blocking thread, to write as one request.
+enum Chunk {
+    Batch(RecordBatch),
+    Lines {
+        text: String,
+        first_line: usize,
+        last_line: usize,
+    },
+}
+
+/// How far the reading is, in the progress bar's unit (rows for Parquet
+/// and CSV, bytes for line protocol).
+struct Piece {
+    chunk: Chunk,
+    progress: u64,
+}
+
+type Sender = tokio::sync::mpsc::Sender<Result<Piece, ImportError>>;
+
+/// Reads `path` in pieces and sends them; runs on a blocking thread. Stops
+/// early when the receiver is gone (a write failed).
+fn read_pieces(
+    path: &Path,
+    format: FileFormat,
+    lp_chunk_bytes: usize,
+    tx: &Sender,
+) -> Result<(), ImportError> {
+    let file = File::open(path).map_err(|e| file_err(path, e))?;
+    let send = |piece: Piece| tx.blocking_send(Ok(piece)).is_ok();
+    match format {
+        FileFormat::Parquet => {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| file_err(path, e))?
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| file_err(path, e))?;
+            for batch in reader {
+                let batch = fix_time(path, batch.map_err(|e| file_err(path, e))?)?;
+                let progress = batch.num_rows() as u64;
+                if !send(Piece {
+                    chunk: Chunk::Batch(batch),
+                    progress,
+                }) {
+                    break;
+                }
+            }
+        }
+        FileFormat::Csv => {
+            let mut file = file;
+            let (schema, _) = arrow_csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(&mut file, Some(10_000))
+                .map_err(|e| file_err(path, e))?;
+            file.rewind().map_err(|e| file_err(path, e))?;
+            let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
+                .with_header(true)
+                .with_batch_size(BATCH_ROWS)
+                .build(file)
+                .map_err(|e| file_err(path, e))?;
+            for batch in reader {
+                let batch = fix_time(path, batch.map_err(|e| file_err(path, e))?)?;
+                let progress = batch.num_rows() as u64;
+                if !send(Piece {
+                    chunk: Chunk::Batch(batch),
+                    progress,
+                }) {
+                    break;
+                }
+            }
+        }
+        FileFormat::LineProtocol => {
+            let mut reader = BufReader::new(file);
+            let mut text = String::new();
+            let mut line_no = 0usize;
+            let mut first_line = 1usize;
+            loop {
+                let n = reader.read_line(&mut text).map_err(|e| file_err(path, e))?;
+                if n > 0 {
+                    line_no += 1;
+                }
+                let full = n == 0 || text.len() >= lp_chunk_bytes;
+                if full && !text.is_empty() {
+                    let progress = text.len() as u64;
+                    let piece = Piece {
+                        chunk: Chunk::Lines {
+                            text: std::mem::take(&mut text),
+                            first_line,
+                            last_line: line_no,
+                        },
+                        progress,
+                    };
+                    if !send(piece) {
+                        break;
+                    }
+                    first_line = line_no + 1;
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn progress(len: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     let template = format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}})");
@@ -224,87 +329,104 @@ pub async fn import_file(
             .unwrap_or("import")
             .to_string()
     });
+    let bar = match (format, File::open(path)) {
+        (FileFormat::Parquet, Ok(file)) => {
+            let rows = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map(|b| b.metadata().file_metadata().num_rows())
+                .unwrap_or(0);
+            progress(u64::try_from(rows).unwrap_or(0), "rows")
+        }
+        (FileFormat::LineProtocol, Ok(file)) => {
+            progress(file.metadata().map(|m| m.len()).unwrap_or(0), "bytes")
+        }
+        _ => {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{msg} {pos} rows ({elapsed})") {
+                bar.set_style(style);
+            }
+            bar
+        }
+    };
+    bar.set_message(path.display().to_string());
+
+    // Read on a blocking thread, a couple of pieces ahead of the writes.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let reader_path = path.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || {
+        if let Err(e) = read_pieces(&reader_path, format, LP_CHUNK_BYTES, &tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
     let mut total = ImportSummary::default();
-    let file = File::open(path).map_err(|e| file_err(path, e))?;
-    let name = path.display().to_string();
-    match format {
-        FileFormat::Parquet => {
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| file_err(path, e))?;
-            let rows = builder.metadata().file_metadata().num_rows();
-            let bar = progress(u64::try_from(rows).unwrap_or(0), "rows");
-            bar.set_message(name);
-            let reader = builder
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(|e| file_err(path, e))?;
-            for batch in reader {
-                let batch = fix_time(path, batch.map_err(|e| file_err(path, e))?)?;
-                let s = target.write_batch(&options.database, &table, batch).await?;
+    let mut result = Ok(());
+    while let Some(piece) = rx.recv().await {
+        let piece = match piece {
+            Ok(p) => p,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let written = match piece.chunk {
+            Chunk::Batch(batch) => target.write_batch(&options.database, &table, batch).await,
+            Chunk::Lines {
+                text,
+                first_line,
+                last_line,
+            } => target
+                .write_lines(&options.database, text, options.precision)
+                .await
+                .map_err(|e| file_err(path, format!("lines {first_line}..={last_line}: {e}"))),
+        };
+        match written {
+            Ok(s) => {
                 total.rows += s.rows;
                 total.points += s.points;
-                bar.set_position(total.rows);
+                bar.inc(piece.progress);
             }
-            bar.finish();
-        }
-        FileFormat::Csv => {
-            let mut file = file;
-            let (schema, _) = arrow_csv::reader::Format::default()
-                .with_header(true)
-                .infer_schema(&mut file, Some(10_000))
-                .map_err(|e| file_err(path, e))?;
-            file.rewind().map_err(|e| file_err(path, e))?;
-            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let bar = progress(bytes, "bytes");
-            bar.set_message(name);
-            let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
-                .with_header(true)
-                .with_batch_size(BATCH_ROWS)
-                .build(file)
-                .map_err(|e| file_err(path, e))?;
-            for batch in reader {
-                let batch = fix_time(path, batch.map_err(|e| file_err(path, e))?)?;
-                let s = target.write_batch(&options.database, &table, batch).await?;
-                total.rows += s.rows;
-                total.points += s.points;
-                bar.set_message(format!("{} rows", total.rows));
+            Err(e) => {
+                result = Err(e);
+                break;
             }
-            bar.finish();
-        }
-        FileFormat::LineProtocol => {
-            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let bar = progress(bytes, "bytes");
-            bar.set_message(name);
-            let mut reader = BufReader::new(file);
-            let mut chunk = String::new();
-            let mut line_no = 0usize;
-            let mut chunk_first_line = 1usize;
-            loop {
-                let mut line = String::new();
-                let n = reader.read_line(&mut line).map_err(|e| file_err(path, e))?;
-                if n > 0 {
-                    line_no += 1;
-                    chunk.push_str(&line);
-                    bar.inc(n as u64);
-                }
-                if (n == 0 && !chunk.is_empty()) || chunk.len() >= LP_CHUNK_BYTES {
-                    let text = std::mem::take(&mut chunk);
-                    let s = target
-                        .write_lines(&options.database, text, options.precision)
-                        .await
-                        .map_err(|e| {
-                            file_err(path, format!("lines {chunk_first_line}..={line_no}: {e}"))
-                        })?;
-                    total.rows += s.rows;
-                    total.points += s.points;
-                    chunk_first_line = line_no + 1;
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            bar.finish();
         }
     }
-    Ok(total)
+    drop(rx);
+    let _ = reader.await;
+    bar.finish();
+    result.map(|()| total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_protocol_is_cut_into_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lp");
+        let text: String = (0..100).map(|i| format!("m,k=k{i} v={i} {i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
+        read_pieces(&path, FileFormat::LineProtocol, 200, &tx).unwrap();
+        drop(tx);
+        let mut joined = String::new();
+        let mut next_line = 1;
+        while let Ok(piece) = rx.try_recv() {
+            let Chunk::Lines {
+                text,
+                first_line,
+                last_line,
+            } = piece.unwrap().chunk
+            else {
+                panic!("not lines");
+            };
+            assert!(text.ends_with('\n'));
+            assert_eq!(first_line, next_line);
+            assert_eq!(text.lines().count(), last_line - first_line + 1);
+            next_line = last_line + 1;
+            joined.push_str(&text);
+        }
+        assert!(next_line > 10, "one chunk only");
+        assert_eq!(joined, text);
+    }
 }

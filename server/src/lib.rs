@@ -37,9 +37,3 @@ pub(crate) struct AppState {
     pub limits: SqlLimits,
     pub auth: auth::Auth,
 }
-
-/// Installs ring as rustls' process-wide crypto provider (TLS on both
-/// ports). Safe to call more than once.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}

@@ -1,7 +1,7 @@
 //! `ingot`: run a server (`serve`), query one (`sql`) or load files into one
 //! (`import`).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +10,7 @@ use ingot_engine::{Engine, Options, Precision, WalSync};
 use ingot_server::client::Client;
 use ingot_server::import::{FileFormat, ImportOptions, Target, import_file};
 use ingot_server::{ServeConfig, Server, SqlLimits, TlsFiles};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Debug, Parser)]
 #[command(name = "ingot", version, about = "Ingot, a time-series database")]
@@ -174,7 +174,6 @@ const THREAD_STACK_BYTES: usize = 64 << 20;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
-    ingot_server::install_crypto_provider();
     let mut config = ServeConfig::new(args.data_dir);
     config.grpc_addr = args.grpc_addr;
     config.http_addr = args.http_addr;
@@ -209,6 +208,8 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Waits for SIGTERM or SIGINT. A second one during the shutdown exits at
+/// once: acknowledged writes are in the WAL and replay at the next start.
 async fn wait_for_signal() -> Result<(), BoxError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -217,6 +218,16 @@ async fn wait_for_signal() -> Result<(), BoxError> {
         _ = term.recv() => info!(signal = "SIGTERM", "shutdown requested"),
         _ = int.recv() => info!(signal = "SIGINT", "shutdown requested"),
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        warn!(
+            "second signal: exiting without finishing the shutdown; the WAL replays at the next start"
+        );
+        std::process::exit(130);
+    });
     Ok(())
 }
 
@@ -227,7 +238,6 @@ async fn backend(connection: &Connection) -> Result<Target, BoxError> {
             tokio::task::spawn_blocking(move || Engine::open(dir, Options::default())).await??;
         return Ok(Target::Local(engine));
     }
-    ingot_server::install_crypto_provider();
     let addr = connection
         .addr
         .clone()
@@ -276,33 +286,58 @@ async fn sql(args: SqlArgs) -> Result<(), BoxError> {
         Some(query) => run_query(&mut backend, &args.database, query)
             .await
             .map(|table| println!("{table}")),
-        None => {
-            let stdin = std::io::stdin();
-            let interactive = std::io::IsTerminal::is_terminal(&stdin);
-            let mut lines = stdin.lock().lines();
-            loop {
-                if interactive {
-                    eprint!("ingot> ");
+        None => repl(&mut backend, &args.database).await,
+    };
+    close(backend).await?;
+    result
+}
+
+/// Reads statements from stdin, each ending with `;` or at the end of the
+/// input, and prints each result; errors are printed and the loop goes on.
+async fn repl(backend: &mut Target, database: &str) -> Result<(), BoxError> {
+    use tokio::io::AsyncBufReadExt;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut statement = String::new();
+    loop {
+        if interactive {
+            eprint!(
+                "{}",
+                if statement.is_empty() {
+                    "ingot> "
+                } else {
+                    "  ...> "
                 }
-                let Some(line) = lines.next() else { break };
-                let line = line?;
-                let query = line.trim().trim_end_matches(';');
-                if query.is_empty() {
-                    continue;
-                }
-                if matches!(query, "exit" | "quit" | "\\q") {
+            );
+        }
+        let line = lines.next_line().await?;
+        let done = match &line {
+            Some(l) => {
+                let l = l.trim();
+                if statement.is_empty() && matches!(l, "exit" | "quit" | "\\q") {
                     break;
                 }
-                match run_query(&mut backend, &args.database, query).await {
+                statement.push_str(l);
+                statement.push('\n');
+                l.ends_with(';')
+            }
+            None => true,
+        };
+        if done {
+            let query = statement.trim().trim_end_matches(';').trim().to_string();
+            statement.clear();
+            if !query.is_empty() {
+                match run_query(backend, database, &query).await {
                     Ok(table) => println!("{table}"),
                     Err(e) => eprintln!("error: {e}"),
                 }
             }
-            Ok(())
         }
-    };
-    close(backend).await?;
-    result
+        if line.is_none() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn import(args: ImportArgs) -> Result<(), BoxError> {

@@ -157,7 +157,11 @@ impl Server {
             auth: Auth::new(config.token.clone()),
         };
         let tls = match &config.tls {
-            Some(files) => Some((read(&files.cert).await?, read(&files.key).await?)),
+            Some(files) => {
+                // ring is rustls' provider for the HTTP port (tonic picks its own).
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some((read(&files.cert).await?, read(&files.key).await?))
+            }
             None => None,
         };
         let (stop, stopped) = watch::channel(false);

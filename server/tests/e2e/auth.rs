@@ -37,6 +37,10 @@ async fn token_is_required_on_grpc_and_http_but_not_for_health() {
     let mut wrong = server.client_with_token("nope").await;
     assert!(wrong.write(lp("a v=1 1")).await.is_err());
     assert!(wrong.query("SELECT 1").await.is_err());
+    // The Token scheme works on gRPC too.
+    let mut token_scheme = server.client().await;
+    token_scheme.set_flight_header("authorization", "Token s3cret");
+    assert_eq!(count(&mut token_scheme, "SELECT 7").await, 7);
     let mut good = server.client_with_token("s3cret").await;
     good.write(lp("a v=1 1")).await.unwrap();
     assert_eq!(count(&mut good, "SELECT count(*) FROM a").await, 1);

@@ -168,11 +168,13 @@ async fn import_and_sql_against_a_server_and_a_data_dir() {
     assert!(out.contains("| 1000 |"), "{out}");
     let (ok, out, err) = ingot(
         &["sql", "--addr", &addr, "--database", "lp"],
-        "SELECT 40 + 2 AS answer;\nSELECT count(*) AS n FROM lines\n",
+        "SELECT 40 + 2 AS answer;\nSELECT count(*) AS n\n  FROM lines;\nSELEC oops;\nSELECT 'last' AS l",
     );
     assert!(ok, "{err}");
     assert!(out.contains("| 42     |"), "{out}");
     assert!(out.contains("| 2500 |"), "{out}");
+    assert!(out.contains("| last |"), "{out}");
+    assert!(err.contains("error:"), "{err}");
 
     // The same against a data directory, in-process.
     let local = dir.path().join("local");

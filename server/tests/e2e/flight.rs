@@ -7,8 +7,8 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow_flight::sql::{
-    CommandGetDbSchemas, CommandGetTables, CommandStatementIngest, SqlInfo, TableDefinitionOptions,
-    TableExistsOption, TableNotExistOption,
+    CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, CommandStatementIngest, SqlInfo,
+    TableDefinitionOptions, TableExistsOption, TableNotExistOption,
 };
 use futures::TryStreamExt;
 use ingot_server::client::Client;
@@ -211,6 +211,29 @@ async fn ingest_statement_prepared_and_catalog_commands() {
     for expected in ["time", "machine", "power", "cycles"] {
         assert!(names.contains(&expected), "{names:?}");
     }
+
+    // The key of a table: its tags and time.
+    let info = client
+        .flight()
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: Some("factory".into()),
+            table: "machines".into(),
+        })
+        .await
+        .expect("primary keys");
+    let keys = fetch(&mut client, info).await;
+    let mut key_columns: Vec<String> = keys
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(3).as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    key_columns.sort();
+    assert_eq!(key_columns, ["machine", "time"]);
 
     let info = client
         .flight()

@@ -8,6 +8,7 @@ mod crash;
 mod flight;
 mod grpc;
 mod http;
+mod in_process;
 mod python;
 mod support;
 mod tls;
