@@ -101,7 +101,7 @@ impl Target {
             Target::GrpcRows => Some(remote::Protocol::GrpcRows),
             Target::GrpcArrow => Some(remote::Protocol::GrpcArrow),
             Target::Flight => Some(remote::Protocol::Flight),
-            Target::HttpLp => Some(remote::Protocol::HttpLineProtocol),
+            Target::HttpLp => Some(remote::Protocol::HttpLp),
         }
     }
 }

@@ -170,7 +170,7 @@ pub enum Protocol {
     GrpcRows,
     GrpcArrow,
     Flight,
-    HttpLineProtocol,
+    HttpLp,
 }
 
 /// One client connection, of either kind.
@@ -222,7 +222,7 @@ impl Sender {
                     .execute_ingest(command, futures::stream::iter([Ok(batch)]))
                     .await?;
             }
-            Protocol::HttpLineProtocol => {
+            Protocol::HttpLp => {
                 let body = line_protocol(&batch)?;
                 let response = self.http.post(&self.write_url).body(body).send().await?;
                 if !response.status().is_success() {
