@@ -308,7 +308,9 @@ pub fn to_rows(batch: &RecordBatch) -> Result<v1::Rows, BoxError> {
                 )
             }
             other => {
-                return Err(format!("column {}: no Rows encoding for {other}", field.name()).into());
+                return Err(
+                    format!("column {}: no Rows encoding for {other}", field.name()).into(),
+                );
             }
         };
         columns.push(v1::Column {
