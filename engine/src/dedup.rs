@@ -52,6 +52,15 @@ pub(crate) struct Sorted {
     /// The tag columns (schema positions) in the order the series are sorted
     /// by; `time` follows them.
     pub key_order: Vec<usize>,
+    /// Position in `batch` of the last row of each series.
+    pub series_ends: Vec<u32>,
+}
+
+impl Sorted {
+    /// The last row of each series.
+    pub fn last_rows(&self) -> Result<RecordBatch> {
+        take_batch(&self.batch, &UInt32Array::from(self.series_ends.clone()))
+    }
 }
 
 /// Merges `inputs` (each with a rank: a higher rank is a later write; within
@@ -73,6 +82,7 @@ pub(crate) fn sort_dedup(table: &TableSchema, inputs: &[(u64, RecordBatch)]) -> 
         return Ok(Sorted {
             batch,
             key_order: table.tag_indices(),
+            series_ends: Vec::new(),
         });
     }
     let series = SeriesIds::new(&batch, &table.tag_indices())?;
@@ -91,9 +101,19 @@ pub(crate) fn sort_dedup(table: &TableSchema, inputs: &[(u64, RecordBatch)]) -> 
             starts.push(p as u32);
         }
     }
+    // Output row g starts at sorted position starts[g].
+    let rank_at = |g: usize| series.rank_of_row(order[starts[g] as usize] as usize);
+    let series_ends: Vec<u32> = (0..starts.len())
+        .filter(|&g| g + 1 == starts.len() || rank_at(g) != rank_at(g + 1))
+        .map(|g| g as u32)
+        .collect();
     if starts.len() == n {
         let batch = take_batch(&batch, &UInt32Array::from(order))?;
-        return Ok(Sorted { batch, key_order });
+        return Ok(Sorted {
+            batch,
+            key_order,
+            series_ends,
+        });
     }
     starts.push(n as u32);
     let last_of_group =
@@ -120,7 +140,11 @@ pub(crate) fn sort_dedup(table: &TableSchema, inputs: &[(u64, RecordBatch)]) -> 
         })
         .collect::<Result<Vec<_>>>()?;
     let batch = RecordBatch::try_new(batch.schema(), columns)?;
-    Ok(Sorted { batch, key_order })
+    Ok(Sorted {
+        batch,
+        key_order,
+        series_ends,
+    })
 }
 
 fn take_batch(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {

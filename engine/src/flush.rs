@@ -19,7 +19,6 @@ use tracing::debug;
 use crate::catalog::{Catalog, TableSchema};
 use crate::dedup::sort_dedup;
 use crate::error::{Error, Result};
-use crate::last_rows::last_per_series;
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
 use crate::parquet_file::encode;
@@ -115,7 +114,7 @@ pub(crate) async fn flush_memtable(
                 chunks.iter().map(|c| (c.seq, c.batch.clone())).collect();
             let sort_started = Instant::now();
             let sorted = sort_dedup(&schema, &inputs)?;
-            let batch = sorted.batch;
+            let batch = sorted.batch.clone();
             let sort_ms = sort_started.elapsed().as_millis() as u64;
             let encode_started = Instant::now();
             let times = time_values(&batch);
@@ -135,7 +134,7 @@ pub(crate) async fn flush_memtable(
                 .iter()
                 .map(|&i| schema.columns()[i].name.clone())
                 .collect();
-            let last_rows = last_per_series(std::slice::from_ref(&batch), &sort_key)?;
+            let last_rows = sorted.last_rows()?;
             let meta = FileMeta {
                 id,
                 database: database.clone(),

@@ -175,13 +175,7 @@ impl LastRowsCache {
 
 /// Merges sources' rows by the duplicate rule and keeps each series' last.
 fn merge(table: &TableSchema, inputs: Vec<(u64, RecordBatch)>) -> Result<RecordBatch> {
-    let sorted = sort_dedup(table, &inputs)?;
-    let key: Vec<String> = sorted
-        .key_order
-        .iter()
-        .map(|&i| table.columns()[i].name.clone())
-        .collect();
-    last_per_series(&[sorted.batch], &key)
+    sort_dedup(table, &inputs)?.last_rows()
 }
 
 impl IngotTable {
