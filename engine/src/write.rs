@@ -127,11 +127,27 @@ pub(crate) fn normalize_batch(table: &str, batch: &RecordBatch) -> Result<TableW
     };
     fields.insert(0, arrow_field(TIME_COLUMN, ColumnKind::Time));
     columns.insert(0, time);
+    let columns = columns.into_iter().map(compact).collect();
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     Ok(TableWrite {
         table: table.to_string(),
         batch,
     })
+}
+
+/// The array with buffers of its own when it holds on to much more memory
+/// than it uses: arrays decoded from one Arrow IPC message are slices of one
+/// buffer, and each would otherwise keep (and be charged against the
+/// memtable budget for) the whole message.
+fn compact(array: ArrayRef) -> ArrayRef {
+    let data = array.to_data();
+    let used = data.get_slice_memory_size().unwrap_or(usize::MAX);
+    if array.get_array_memory_size() <= used.saturating_mul(2).saturating_add(64 << 10) {
+        return array;
+    }
+    let mut copy = arrow::array::MutableArrayData::new(vec![&data], false, data.len());
+    copy.extend(0, 0, data.len());
+    arrow::array::make_array(copy.freeze())
 }
 
 fn infer_kind(table: &str, field: &Field) -> Result<ColumnKind> {
@@ -541,6 +557,47 @@ mod tests {
     use super::*;
     use arrow::array::{Float64Array, StringArray};
     use arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn batches_decoded_from_ipc_are_charged_for_what_they_hold() {
+        let n = 10_000;
+        let time = TimestampNanosecondArray::from_iter_values(0..n as i64).with_timezone("UTC");
+        let columns: Vec<ArrayRef> = std::iter::once(Arc::new(time) as ArrayRef)
+            .chain((0..8).map(|i| {
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|v| (v * i) as f64),
+                )) as ArrayRef
+            }))
+            .collect();
+        let fields: Vec<Field> = std::iter::once(Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ))
+        .chain((0..8).map(|i| Field::new(format!("f{i}"), DataType::Float64, false)))
+        .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut bytes = Vec::new();
+        let mut writer =
+            arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema()).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        let decoded = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let held = normalize_batch("m", &decoded)
+            .unwrap()
+            .batch
+            .get_array_memory_size();
+        let data = 9 * n * 8;
+        assert!(
+            held < 2 * data,
+            "{held} bytes held for {data} bytes of data"
+        );
+    }
 
     #[test]
     fn line_protocol_to_batches() {
