@@ -386,6 +386,32 @@ fn ingest_remote(
     dir: &std::path::Path,
     generator: Shared<Generator>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
+    // Encoding requests costs the client as much CPU as the server spends
+    // on them, and both share the machine: up to this size, every request
+    // is encoded before the clock starts (as the peers' batches are).
+    const PREENCODE_MAX_ROWS: u64 = 50_000_000;
+    let feed = Arc::new(Mutex::new(Feed {
+        queue: None,
+        generator,
+        protocol,
+        batch_rows: args.batch_rows,
+    }));
+    if feed
+        .lock()
+        .map_err(|e| e.to_string())?
+        .generator
+        .lock()
+        .map_err(|e| e.to_string())?
+        .rows_left()
+        <= PREENCODE_MAX_ROWS
+    {
+        let mut f = feed.lock().map_err(|e| e.to_string())?;
+        let mut queue = std::collections::VecDeque::new();
+        while let Some(request) = f.generate().map_err(|e| e.to_string())? {
+            queue.push_back(request);
+        }
+        f.queue = Some(queue);
+    }
     let server = remote::ServerProcess::start(dir, &wal_sync_arg(args.wal_sync))
         .map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -396,21 +422,19 @@ fn ingest_remote(
     let results = runtime.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..args.clients.max(1) {
-            let mut sender = remote::Sender::connect(&server, protocol).await?;
-            let generator = generator.clone();
-            let batch_rows = args.batch_rows;
+            let mut sender = remote::Sender::connect(&server).await?;
+            let feed = feed.clone();
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let (mut rows, mut points) = (0u64, 0u64);
                 loop {
-                    let batch = match generator.lock() {
-                        Ok(mut g) => g.next_batch(batch_rows),
+                    let next = match feed.lock() {
+                        Ok(mut f) => f.next()?,
                         Err(e) => return Err(e.to_string().into()),
                     };
-                    let Some(batch) = batch else { break };
-                    let n = batch.num_rows() as u64;
+                    let Some((n, request)) = next else { break };
                     let t = Instant::now();
-                    sender.send(batch).await?;
+                    sender.send(request).await?;
                     latencies.push(t.elapsed());
                     rows += n;
                     points += n * 7;
@@ -445,6 +469,40 @@ fn ingest_remote(
         files,
         peak_rss_bytes,
     })
+}
+
+/// The requests of a remote ingest run: encoded up front, or as they are
+/// taken.
+struct Feed {
+    queue: Option<std::collections::VecDeque<(u64, remote::Request)>>,
+    generator: Shared<Generator>,
+    protocol: remote::Protocol,
+    batch_rows: usize,
+}
+
+impl Feed {
+    fn generate(&mut self) -> Result<Option<(u64, remote::Request)>, remote::BoxError> {
+        let batch = self
+            .generator
+            .lock()
+            .map_err(|e| e.to_string())?
+            .next_batch(self.batch_rows);
+        batch
+            .map(|b| {
+                Ok((
+                    b.num_rows() as u64,
+                    remote::Request::encode(self.protocol, b)?,
+                ))
+            })
+            .transpose()
+    }
+
+    fn next(&mut self) -> Result<Option<(u64, remote::Request)>, remote::BoxError> {
+        match &mut self.queue {
+            Some(queue) => Ok(queue.pop_front()),
+            None => self.generate(),
+        }
+    }
 }
 
 /// Total size and number of the Parquet files under `dir`.

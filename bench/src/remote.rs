@@ -173,32 +173,26 @@ pub enum Protocol {
     HttpLp,
 }
 
-/// One client connection, of either kind.
+/// One client connection (gRPC and HTTP).
 pub struct Sender {
-    protocol: Protocol,
     client: Client,
     http: reqwest::Client,
     write_url: String,
 }
 
 impl Sender {
-    pub async fn connect(server: &ServerProcess, protocol: Protocol) -> Result<Self, BoxError> {
+    pub async fn connect(server: &ServerProcess) -> Result<Self, BoxError> {
         Ok(Self {
-            protocol,
             client: Client::connect(&server.grpc, None, None).await?,
             http: reqwest::Client::new(),
             write_url: format!("{}/api/v3/write_lp?db=public&precision=ns", server.http),
         })
     }
 
-    /// Sends one batch of `public.readings` and waits for the acknowledgement.
-    pub async fn send(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        match self.protocol {
-            Protocol::GrpcRows | Protocol::GrpcArrow => {
-                let payload = match self.protocol {
-                    Protocol::GrpcRows => write_request::Payload::Rows(to_rows(&batch)?),
-                    _ => write_request::Payload::ArrowIpc(ipc_stream(&[batch])?),
-                };
+    /// Sends one request and waits for the acknowledgement.
+    pub async fn send(&mut self, request: Request) -> Result<(), BoxError> {
+        match request {
+            Request::Write(payload) => {
                 self.client
                     .write(v1::WriteRequest {
                         database: "public".into(),
@@ -208,7 +202,7 @@ impl Sender {
                     })
                     .await?;
             }
-            Protocol::Flight => {
+            Request::Ingest(batch) => {
                 let command = CommandStatementIngest {
                     table_definition_options: Some(TableDefinitionOptions {
                         if_not_exist: TableNotExistOption::Create as i32,
@@ -222,8 +216,7 @@ impl Sender {
                     .execute_ingest(command, futures::stream::iter([Ok(batch)]))
                     .await?;
             }
-            Protocol::HttpLp => {
-                let body = line_protocol(&batch)?;
+            Request::Lines(body) => {
                 let response = self.http.post(&self.write_url).body(body).send().await?;
                 if !response.status().is_success() {
                     let status = response.status();
@@ -233,6 +226,27 @@ impl Sender {
             }
         }
         Ok(())
+    }
+}
+
+/// One write request, encoded for its protocol.
+pub enum Request {
+    Write(write_request::Payload),
+    Ingest(RecordBatch),
+    Lines(String),
+}
+
+impl Request {
+    /// Encodes a batch of `public.readings` for `protocol`.
+    pub fn encode(protocol: Protocol, batch: RecordBatch) -> Result<Self, BoxError> {
+        Ok(match protocol {
+            Protocol::GrpcRows => Request::Write(write_request::Payload::Rows(to_rows(&batch)?)),
+            Protocol::GrpcArrow => {
+                Request::Write(write_request::Payload::ArrowIpc(ipc_stream(&[batch])?))
+            }
+            Protocol::Flight => Request::Ingest(batch),
+            Protocol::HttpLp => Request::Lines(line_protocol(&batch)?),
+        })
     }
 }
 
