@@ -157,7 +157,8 @@ fn take_batch(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch>
 }
 
 /// Every row's series as a dense number whose order is the order of the tag
-/// values (nulls first), computed from dictionary keys without comparing
+/// values (nulls last, as SQL's ascending order puts them), computed from
+/// dictionary keys without comparing
 /// strings per row.
 struct SeriesIds {
     /// Series id of each row.
@@ -260,7 +261,14 @@ impl SeriesIds {
             order
                 .iter()
                 .copied()
-                .map(|c| name(c, tuples[a as usize][c]).cmp(&name(c, tuples[b as usize][c])))
+                .map(|c| {
+                    // Nulls last: `None` compares after every value.
+                    let (x, y) = (
+                        name(c, tuples[a as usize][c]),
+                        name(c, tuples[b as usize][c]),
+                    );
+                    x.is_none().cmp(&y.is_none()).then(x.cmp(&y))
+                })
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
@@ -359,9 +367,9 @@ mod tests {
 +--------------------------------+---+-----+-----+-------+
 | time                           | s | x   | y   | extra |
 +--------------------------------+---+-----+-----+-------+
+| 1970-01-01T00:00:00.000000010Z | a |     | 3.0 | e     |
 | 1970-01-01T00:00:00.000000005Z | a | 9.0 |     |       |
 | 1970-01-01T00:00:00.000000010Z | a | 2.0 | 1.0 |       |
-| 1970-01-01T00:00:00.000000010Z | a |     | 3.0 | e     |
 | 1970-01-01T00:00:00.000000010Z | b | 5.0 |     |       |
 +--------------------------------+---+-----+-----+-------+";
         assert_eq!(text, expected);

@@ -101,6 +101,13 @@ pub struct Options {
     /// the local file system (and fsyncs them there); any other store must
     /// make a completed `put` durable by itself.
     pub object_store: Option<Arc<dyn ObjectStore>>,
+    /// Tell DataFusion that each file's rows come sorted by (series tags,
+    /// time), reading each file as its own partition, so that ordered
+    /// queries skip their sort and aggregates grouped by those tags stream.
+    /// Off by default: on the plant-telemetry workload DataFusion's
+    /// sorted-mode aggregation and order-preserving repartition were slower
+    /// than hashing (q4 49 -> 68 ms, q5 29 -> 43 ms on 2 cores).
+    pub declare_file_order: bool,
 }
 
 impl Default for Options {
@@ -114,6 +121,7 @@ impl Default for Options {
             row_group_rows: 1 << 20,
             query_memory_limit_bytes: 4 << 30,
             object_store: None,
+            declare_file_order: false,
         }
     }
 }
@@ -122,6 +130,7 @@ impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
             .field("wal_sync", &self.wal_sync)
+            .field("declare_file_order", &self.declare_file_order)
             .field("wal_segment_bytes", &self.wal_segment_bytes)
             .field("memtable_budget_bytes", &self.memtable_budget_bytes)
             .field("write_stall_timeout", &self.write_stall_timeout)

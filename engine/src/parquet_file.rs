@@ -50,7 +50,7 @@ pub(crate) fn encode(
         .map(|i| SortingColumn {
             column_idx: i as i32,
             descending: false,
-            nulls_first: true,
+            nulls_first: false,
         })
         .collect();
     let mut props = base_properties()?

@@ -678,7 +678,7 @@ fn lex_ordering(schema: &SchemaRef, sort_key: &[String]) -> Option<LexOrdering> 
             Arc::new(Column::new(name, index)),
             SortOptions {
                 descending: false,
-                nulls_first: true,
+                nulls_first: false,
             },
         ));
     }
@@ -816,7 +816,9 @@ impl TableProvider for IngotTable {
             .chain(merged.iter().map(|m| Some(m.1.clone())))
             .reduce(|a, b| if a == b { a } else { None })
             .flatten()
-            .filter(|_| plain_files.len() <= MAX_ORDERED_FILES);
+            .filter(|_| {
+                self.shared.options.declare_file_order && plain_files.len() <= MAX_ORDERED_FILES
+            });
         let ordering = sort_key.and_then(|key| lex_ordering(&schema, &key));
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if any_files {

@@ -398,3 +398,34 @@ fn files_that_share_an_instant_merge_only_the_rows_there() {
     assert_eq!(metric(&metrics, "rows_merged_from_files"), 6);
     assert_eq!(metric(&metrics, "files_partly_merged"), 2);
 }
+
+#[test]
+fn a_declared_file_order_lets_ordered_queries_skip_the_sort() {
+    let plan_of = |declare_file_order: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = Options::default();
+        options.declare_file_order = declare_file_order;
+        let engine = Engine::open(dir.path(), options).unwrap();
+        let lp: String = (0..50)
+            .flat_map(|t| ["b", "a", "c"].map(|d| format!("m,dev={d} v={t} {t}\n")))
+            .collect();
+        engine
+            .write_lines("public", &lp, Precision::Second)
+            .unwrap();
+        engine.flush().unwrap();
+        let rt = runtime();
+        plan_text(
+            &engine,
+            &rt,
+            "SELECT dev, time, v FROM m ORDER BY dev, time",
+        )
+    };
+    let declared = plan_of(true);
+    assert!(!declared.contains("SortExec"), "{declared}");
+    assert!(
+        declared.contains("output_ordering=[dev@0 ASC NULLS LAST, time@1 ASC NULLS LAST]"),
+        "{declared}"
+    );
+    let plain = plan_of(false);
+    assert!(plain.contains("SortExec"), "{plain}");
+}
