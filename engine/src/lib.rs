@@ -15,8 +15,12 @@
 //!
 //! **A read** ([`Engine::sql`]) plans through DataFusion over the `ingot`
 //! catalog (`query`): each table's scan takes a snapshot of the memtable
-//! chunks and the manifest's files, merges sources whose time ranges overlap
-//! with the duplicate rule, and reads the rest straight from Parquet.
+//! chunks and the manifest's files, drops the files whose time or tag ranges
+//! cannot match, merges with the duplicate rule only the rows in the windows
+//! where sources overlap (and the memtable), and reads the rest straight from
+//! Parquet. Latest-value queries (`max(time)`, `last_value(x ORDER BY time)`
+//! grouped by tags) read only each series' last row, kept per table from
+//! every flush (`last_rows`).
 //!
 //! Files on disk: `{dir}/wal/*.wal`, `{dir}/MANIFEST`, `{dir}/LOCK`, and
 //! `{dir}/tables/{database}/{table}/day=YYYY-MM-DD/{id}.parquet`; the byte
