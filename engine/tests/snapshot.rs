@@ -28,6 +28,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Writes line protocol (second precision) and persists it as files.
+fn write_and_flush(engine: &Engine, lp: &str) {
+    engine.write_lines("public", lp, Precision::Second).unwrap();
+    engine.flush().unwrap();
+}
+
 /// The physical plan of `sql`, as EXPLAIN shows it.
 fn plan_text(engine: &Engine, rt: &tokio::runtime::Runtime, sql: &str) -> String {
     let plan = rt.block_on(async {
@@ -147,10 +153,7 @@ fn a_time_range_query_opens_only_the_overlapping_files() {
         let lp: String = (0..24)
             .map(|h| format!("m,s=a v={h} {}\n", 1_767_225_600 + d * day + h * 3600))
             .collect();
-        engine
-            .write_lines("public", &lp, Precision::Second)
-            .unwrap();
-        engine.flush().unwrap();
+        write_and_flush(&engine, &lp);
     }
     assert_eq!(engine.files().len(), 10);
     let rt = runtime();
@@ -192,10 +195,7 @@ fn a_tag_query_opens_only_the_files_that_hold_the_tag() {
         let lp: String = (0..60)
             .map(|s| format!("m,dev={dev}{extra} v={s} {}\n", 1_767_225_600 + s))
             .collect();
-        engine
-            .write_lines("public", &lp, Precision::Second)
-            .unwrap();
-        engine.flush().unwrap();
+        write_and_flush(&engine, &lp);
     }
     let rt = runtime();
     let cases = [
@@ -253,10 +253,7 @@ fn count_and_time_span_of_persisted_files_come_from_the_manifest() {
         let lp: String = (0..10)
             .map(|i| format!("m,s=s{i} v=1 {}\n", d * 86_400 + i))
             .collect();
-        engine
-            .write_lines("public", &lp, Precision::Second)
-            .unwrap();
-        engine.flush().unwrap();
+        write_and_flush(&engine, &lp);
     }
     let rt = runtime();
     let sql = "SELECT count(*) AS n, min(time) AS first, max(time) AS last FROM m";
@@ -330,10 +327,7 @@ fn latest_value_queries_read_only_the_last_rows() {
             .flat_map(|s| (0..3).map(move |d| (s, d)))
             .map(|(s, d)| format!("m,dev=d{d} v={} {}\n", day * 1000 + s, day * 86_400 + s))
             .collect();
-        engine
-            .write_lines("public", &lp, Precision::Second)
-            .unwrap();
-        engine.flush().unwrap();
+        write_and_flush(&engine, &lp);
     }
     let rt = runtime();
     let latest = "SELECT dev, max(time) AS t, last_value(v ORDER BY time) AS v FROM m GROUP BY dev ORDER BY dev";
@@ -364,10 +358,7 @@ fn files_that_share_an_instant_merge_only_the_rows_there() {
         let lp: String = (from..to)
             .flat_map(|t| ["a", "b"].map(|s| format!("m,s={s} v={}i {t}\n", base + t)))
             .collect();
-        engine
-            .write_lines("public", &lp, Precision::Second)
-            .unwrap();
-        engine.flush().unwrap();
+        write_and_flush(&engine, &lp);
     }
     // And a late write into the first file's range, still in the memtable.
     engine
@@ -409,10 +400,7 @@ fn a_declared_file_order_lets_ordered_queries_skip_the_sort() {
         let lp: String = (0..50)
             .flat_map(|t| ["b", "a", "c"].map(|d| format!("m,dev={d} v={t} {t}\n")))
             .collect();
-        engine
-            .write_lines("public", &lp, Precision::Second)
-            .unwrap();
-        engine.flush().unwrap();
+        write_and_flush(&engine, &lp);
         let rt = runtime();
         plan_text(
             &engine,
