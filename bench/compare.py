@@ -33,7 +33,7 @@ On the same machine and in the same run it measures:
 threads of its own, and its ingest one writer. Peer timings exclude generating the data (batches are made before the timed
 insert loop, --pregen-rows at a time); Ingot's include its own generator.
 Points are non-null field values: rows x 7. Queries come from
-shared/bench/queries.sql, translated by expected.py (DuckDB) and
+bench/workload/queries.sql, translated by expected.py (DuckDB) and
 to_clickhouse() below; each peer's answer is checked against
 bench/expected/PRESET when it exists (else against DuckDB's), and its row count
 against Ingot's; a disagreement is flagged in the table.
@@ -58,11 +58,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import expected  # noqa: E402  (queries(), to_duckdb(), SHARED)
+import expected  # noqa: E402  (queries(), to_duckdb(), WORKLOAD)
 
-SHARED = os.path.normpath(expected.SHARED)
-QUERIES = os.path.join(SHARED, "queries.sql")
-sys.path.insert(0, SHARED)
+WORKLOAD = os.path.normpath(expected.WORKLOAD)
+QUERIES = os.path.join(WORKLOAD, "queries.sql")
+sys.path.insert(0, WORKLOAD)
 
 FIELDS = 7
 TAGS = ["plant", "line", "device_id", "model"]

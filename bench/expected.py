@@ -5,8 +5,8 @@ that Ingot's results are checked against.
     pip install duckdb numpy pyarrow
     python3 bench/expected.py --preset tiny     # -> bench/expected/tiny/q1.jsonl ...
 
-The data comes from the shared reference generator (gen.py, Parquet); the
-queries from shared/bench/queries.sql, translated to DuckDB's dialect:
+The data comes from the reference generator (bench/workload/gen.py, Parquet);
+the queries from bench/workload/queries.sql, translated to DuckDB's dialect:
 date_bin -> time_bucket, last_value(x ORDER BY time) -> arg_max(x, time).
 Each output line is one row as a JSON array; timestamps are integers
 (nanoseconds since the epoch), floats are written exactly (repr).
@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.join(HERE, "..", "..", "shared", "bench")
+WORKLOAD = os.path.join(HERE, "workload")
 
 
 def queries(path):
@@ -52,13 +52,13 @@ def main():
     os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory() as data:
         subprocess.run(
-            [sys.executable, os.path.join(SHARED, "gen.py"), "--preset", a.preset, "--format", "parquet", "--out", data],
+            [sys.executable, os.path.join(WORKLOAD, "gen.py"), "--preset", a.preset, "--format", "parquet", "--out", data],
             check=True,
         )
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"CREATE VIEW readings AS SELECT * FROM read_parquet('{data}/*.parquet')")
-        for name, sql in queries(os.path.join(SHARED, "queries.sql")):
+        for name, sql in queries(os.path.join(WORKLOAD, "queries.sql")):
             table = con.sql(to_duckdb(sql)).to_arrow_table()
             columns = []
             for col in table.columns:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints an FNV-1a 64 checksum of a preset as the reference generator
-(shared/bench/gen.py) makes it, so the Rust generator can prove it is
+(bench/workload/gen.py) makes it, so the Rust generator can prove it is
 bit-identical without the data set in the repo.
 
     python3 bench/gen_checksum.py --preset tiny > bench/expected/tiny/generator.fnv
@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "workload"))
 import gen  # noqa: E402
 
 FNV_OFFSET = 0xCBF29CE484222325

@@ -1,4 +1,4 @@
-//! The plant-telemetry workload of `shared/bench/WORKLOAD.md`, generated in
+//! The plant-telemetry workload of `bench/workload/WORKLOAD.md`, generated in
 //! Rust bit for bit as `gen.py` does, streamed as Arrow batches of any size
 //! without materialising the data set.
 
@@ -286,7 +286,15 @@ pub fn line_protocol(r: &Row) -> String {
     )
 }
 
-/// The named queries of a query file in the form of `shared/bench/queries.sql`:
+/// The workload's eight queries, q1..q8, as `bench/workload/queries.sql` holds them.
+pub const WORKLOAD_QUERIES: &str = include_str!("../workload/queries.sql");
+
+/// The workload's named queries, `(name, sql)` for q1..q8.
+pub fn workload_queries() -> Vec<(String, String)> {
+    parse_queries(WORKLOAD_QUERIES)
+}
+
+/// The named queries of a query file in the form of `bench/workload/queries.sql`:
 /// a `-- qN ...` comment line names the query on the next non-comment line.
 pub fn parse_queries(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();

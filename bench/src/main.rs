@@ -41,9 +41,10 @@ struct QueryArgs {
     /// Warm runs per query; the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// The query set.
-    #[arg(long, default_value = "../shared/bench/queries.sql")]
-    queries: PathBuf,
+    /// A query file in the form of `bench/workload/queries.sql` (`-- qN` names
+    /// the query on the next line); default: the workload's q1..q8, built in.
+    #[arg(long)]
+    queries: Option<PathBuf>,
     /// Reference results (`bench/expected.py`); default bench/expected/PRESET
     /// when it exists. A mismatch fails the run.
     #[arg(long)]
@@ -527,9 +528,14 @@ fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
 fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
     let preset =
         Preset::by_name(&args.preset).ok_or_else(|| format!("unknown preset {:?}", args.preset))?;
-    let text = std::fs::read_to_string(&args.queries)
-        .map_err(|e| format!("{}: {e}", args.queries.display()))?;
-    let queries = ingot_bench::parse_queries(&text);
+    let queries = match &args.queries {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            ingot_bench::parse_queries(&text)
+        }
+        None => ingot_bench::workload_queries(),
+    };
     let expected_dir = args.expected.clone().or_else(|| {
         let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("expected")

@@ -1,4 +1,4 @@
-//! Every query of `shared/bench/queries.sql` runs as written on the `tiny`
+//! Every query of `bench/workload/queries.sql` runs as written on the `tiny`
 //! preset, with data split across Parquet files and the memtable; the ones
 //! whose answer the generator can give directly are checked against it.
 
@@ -11,15 +11,10 @@ use ingot_bench::{Preset, model_of, row};
 use ingot_engine::{Engine, Options};
 use ingot_tests::{load_preset, query};
 
-/// (name, sql) for q1..q8, read from the shared query set.
+/// (name, sql) for q1..q8, as `bench/workload/queries.sql` holds them.
 fn workload_queries() -> Vec<(String, String)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/bench/queries.sql"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let queries = ingot_bench::parse_queries(&text);
-    assert_eq!(queries.len(), 8, "expected q1..q8 in {path}");
+    let queries = ingot_bench::workload_queries();
+    assert_eq!(queries.len(), 8, "expected q1..q8 in bench/workload/queries.sql");
     queries
 }
 
