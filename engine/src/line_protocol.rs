@@ -6,27 +6,99 @@
 //! measurement[,tag_key=tag_value...] field_key=field_value[,field_key=field_value...] [timestamp]
 //! ```
 //!
-//! * Lines are separated by `\n`; a trailing `\r` is stripped. Blank lines and lines whose
-//!   first non-whitespace character is `#` are skipped, and leading whitespace is ignored.
-//!   A `\n` inside a double-quoted string field value does not end the line.
-//! * The measurement is non-empty; `\,` and `\ ` are its escapes and it may contain `=`.
-//! * Tag keys, tag values and field keys are non-empty; `\,`, `\=` and `\ ` are their
-//!   escapes. An unescaped `=` in a tag value is an error. Tags are optional; a tag key may
-//!   appear only once per line.
-//! * In all of the above, a backslash followed by any other character is kept literally,
-//!   together with that character (so `a\\b` stays `a\\b`).
-//! * At least one field is required. Field values are floats (`1`, `-1.5e3`, `.5`; `inf` and
-//!   `nan` are rejected), signed integers with an `i` suffix (`-12i`), unsigned integers with a
-//!   `u` suffix (`12u`), booleans (`t`, `T`, `true`, `True`, `TRUE`, `f`, `F`, `false`,
-//!   `False`, `FALSE`) and double-quoted strings whose escapes are `\"` and `\\` (any other
-//!   backslash sequence is kept literally). When a field key repeats, the field keeps the
-//!   position of its first occurrence and the value of its last.
-//! * The timestamp is an optional signed 64-bit integer, followed by nothing but whitespace.
-//!
 //! [`lines`] splits a text into lines and [`parse_line`] parses one of them, borrowing from
 //! the text: keys and values are copied only when they contain escapes.
+//!
+//! # Rules
+//!
+//! Ingot reads line protocol the way InfluxDB's reference decoder does: the `lineprotocol`
+//! package of the v2 Go library `influxdata/line-protocol`, read together with its grammar
+//! file and its test corpus. The few places where Ingot deliberately differs are listed after
+//! the rules; `engine/docs/line_protocol.md` has examples for each rule. Below, "space" is
+//! U+0020 only, and a "control character" is U+0000 to U+001F or U+007F (so tab, carriage
+//! return and line feed are control characters).
+//!
+//! Text and lines:
+//!
+//! 1. Lines end at `\n`. A `\r` right before a `\n`, or as the last character of the text,
+//!    belongs to the line ending; any other `\r` outside a string field value is an error.
+//! 2. A line that is empty or holds only spaces is skipped. Any other whitespace makes it an
+//!    error (a tab is not a space).
+//! 3. A line whose first character after any spaces is `#` is a comment and is skipped. A
+//!    comment holding a control character (a tab, say) is an error.
+//! 4. A `\n` inside a string field value belongs to the value, so a line can span several
+//!    physical lines; it is numbered by its first. A line with an error ends at the end of the
+//!    physical line where the error is, except that a string that is never closed runs to the
+//!    end of the text: everything after its opening quote belongs to that one bad line.
+//!
+//! The parts of a line:
+//!
+//! 5. Spaces may come before the measurement and at the end of the line. One or more spaces
+//!    separate the measurement and tags from the fields, and the fields from the timestamp.
+//!    Nothing else separates anything: a tab in their place is an error.
+//! 6. A comma after the measurement or after a tag value must be followed by a tag, and one
+//!    after a field value by a field. Tags are optional; at least one field is required.
+//!
+//! Names (the measurement, tag keys, tag values and field keys):
+//!
+//! 7. A name is not empty and holds no control character. Unescaped, a measurement cannot
+//!    hold a space or a comma and cannot start with `#` (rule 3); a tag key, tag value or field
+//!    key cannot hold a space, a comma or `=`. A measurement may hold `=`.
+//! 8. A backslash before a character that the name could not hold otherwise (space and comma
+//!    in a measurement; space, comma and `=` in the others) stands for that character. Any
+//!    other backslash is just a backslash, and the character after it is read as usual: `a\b`
+//!    and `a\\b` stay as written, and `a\\ b` is `a\ b`, the second backslash escaping the
+//!    space. A backslash at the end of the text stays.
+//!
+//! Field values:
+//!
+//! 9. A float is an optional `-`, decimal digits with an optional `.` (at least one digit, on
+//!    either side of it), and an optional exponent: `e` or `E`, an optional sign and digits.
+//!    `1`, `-1.5`, `.5`, `5.`, `1e-3`. Nothing else: no `+` in front, no `inf`, `nan`, `_` or
+//!    hexadecimal. A value beyond the range of f64 is an error; one too small for it is 0.
+//! 10. An integer is an optional `-`, digits and `i`, within i64 (`-12i`). An unsigned integer
+//!     is digits and `u`, within u64 (`12u`). No `+` in front.
+//! 11. A boolean is `t`, `T`, `true`, `True`, `TRUE`, `f`, `F`, `false`, `False` or `FALSE`.
+//! 12. A string is written between double quotes. In it `\"`, `\\`, `\n`, `\r` and `\t` stand
+//!     for a quote, a backslash, a line feed, a carriage return and a tab; any other backslash
+//!     is just a backslash, and the character after it is read as usual. Everything else,
+//!     line breaks and control characters included, is taken as it is.
+//! 13. An unquoted value runs up to the next comma, space, `\r` or `\n`, and all of it must be
+//!     one of the forms above. A string's closing quote must be followed by a comma, a space
+//!     or the end of the line.
+//!
+//! Timestamp:
+//!
+//! 14. The timestamp is optional: an optional `-` and decimal digits, within i64, followed by
+//!     nothing but spaces. No `+` in front. A line without one is written at the time of the
+//!     write.
+//!
+//! Keys (Ingot's own rules, see below):
+//!
+//! 15. A tag key may appear only once in a line.
+//! 16. When a field key repeats, the field keeps the position of its first occurrence and the
+//!     value of its last.
+//!
+//! # Where Ingot differs from the reference decoder
+//!
+//! * Rules 15 and 16: the reference decoder hands every tag and field to its caller and leaves
+//!   repeated keys to it. InfluxDB's servers reject a repeated tag key and keep the last value
+//!   of a repeated field key; so does Ingot.
+//! * Rule 9: the reference decoder passes float text to Go's `strconv.ParseFloat`, so it also
+//!   takes `1_000` and hexadecimal floats such as `0x1p3`. The grammar published with it
+//!   (`line-protocol.ebnf`) and InfluxDB's servers allow decimal floats only, and so does
+//!   Ingot.
+//! * After a stray `\r` that follows the last field of a line without a timestamp, the
+//!   reference decoder reports a second error for the rest of that physical line. Ingot
+//!   reports the line once.
+//!
+//! [`spec`] is a slow parser written straight from these rules; the tests and the fuzz target
+//! check that it and this one agree.
 
 use std::borrow::Cow;
+
+#[doc(hidden)]
+pub mod spec;
 
 /// One parsed line. Borrowed from the input text; keys and values are `Cow::Owned` only when
 /// they contained escapes.
@@ -71,11 +143,13 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// Iterates the non-blank, non-comment lines of `text` as `(line_number_from_1, line_str)`.
+/// Iterates the lines of `text` that are not blank (rule 2) or comments (rule 3) as
+/// `(line_number_from_1, line_str)`.
 ///
-/// The yielded line keeps its leading whitespace (so that error columns match the text) but
-/// not its trailing `\r`. A line holding a string field value with a `\n` in it spans several
-/// physical lines; its number is the number of the first one.
+/// The yielded line keeps its leading spaces (so that error columns match the text) but not
+/// its line ending. A line holding a string field value with a `\n` in it spans several
+/// physical lines and is numbered by the first (rule 4). Lines that [`parse_line`] will reject
+/// are yielded too, cut where rule 4 says.
 pub fn lines(text: &str) -> Lines<'_> {
     Lines {
         text,
@@ -102,11 +176,22 @@ impl<'a> Iterator for Lines<'a> {
         while self.pos < b.len() {
             let start = self.pos;
             let nl = next_newline(b, start);
-            // Only a line with a double quote can hold a string value that spans lines.
-            let end = if b[start..nl].contains(&b'"') {
-                quoted_line_end(b, start, nl)
-            } else {
-                nl
+            let physical = strip_cr(&b[start..nl]);
+            let end = match physical.iter().position(|&c| c != b' ') {
+                // Blank (rule 2).
+                None => None,
+                // A comment (rule 3), unless it holds a control character.
+                Some(p) if physical[p] == b'#' => {
+                    physical[p..].iter().any(|&c| is_control(c)).then_some(nl)
+                }
+                // Only a line with a double quote can hold a string value that spans lines.
+                Some(_) if physical.contains(&b'"') => Some(quoted_line_end(self.text, start, nl)),
+                Some(_) => Some(nl),
+            };
+            let Some(end) = end else {
+                self.line_no += 1;
+                self.pos = nl + 1;
+                continue;
             };
             let line_no = self.line_no;
             let inner_newlines = if end > nl {
@@ -118,11 +203,7 @@ impl<'a> Iterator for Lines<'a> {
             self.pos = end + 1;
             // `start` and `end` are 0, the text's length or next to a `\n`: char boundaries.
             let line = &self.text[start..end];
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            match line.bytes().find(|c| !c.is_ascii_whitespace()) {
-                None | Some(b'#') => continue,
-                Some(_) => return Some((line_no, line)),
-            }
+            return Some((line_no, line.strip_suffix('\r').unwrap_or(line)));
         }
         None
     }
@@ -143,124 +224,154 @@ fn count_newlines(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c == b'\n').count()
 }
 
-/// Finds the end of a line that contains a double quote, `nl` being its first `\n` (or the
-/// text's end). Follows the grammar far enough to know where string field values are; a line
-/// that goes wrong before its end ends at its next `\n`, and the parser reports the problem.
-/// An unterminated string ends at the first `\n` after its opening quote.
-fn quoted_line_end(b: &[u8], start: usize, nl: usize) -> usize {
-    let mut i = start;
-    while i < b.len() && b[i] != b'\n' && b[i].is_ascii_whitespace() {
-        i += 1;
-    }
-    if b.get(i) == Some(&b'#') {
+/// `b` without one trailing `\r`.
+#[inline]
+fn strip_cr(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\r").unwrap_or(b)
+}
+
+/// Finds the end of the line that starts at `start` and contains a double quote, `nl` being
+/// its first `\n` (or the text's end): `nl` unless a string field value runs past it (rule 4).
+fn quoted_line_end(text: &str, start: usize, nl: usize) -> usize {
+    let b = text.as_bytes();
+    if !string_may_cross(b, start, nl) {
         return nl;
     }
-    // Measurement and tags: up to the first unescaped space.
-    loop {
-        match b.get(i) {
-            None => return b.len(),
-            Some(b'\n') => return i,
-            Some(b' ') => break,
-            Some(b'\\') if b.get(i + 1).is_some_and(|&c| c != b'\n') => i += 2,
-            Some(_) => i += 1,
-        }
-    }
-    while b.get(i).is_some_and(|&c| is_separator_space(c)) {
-        i += 1;
-    }
-    // Fields.
-    loop {
-        let key_start = i;
-        loop {
-            match b.get(i) {
-                None => return b.len(),
-                Some(b'\n') => return i,
-                Some(b'=') if i > key_start => {
-                    i += 1;
-                    break;
-                }
-                Some(b'=' | b',' | b' ') => return next_newline(b, i),
-                Some(b'\\') if b.get(i + 1).is_some_and(|&c| c != b'\n') => i += 2,
-                Some(_) => i += 1,
-            }
-        }
-        if b.get(i) == Some(&b'"') {
-            let open = i;
-            i += 1;
-            loop {
-                match b.get(i) {
-                    None => return next_newline(b, open),
-                    Some(b'"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(b'\\') => i += 2,
-                    Some(_) => i += 1,
-                }
-            }
-        }
-        // The rest of the value: all of an unquoted one, or whatever follows a string.
-        loop {
-            match b.get(i) {
-                None => return b.len(),
-                Some(b'\n') => return i,
-                Some(b',') => {
-                    i += 1;
-                    break;
-                }
-                Some(b' ') => return next_newline(b, i),
-                Some(_) => i += 1,
-            }
-        }
+    // Rare: a string value holds a line break, or is never closed. Where the line ends now
+    // depends on whether it parses up to that string, so parse it. A `\r` that ends the text
+    // is a line ending (rule 1).
+    let rest = &text[start..];
+    let rest = rest.strip_suffix('\r').unwrap_or(rest);
+    let mut scratch = ParsedLine::default();
+    match parse_entry(rest, &mut scratch) {
+        Ok(end) => start + end,
+        Err(e) if e.to_text_end => b.len(),
+        Err(e) => next_newline(b, start + e.pos),
     }
 }
 
-/// Whitespace allowed between the sections of a line, after the space that separates them.
-#[inline]
-fn is_separator_space(c: u8) -> bool {
-    c == b' ' || c == b'\t'
+/// Whether the line at `start`, read as far as it can be without checking values, has a
+/// string field value whose closing quote is not before `nl`. When it has none, the line ends
+/// at `nl` whether or not it parses: anything wrong in it is before `nl`.
+fn string_may_cross(b: &[u8], start: usize, nl: usize) -> bool {
+    let mut i = skip_spaces(b, start);
+    let (end, _) = scan_name(b, i, &MEASUREMENT_STOPS, &MEASUREMENT_ESCAPES);
+    if end == i {
+        return false;
+    }
+    i = end;
+    while b.get(i) == Some(&b',') {
+        let (key_end, _) = scan_name(b, i + 1, &KEY_STOPS, &KEY_ESCAPES);
+        if key_end == i + 1 || b.get(key_end) != Some(&b'=') {
+            return false;
+        }
+        let (value_end, _) = scan_name(b, key_end + 1, &KEY_STOPS, &KEY_ESCAPES);
+        if value_end == key_end + 1 {
+            return false;
+        }
+        i = value_end;
+    }
+    if b.get(i) != Some(&b' ') {
+        return false;
+    }
+    i = skip_spaces(b, i);
+    loop {
+        let (key_end, _) = scan_name(b, i, &KEY_STOPS, &KEY_ESCAPES);
+        if key_end == i || b.get(key_end) != Some(&b'=') {
+            return false;
+        }
+        i = key_end + 1;
+        if b.get(i) == Some(&b'"') {
+            match string_end(b, i + 1) {
+                Some((close, _)) if close < nl => i = close + 1,
+                _ => return true,
+            }
+        } else {
+            i = unquoted_value_end(b, i);
+        }
+        if b.get(i) != Some(&b',') {
+            return false;
+        }
+        i += 1;
+    }
 }
 
 type ByteSet = [bool; 256];
 
-const fn byte_set(bytes: &[u8]) -> ByteSet {
+/// The set of `bytes`, plus the control characters when `control` is set.
+const fn byte_set(bytes: &[u8], control: bool) -> ByteSet {
     let mut set = [false; 256];
     let mut i = 0;
     while i < bytes.len() {
         set[bytes[i] as usize] = true;
         i += 1;
     }
+    if control {
+        let mut c = 0;
+        while c < 0x20 {
+            set[c] = true;
+            c += 1;
+        }
+        set[0x7f] = true;
+    }
     set
 }
 
-/// Characters a backslash escapes in a measurement.
-static MEASUREMENT_ESCAPES: ByteSet = byte_set(b", ");
-/// Bytes that end or interrupt the scan of a measurement.
-static MEASUREMENT_STOPS: ByteSet = byte_set(b"\\, ");
-/// Characters a backslash escapes in tag keys, tag values and field keys.
-static KEY_ESCAPES: ByteSet = byte_set(b",= ");
-/// Bytes that end or interrupt the scan of tag keys, tag values and field keys.
-static KEY_STOPS: ByteSet = byte_set(b"\\,= ");
-/// Characters a backslash escapes in a string field value.
-static STRING_ESCAPES: ByteSet = byte_set(b"\"\\");
+/// U+0000 to U+001F and U+007F.
+static CONTROL: ByteSet = byte_set(b"", true);
+/// Characters a backslash escapes in a measurement (rule 8).
+static MEASUREMENT_ESCAPES: ByteSet = byte_set(b", ", false);
+/// Bytes that end or interrupt the scan of a measurement (rule 7).
+static MEASUREMENT_STOPS: ByteSet = byte_set(b"\\, ", true);
+/// Characters a backslash escapes in tag keys, tag values and field keys (rule 8).
+static KEY_ESCAPES: ByteSet = byte_set(b",= ", false);
+/// Bytes that end or interrupt the scan of tag keys, tag values and field keys (rule 7).
+static KEY_STOPS: ByteSet = byte_set(b"\\,= ", true);
+/// Characters a backslash escapes in a string field value (rule 12).
+static STRING_ESCAPES: ByteSet = byte_set(b"\"\\nrt", false);
+/// Bytes that end an unquoted field value (rule 13).
+static VALUE_STOPS: ByteSet = byte_set(b", \r\n", false);
 
-/// Scans an escaped token from `i` to the first unescaped byte of `stops` (other than the
-/// backslash) or the end of `b`. A backslash always takes the next byte with it. Returns the
-/// token's end and whether it contains an escape of `escapes`.
 #[inline]
-fn scan_token(b: &[u8], mut i: usize, stops: &ByteSet, escapes: &ByteSet) -> (usize, bool) {
+fn is_control(c: u8) -> bool {
+    CONTROL[c as usize]
+}
+
+#[inline]
+fn skip_spaces(b: &[u8], mut i: usize) -> usize {
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    i
+}
+
+/// Whether `i` is at the end of the line: the end of `b`, a `\n`, or a `\r` before a `\n`.
+#[inline]
+fn at_line_end(b: &[u8], i: usize) -> bool {
+    match b.get(i) {
+        None | Some(b'\n') => true,
+        Some(b'\r') => b.get(i + 1) == Some(&b'\n'),
+        Some(_) => false,
+    }
+}
+
+/// Scans a name (rules 7 and 8) from `i` to the first byte of `stops` that is neither a
+/// backslash nor escaped, or the end of `b`. Returns the name's end and whether it holds an
+/// escape.
+#[inline]
+fn scan_name(b: &[u8], mut i: usize, stops: &ByteSet, escapes: &ByteSet) -> (usize, bool) {
     let mut escaped = false;
     while i < b.len() {
         let c = b[i];
         if !stops[c as usize] {
             i += 1;
         } else if c == b'\\' {
-            match b.get(i + 1) {
-                Some(&next) => {
-                    escaped |= escapes[next as usize];
-                    i += 2;
-                }
-                None => i += 1,
+            // An escape takes the next byte with it; any other backslash is itself.
+            if b.get(i + 1).is_some_and(|&next| escapes[next as usize]) {
+                escaped = true;
+                i += 2;
+            } else {
+                i += 1;
             }
         } else {
             break;
@@ -269,10 +380,9 @@ fn scan_token(b: &[u8], mut i: usize, stops: &ByteSet, escapes: &ByteSet) -> (us
     (i, escaped)
 }
 
-/// `line[start..end]` as a `Cow`, unescaped (with the same backslash pairing as
-/// [`scan_token`]) when `escaped` is set.
+/// The name `line[start..end]` as a `Cow`, unescaped when `escaped` is set.
 #[inline]
-fn token<'a>(
+fn name<'a>(
     line: &'a str,
     start: usize,
     end: usize,
@@ -281,25 +391,23 @@ fn token<'a>(
 ) -> Cow<'a, str> {
     let raw = &line[start..end];
     if escaped {
-        Cow::Owned(unescape(raw, escapes))
+        Cow::Owned(unescape_name(raw, escapes))
     } else {
         Cow::Borrowed(raw)
     }
 }
 
 #[cold]
-fn unescape(raw: &str, escapes: &ByteSet) -> String {
+fn unescape_name(raw: &str, escapes: &ByteSet) -> String {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
     let mut copied = 0;
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 1 < b.len() {
-            if escapes[b[i + 1] as usize] {
-                // Drop the backslash; the escaped ASCII character is copied with what follows.
-                out.push_str(&raw[copied..i]);
-                copied = i + 1;
-            }
+        if b[i] == b'\\' && b.get(i + 1).is_some_and(|&c| escapes[c as usize]) {
+            // Drop the backslash; the escaped ASCII character is copied with what follows.
+            out.push_str(&raw[copied..i]);
+            copied = i + 1;
             i += 2;
         } else {
             i += 1;
@@ -307,6 +415,82 @@ fn unescape(raw: &str, escapes: &ByteSet) -> String {
     }
     out.push_str(&raw[copied..]);
     out
+}
+
+/// Finds the closing quote of a string field value whose text starts at `from` (rule 12).
+/// Returns its position and whether the string holds an escape; `None` when it is never
+/// closed.
+#[inline]
+fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    loop {
+        i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        if b[i] == b'"' {
+            return Some((i, escaped));
+        }
+        if b.get(i + 1).is_some_and(|&c| STRING_ESCAPES[c as usize]) {
+            escaped = true;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+#[cold]
+fn unescape_string(raw: &str) -> String {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let replacement = match (b[i], b.get(i + 1)) {
+            (b'\\', Some(b'"')) => '"',
+            (b'\\', Some(b'\\')) => '\\',
+            (b'\\', Some(b'n')) => '\n',
+            (b'\\', Some(b'r')) => '\r',
+            (b'\\', Some(b't')) => '\t',
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push_str(&raw[copied..i]);
+        out.push(replacement);
+        i += 2;
+        copied = i;
+    }
+    out.push_str(&raw[copied..]);
+    out
+}
+
+/// The end of the unquoted field value starting at `i` (rule 13).
+#[inline]
+fn unquoted_value_end(b: &[u8], i: usize) -> usize {
+    b[i..]
+        .iter()
+        .position(|&c| VALUE_STOPS[c as usize])
+        .map_or(b.len(), |p| i + p)
+}
+
+/// A syntax error found by [`parse_entry`].
+#[derive(Debug)]
+struct Syntax {
+    /// Byte position of the problem.
+    pos: usize,
+    message: String,
+    /// A string that is never closed: the bad line runs to the end of the text (rule 4).
+    to_text_end: bool,
+}
+
+#[cold]
+#[inline(never)]
+fn syntax(pos: usize, message: String) -> Syntax {
+    Syntax {
+        pos,
+        message,
+        to_text_end: false,
+    }
 }
 
 /// Builds the error for byte position `pos` of `line`, whose first physical line is `line_no`.
@@ -337,6 +521,20 @@ fn quoted(s: &str) -> String {
     }
 }
 
+/// Names the character at byte `pos` of `line` for an error message.
+#[cold]
+fn found(line: &str, pos: usize) -> String {
+    match line.get(pos..).and_then(|rest| rest.chars().next()) {
+        None => "the end of the line".to_owned(),
+        Some(' ') => "a space".to_owned(),
+        Some('\t') => "a tab (only spaces separate the parts of a line)".to_owned(),
+        Some('\r') => "a carriage return (allowed only right before a line feed)".to_owned(),
+        Some('\n') => "a line break".to_owned(),
+        Some(c) if c.is_ascii_control() => format!("control character U+{:04X}", u32::from(c)),
+        Some(c) => format!("{c:?}"),
+    }
+}
+
 /// Up to this many tags or fields, duplicate keys are found by comparing every pair, which
 /// needs no allocation; above it, by sorting.
 const SMALL: usize = 16;
@@ -344,8 +542,9 @@ const SMALL: usize = 16;
 /// Parses one line into `out`, reusing its vectors' capacity (they are cleared first). No heap
 /// allocation when the line has no escapes and `out` has capacity already.
 ///
-/// `line_no` is the line's number in its text, as given by [`lines`]; errors report positions
-/// relative to it. On error `out` holds an unspecified part of the line.
+/// `line` is a line as [`lines`] yields it, without its line ending; `line_no` is its number
+/// in its text, and errors report positions relative to it. On error `out` holds an
+/// unspecified part of the line.
 pub fn parse_line<'a>(
     line: &'a str,
     line_no: usize,
@@ -356,244 +555,338 @@ pub fn parse_line<'a>(
     out.fields.clear();
     out.timestamp = None;
 
-    let b = line.as_bytes();
-    let len = b.len();
-    let err = |pos: usize, message: String| error(line, line_no, pos, message);
-
-    let mut i = 0;
-    while i < len && b[i].is_ascii_whitespace() {
-        i += 1;
-    }
-
-    // Measurement.
-    let (end, escaped) = scan_token(b, i, &MEASUREMENT_STOPS, &MEASUREMENT_ESCAPES);
-    if end == i {
-        return Err(err(
-            i,
-            "expected a measurement name at the start of the line".to_owned(),
-        ));
-    }
-    out.measurement = token(line, i, end, escaped, &MEASUREMENT_ESCAPES);
-    let measurement_end = end;
-    i = end;
-
-    // Tags.
-    while i < len && b[i] == b',' {
-        i += 1;
-        let key_start = i;
-        let (key_end, escaped) = scan_token(b, i, &KEY_STOPS, &KEY_ESCAPES);
-        if key_end == key_start {
-            return Err(err(i, "expected a tag key after ','".to_owned()));
-        }
-        let key = token(line, key_start, key_end, escaped, &KEY_ESCAPES);
-        if b.get(key_end) != Some(&b'=') {
-            return Err(err(
-                key_end,
-                format!("expected '=' after tag key {}", quoted(&key)),
+    match parse_entry(line, out) {
+        Ok(end) if end == line.len() => {}
+        Ok(end) => {
+            return Err(error(
+                line,
+                line_no,
+                end,
+                "unexpected line break outside a string value: pass one line at a time, as `lines` yields them"
+                    .to_owned(),
             ));
         }
-        let value_start = key_end + 1;
-        let (value_end, escaped) = scan_token(b, value_start, &KEY_STOPS, &KEY_ESCAPES);
-        if value_end == value_start {
-            return Err(err(
-                value_start,
-                format!(
-                    "expected a tag value after '=' for tag key {}",
-                    quoted(&key)
-                ),
-            ));
-        }
-        if b.get(value_end) == Some(&b'=') {
-            return Err(err(
-                value_end,
-                format!(
-                    "unexpected '=' in the value of tag key {}: write it as '\\='",
-                    quoted(&key)
-                ),
-            ));
-        }
-        let value = token(line, value_start, value_end, escaped, &KEY_ESCAPES);
-        out.tags.push((key, value));
-        i = value_end;
+        Err(e) => return Err(error(line, line_no, e.pos, e.message)),
     }
     if let Some(dup) = find_duplicate_tag(&out.tags) {
-        return Err(err(
-            tag_key_start(b, measurement_end, dup),
+        return Err(error(
+            line,
+            line_no,
+            tag_key_start(line.as_bytes(), dup),
             format!("duplicate tag key {}", quoted(&out.tags[dup].0)),
         ));
     }
-
-    // Fields. Here `i` is at the end of the line or at the space that ends the tags.
-    let key_section_end = i;
-    while i < len && is_separator_space(b[i]) {
-        i += 1;
-    }
-    if b[i..].iter().all(u8::is_ascii_whitespace) {
-        return Err(err(
-            key_section_end,
-            "missing field set: a line needs at least one field (measurement tags fields [timestamp])"
-                .to_owned(),
-        ));
-    }
-    loop {
-        let key_start = i;
-        let (key_end, escaped) = scan_token(b, i, &KEY_STOPS, &KEY_ESCAPES);
-        if key_end == key_start {
-            let message = if out.fields.is_empty() {
-                "expected a field key"
-            } else {
-                "expected a field key after ','"
-            };
-            return Err(err(i, message.to_owned()));
-        }
-        let key = token(line, key_start, key_end, escaped, &KEY_ESCAPES);
-        if b.get(key_end) != Some(&b'=') {
-            return Err(err(
-                key_end,
-                format!("expected '=' after field key {}", quoted(&key)),
-            ));
-        }
-        let (value, value_end) = parse_field_value(line, line_no, key_end + 1, &key)?;
-        out.fields.push((key, value));
-        i = value_end;
-        if i < len && b[i] == b',' {
-            i += 1;
-        } else {
-            break;
-        }
-    }
     dedup_fields(&mut out.fields);
-
-    // Timestamp. Here `i` is at the end of the line or at the space that ends the fields.
-    while i < len && b[i].is_ascii_whitespace() {
-        i += 1;
-    }
-    if i < len {
-        let start = i;
-        while i < len && !b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let text = &line[start..i];
-        out.timestamp = Some(match parse_i64(text.as_bytes()) {
-            Ok(ts) => ts,
-            Err(IntError::Invalid) => {
-                return Err(err(
-                    start,
-                    format!("invalid timestamp {}: expected an integer", quoted(text)),
-                ));
-            }
-            Err(IntError::Overflow) => {
-                return Err(err(
-                    start,
-                    format!("timestamp out of range for i64: {}", quoted(text)),
-                ));
-            }
-        });
-        while i < len && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i < len {
-            return Err(err(
-                i,
-                format!(
-                    "expected the end of the line after the timestamp, found {}",
-                    quoted(&line[i..])
-                ),
-            ));
-        }
-    }
     Ok(())
 }
 
-/// Parses the field value starting at byte `start` of `line`; returns it and the byte
-/// position after it, which is the end of the line, a `,` or a space.
-#[inline]
-fn parse_field_value<'a>(
-    line: &'a str,
-    line_no: usize,
-    start: usize,
-    key: &str,
-) -> Result<(FieldValue<'a>, usize), ParseError> {
-    let b = line.as_bytes();
-    let err = |pos: usize, message: String| error(line, line_no, pos, message);
+/// Parses the line at the start of `s` up to the end of `s` or its line ending (rules 1 and 5
+/// to 14), pushing tags and fields to `out` as they come, repeated keys and all. Returns the
+/// position of the `\n` that ends the line, or the length of `s`.
+fn parse_entry<'a>(s: &'a str, out: &mut ParsedLine<'a>) -> Result<usize, Syntax> {
+    let b = s.as_bytes();
 
-    if b.get(start) == Some(&b'"') {
-        let mut i = start + 1;
-        let mut escaped = false;
-        loop {
-            let Some(p) = b
-                .get(i..)
-                .and_then(|rest| rest.iter().position(|&c| c == b'"' || c == b'\\'))
-            else {
-                return Err(err(
-                    start,
-                    format!(
-                        "unterminated string field value for field key {}: expected a closing '\"'",
-                        quoted(key)
-                    ),
-                ));
-            };
-            i += p;
-            if b[i] == b'"' {
-                break;
-            }
-            escaped |= b.get(i + 1).is_some_and(|&c| STRING_ESCAPES[c as usize]);
-            i += 2;
+    // Measurement.
+    let mut i = skip_spaces(b, 0);
+    if b.get(i) == Some(&b'#') {
+        return Err(comment_error(s, i));
+    }
+    let (end, escaped) = scan_name(b, i, &MEASUREMENT_STOPS, &MEASUREMENT_ESCAPES);
+    if end == i {
+        return Err(syntax(
+            i,
+            format!(
+                "expected a measurement name at the start of the line, found {}",
+                found(s, i)
+            ),
+        ));
+    }
+    out.measurement = name(s, i, end, escaped, &MEASUREMENT_ESCAPES);
+    i = end;
+
+    // Tags.
+    while b.get(i) == Some(&b',') {
+        i += 1;
+        let key_start = i;
+        let (key_end, escaped) = scan_name(b, i, &KEY_STOPS, &KEY_ESCAPES);
+        if key_end == key_start {
+            return Err(syntax(
+                i,
+                format!("expected a tag key after ',', found {}", found(s, i)),
+            ));
         }
-        let value = token(line, start + 1, i, escaped, &STRING_ESCAPES);
-        let end = i + 1;
-        if end < b.len() && b[end] != b',' && b[end] != b' ' {
-            return Err(err(
-                end,
+        let key = name(s, key_start, key_end, escaped, &KEY_ESCAPES);
+        if b.get(key_end) != Some(&b'=') {
+            return Err(syntax(
+                key_end,
                 format!(
-                    "expected ',' or ' ' after the string value of field key {}, found {}",
-                    quoted(key),
-                    quoted(&line[end..])
+                    "expected '=' after tag key {}, found {}",
+                    quoted(&key),
+                    found(s, key_end)
                 ),
             ));
         }
-        return Ok((FieldValue::Str(value), end));
+        let value_start = key_end + 1;
+        let (value_end, escaped) = scan_name(b, value_start, &KEY_STOPS, &KEY_ESCAPES);
+        if value_end == value_start {
+            return Err(syntax(
+                value_start,
+                format!(
+                    "expected a tag value after '=' for tag key {}, found {}",
+                    quoted(&key),
+                    found(s, value_start)
+                ),
+            ));
+        }
+        let value = name(s, value_start, value_end, escaped, &KEY_ESCAPES);
+        out.tags.push((key, value));
+        i = value_end;
+    }
+    if b.get(i) != Some(&b' ') {
+        return Err(after_tags_error(s, i, out));
     }
 
-    let end = b[start..]
-        .iter()
-        .position(|&c| c == b',' || c == b' ')
-        .map_or(b.len(), |p| start + p);
-    let text = &line[start..end];
-    let v = text.as_bytes();
-    let Some((&first, _)) = v.split_first() else {
-        return Err(err(
+    // Fields.
+    i = skip_spaces(b, i);
+    if at_line_end(b, i) {
+        return Err(missing_fields(i));
+    }
+    loop {
+        let key_start = i;
+        let (key_end, escaped) = scan_name(b, i, &KEY_STOPS, &KEY_ESCAPES);
+        if key_end == key_start {
+            let after = if out.fields.is_empty() {
+                ""
+            } else {
+                " after ','"
+            };
+            return Err(syntax(
+                i,
+                format!("expected a field key{after}, found {}", found(s, i)),
+            ));
+        }
+        let key = name(s, key_start, key_end, escaped, &KEY_ESCAPES);
+        if b.get(key_end) != Some(&b'=') {
+            return Err(syntax(
+                key_end,
+                format!(
+                    "expected '=' after field key {}, found {}",
+                    quoted(&key),
+                    found(s, key_end)
+                ),
+            ));
+        }
+        let (value, value_end) = parse_field_value(s, key_end + 1, &key)?;
+        out.fields.push((key, value));
+        i = value_end;
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b' ') => break,
+            _ if at_line_end(b, i) => return Ok(line_end(b, i)),
+            _ => return Err(after_field_error(s, i, out)),
+        }
+    }
+
+    // Timestamp. Here `i` is at the space after the fields.
+    i = skip_spaces(b, i);
+    if at_line_end(b, i) {
+        return Ok(line_end(b, i));
+    }
+    let start = i;
+    while b.get(i).is_some_and(|&c| c == b'-' || c.is_ascii_digit()) {
+        i += 1;
+    }
+    if b.get(i) != Some(&b' ') && !at_line_end(b, i) {
+        let end = unquoted_value_end(b, start);
+        return Err(syntax(
             start,
             format!(
-                "expected a field value after '=' for field key {}",
+                "invalid timestamp {}: expected an integer, optionally negative, followed by the end of the line",
+                quoted(&s[start..end])
+            ),
+        ));
+    }
+    let text = &s[start..i];
+    out.timestamp = Some(match parse_i64(text.as_bytes()) {
+        Ok(ts) => ts,
+        Err(IntError::Invalid) => {
+            return Err(syntax(
+                start,
+                format!(
+                    "invalid timestamp {}: expected an integer, optionally negative",
+                    quoted(text)
+                ),
+            ));
+        }
+        Err(IntError::Overflow) => {
+            return Err(syntax(
+                start,
+                format!("timestamp out of range for i64: {}", quoted(text)),
+            ));
+        }
+    });
+    i = skip_spaces(b, i);
+    if !at_line_end(b, i) {
+        let end = next_newline(b, i);
+        return Err(syntax(
+            i,
+            format!(
+                "expected the end of the line after the timestamp, found {}",
+                quoted(&s[i..end])
+            ),
+        ));
+    }
+    Ok(line_end(b, i))
+}
+
+/// The position of the `\n` of the line ending at `i` (see [`at_line_end`]), or `b.len()`.
+#[inline]
+fn line_end(b: &[u8], i: usize) -> usize {
+    if b.get(i) == Some(&b'\r') { i + 1 } else { i }
+}
+
+#[cold]
+fn missing_fields(pos: usize) -> Syntax {
+    syntax(
+        pos,
+        "missing field set: a line needs at least one field (measurement[,tags] fields [timestamp])"
+            .to_owned(),
+    )
+}
+
+/// The error for a line whose first non-space character is `#` at `pos` (rule 3).
+#[cold]
+fn comment_error(s: &str, pos: usize) -> Syntax {
+    let b = s.as_bytes();
+    let end = next_newline(b, pos);
+    match b[pos..end].iter().position(|&c| is_control(c)) {
+        Some(p) => syntax(
+            pos + p,
+            format!(
+                "a comment (a line starting with '#') must not hold control characters, found {}",
+                found(s, pos + p)
+            ),
+        ),
+        None => syntax(
+            pos,
+            "this line is a comment (it starts with '#') and holds no point".to_owned(),
+        ),
+    }
+}
+
+/// The error for a measurement or tag value at whose end `pos` there is no space.
+#[cold]
+fn after_tags_error(s: &str, pos: usize, out: &ParsedLine<'_>) -> Syntax {
+    let b = s.as_bytes();
+    match (b.get(pos), out.tags.last()) {
+        (Some(b'='), Some((key, _))) => syntax(
+            pos,
+            format!(
+                "unexpected '=' in the value of tag key {}: write it as '\\='",
                 quoted(key)
+            ),
+        ),
+        _ if at_line_end(b, pos) => missing_fields(pos),
+        (_, None) => syntax(
+            pos,
+            format!(
+                "expected ',' or a space after measurement {}, found {}",
+                quoted(&out.measurement),
+                found(s, pos)
+            ),
+        ),
+        (_, Some((key, _))) => syntax(
+            pos,
+            format!(
+                "expected ',' or a space after the value of tag key {}, found {}",
+                quoted(key),
+                found(s, pos)
+            ),
+        ),
+    }
+}
+
+/// The error for a field value followed at `pos` by something other than a comma, a space or
+/// the end of the line.
+#[cold]
+fn after_field_error(s: &str, pos: usize, out: &ParsedLine<'_>) -> Syntax {
+    let key = out.fields.last().map_or("", |(key, _)| key.as_ref());
+    syntax(
+        pos,
+        format!(
+            "expected ',', a space or the end of the line after the value of field key {}, found {}",
+            quoted(key),
+            found(s, pos)
+        ),
+    )
+}
+
+/// Parses the field value starting at byte `start` of `line` (rules 9 to 13); returns it and
+/// the byte position after it.
+#[inline]
+fn parse_field_value<'a>(
+    line: &'a str,
+    start: usize,
+    key: &str,
+) -> Result<(FieldValue<'a>, usize), Syntax> {
+    let b = line.as_bytes();
+
+    if b.get(start) == Some(&b'"') {
+        let Some((close, escaped)) = string_end(b, start + 1) else {
+            return Err(Syntax {
+                pos: start,
+                message: format!(
+                    "unterminated string field value for field key {}: expected a closing '\"'",
+                    quoted(key)
+                ),
+                to_text_end: true,
+            });
+        };
+        let raw = &line[start + 1..close];
+        let value = if escaped {
+            Cow::Owned(unescape_string(raw))
+        } else {
+            Cow::Borrowed(raw)
+        };
+        return Ok((FieldValue::Str(value), close + 1));
+    }
+
+    let end = unquoted_value_end(b, start);
+    let text = &line[start..end];
+    let v = text.as_bytes();
+    let Some(&first) = v.first() else {
+        return Err(syntax(
+            start,
+            format!(
+                "expected a field value after '=' for field key {}, found {}",
+                quoted(key),
+                found(line, start)
             ),
         ));
     };
-    let value = if first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.') {
+    let value = if first.is_ascii_digit() || first == b'-' || first == b'.' {
         match v.split_last() {
             Some((b'i', digits)) => match parse_i64(digits) {
                 Ok(n) => FieldValue::I64(n),
                 Err(IntError::Invalid) => {
-                    return Err(err(
+                    return Err(syntax(
                         start,
                         format!(
-                            "invalid integer field value {}: expected an optional sign and digits before the 'i' suffix",
+                            "invalid integer field value {}: expected an optional '-' and digits before the 'i' suffix",
                             quoted(text)
                         ),
                     ));
                 }
                 Err(IntError::Overflow) => {
-                    return Err(err(
+                    return Err(syntax(
                         start,
                         format!("integer field value out of range for i64: {}", quoted(text)),
                     ));
                 }
             },
             Some((b'u', digits)) => {
-                let digits = digits.strip_prefix(b"+").unwrap_or(digits);
                 if digits.first() == Some(&b'-') {
-                    return Err(err(
+                    return Err(syntax(
                         start,
                         format!(
                             "invalid unsigned integer field value {}: it must not be negative",
@@ -604,7 +897,7 @@ fn parse_field_value<'a>(
                 match parse_u64(digits) {
                     Ok(n) => FieldValue::U64(n),
                     Err(IntError::Invalid) => {
-                        return Err(err(
+                        return Err(syntax(
                             start,
                             format!(
                                 "invalid unsigned integer field value {}: expected digits before the 'u' suffix",
@@ -613,7 +906,7 @@ fn parse_field_value<'a>(
                         ));
                     }
                     Err(IntError::Overflow) => {
-                        return Err(err(
+                        return Err(syntax(
                             start,
                             format!(
                                 "unsigned integer field value out of range for u64: {}",
@@ -624,25 +917,21 @@ fn parse_field_value<'a>(
                 }
             }
             _ => {
-                // Rust's float syntax minus "inf", "infinity" and "nan".
-                let float_chars = v
-                    .iter()
-                    .all(|&c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'-' | b'+'));
+                if !is_decimal_float(v) {
+                    return Err(syntax(
+                        start,
+                        format!(
+                            "invalid numeric field value {}: expected a float (1.5), an integer (2i) or an unsigned integer (3u)",
+                            quoted(text)
+                        ),
+                    ));
+                }
                 match text.parse::<f64>() {
-                    Ok(x) if float_chars && x.is_finite() => FieldValue::F64(x),
-                    Ok(_) if float_chars => {
-                        return Err(err(
+                    Ok(x) if x.is_finite() => FieldValue::F64(x),
+                    _ => {
+                        return Err(syntax(
                             start,
                             format!("float field value out of range for f64: {}", quoted(text)),
-                        ));
-                    }
-                    _ => {
-                        return Err(err(
-                            start,
-                            format!(
-                                "invalid numeric field value {}: expected a float (1.5), an integer (2i) or an unsigned integer (3u)",
-                                quoted(text)
-                            ),
                         ));
                     }
                 }
@@ -653,10 +942,10 @@ fn parse_field_value<'a>(
             b"t" | b"T" | b"true" | b"True" | b"TRUE" => FieldValue::Bool(true),
             b"f" | b"F" | b"false" | b"False" | b"FALSE" => FieldValue::Bool(false),
             _ => {
-                return Err(err(
+                return Err(syntax(
                     start,
                     format!(
-                        "invalid field value {}: expected a number (1.5, 2i, 3u), a boolean (t, f, true, false) or a double-quoted string",
+                        "invalid field value {}: expected a number (1.5, -2i, 3u), a boolean (t, f, true, false) or a double-quoted string",
                         quoted(text)
                     ),
                 ));
@@ -664,6 +953,36 @@ fn parse_field_value<'a>(
         }
     };
     Ok((value, end))
+}
+
+/// Whether `v` is a decimal float as rule 9 writes it: `-`? digits (`.` digits?)? or
+/// `-`? `.` digits, then an optional exponent.
+#[inline]
+fn is_decimal_float(v: &[u8]) -> bool {
+    let digits = |from: usize| v[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = usize::from(v.first() == Some(&b'-'));
+    let whole = digits(i);
+    i += whole;
+    let mut fraction = 0;
+    if v.get(i) == Some(&b'.') {
+        fraction = digits(i + 1);
+        i += 1 + fraction;
+    }
+    if whole + fraction == 0 {
+        return false;
+    }
+    if matches!(v.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(v.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exponent = digits(i);
+        if exponent == 0 {
+            return false;
+        }
+        i += exponent;
+    }
+    i == v.len()
 }
 
 enum IntError {
@@ -684,7 +1003,7 @@ fn parse_u64(digits: &[u8]) -> Result<u64, IntError> {
     })
 }
 
-/// Parses an optional `+` or `-` followed by one or more ASCII digits.
+/// Parses an optional `-` followed by one or more ASCII digits.
 #[inline]
 fn parse_i64(text: &[u8]) -> Result<i64, IntError> {
     match text.split_first() {
@@ -696,7 +1015,6 @@ fn parse_i64(text: &[u8]) -> Result<i64, IntError> {
             // Two's complement: this maps 2^63 to i64::MIN.
             Ok(0i64.wrapping_sub_unsigned(n))
         }
-        Some((b'+', digits)) => i64::try_from(parse_u64(digits)?).map_err(|_| IntError::Overflow),
         _ => i64::try_from(parse_u64(text)?).map_err(|_| IntError::Overflow),
     }
 }
@@ -716,14 +1034,14 @@ fn find_duplicate_tag(tags: &[(Cow<'_, str>, Cow<'_, str>)]) -> Option<usize> {
     }
 }
 
-/// Byte position of the key of tag `index` in a line whose tags start at `tags_start` (the
-/// first `,`) and have been parsed successfully.
+/// Byte position of the key of tag `index` in a line that parsed successfully.
 #[cold]
-fn tag_key_start(b: &[u8], tags_start: usize, index: usize) -> usize {
-    let mut i = tags_start;
+fn tag_key_start(b: &[u8], index: usize) -> usize {
+    let start = skip_spaces(b, 0);
+    let (mut i, _) = scan_name(b, start, &MEASUREMENT_STOPS, &MEASUREMENT_ESCAPES);
     for _ in 0..index {
-        let (key_end, _) = scan_token(b, i + 1, &KEY_STOPS, &KEY_ESCAPES);
-        let (value_end, _) = scan_token(b, key_end + 1, &KEY_STOPS, &KEY_ESCAPES);
+        let (key_end, _) = scan_name(b, i + 1, &KEY_STOPS, &KEY_ESCAPES);
+        let (value_end, _) = scan_name(b, key_end + 1, &KEY_STOPS, &KEY_ESCAPES);
         i = value_end;
     }
     i + 1
@@ -780,10 +1098,12 @@ fn dedup_fields(fields: &mut Vec<(Cow<'_, str>, FieldValue<'_>)>) {
 }
 
 impl ParsedLine<'_> {
-    /// Appends this line as line protocol (no trailing newline), escaping
-    /// what needs escaping. A name ending in an odd number of backslashes
-    /// cannot be written back faithfully, since `\\` is not an escape in
-    /// names; every line [`parse_line`] produces can be.
+    /// Appends this line as line protocol (no trailing newline), escaping what needs escaping.
+    ///
+    /// Every line [`parse_line`] produces is written so that it parses back the same. Only
+    /// names it cannot produce are not: an empty name, one with a control character, one that
+    /// ends in a backslash (the backslash would escape what follows, rule 8), and a
+    /// measurement that starts with `#`.
     pub fn write_to(&self, out: &mut String) {
         write_escaped(out, &self.measurement, &[',', ' ']);
         for (key, value) in &self.tags {
@@ -803,7 +1123,16 @@ impl ParsedLine<'_> {
                 FieldValue::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
                 FieldValue::Str(v) => {
                     out.push('"');
-                    write_escaped(out, v, &['"', '\\']);
+                    for c in v.chars() {
+                        match c {
+                            '"' => out.push_str("\\\""),
+                            '\\' => out.push_str("\\\\"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            '\t' => out.push_str("\\t"),
+                            c => out.push(c),
+                        }
+                    }
                     out.push('"');
                 }
             }
@@ -859,9 +1188,25 @@ mod tests {
             .collect()
     }
 
+    /// The line numbers `lines` yields for `text`, each with whether it parses.
+    fn outline(text: &str) -> Vec<(usize, bool)> {
+        parse_all(text)
+            .iter()
+            .map(|(no, result)| (*no, result.is_ok()))
+            .collect()
+    }
+
+    /// Checks that the spec parser reads `text` the same way.
+    fn assert_spec_agrees(text: &str) {
+        if let Some(difference) = spec::disagreement(text) {
+            panic!("{difference}");
+        }
+    }
+
     /// Parses a text whose third line is the only bad one; returns that line's error.
     fn third_line_error(bad: &str) -> ParseError {
         let text = format!("m,t=1 f=1 10\n\n{bad}\nm f=2\n");
+        assert_spec_agrees(&text);
         let results = parse_all(&text);
         assert_eq!(results.len(), 3, "{text:?}");
         assert!(results[0].1.is_ok(), "{text:?}");
@@ -882,9 +1227,17 @@ mod tests {
     }
 
     fn value(line: &str) -> FieldValue<'_> {
+        assert_spec_agrees(line);
         let mut parsed = parse_ok(line);
         assert_eq!(parsed.fields.len(), 1, "{line:?}");
         parsed.fields.remove(0).1
+    }
+
+    fn tag_value(line: &str) -> Cow<'_, str> {
+        assert_spec_agrees(line);
+        let mut parsed = parse_ok(line);
+        assert_eq!(parsed.tags.len(), 1, "{line:?}");
+        parsed.tags.remove(0).1
     }
 
     #[test]
@@ -926,6 +1279,7 @@ mod tests {
                 .iter()
                 .all(|(k, _)| matches!(k, Cow::Borrowed(_)))
         );
+        assert_spec_agrees(line);
     }
 
     #[test]
@@ -937,221 +1291,86 @@ mod tests {
         assert_eq!(parsed.timestamp, None);
     }
 
-    #[test]
-    fn measurement_escapes() {
-        let parsed = parse_ok(r"my\ meas\,ure=ment f=1");
-        assert_eq!(parsed.measurement, "my meas,ure=ment");
-        assert!(matches!(parsed.measurement, Cow::Owned(_)));
-        // `\=` is not an escape in a measurement, nor is `\\`.
-        assert_eq!(parse_ok(r"a\=b f=1").measurement, r"a\=b");
-        assert_eq!(parse_ok(r"a\\b f=1").measurement, r"a\\b");
-        // `\\` pairs, so the comma after it separates the tags.
-        let parsed = parse_ok(r"a\\,t=v f=1");
-        assert_eq!(parsed.measurement, r"a\\");
-        assert_eq!(parsed.tags, vec![(b("t"), b("v"))]);
-        // Unicode and `=`.
-        assert_eq!(parse_ok("温度=x f=1").measurement, "温度=x");
-    }
+    // ---- One test per rule of the module documentation ---------------------------------
 
     #[test]
-    fn tag_escapes() {
-        let parsed = parse_ok(r"m,k\ e\=y\,=v\ a\=l\,ue,x=a\b f=1");
-        assert_eq!(
-            parsed.tags,
-            vec![(b("k e=y,"), b("v a=l,ue")), (b("x"), b(r"a\b"))]
-        );
-        assert!(matches!(parsed.tags[0].0, Cow::Owned(_)));
-        assert!(matches!(parsed.tags[1].1, Cow::Borrowed(_)));
-        assert_eq!(parse_ok(r"m f=1,g\=x=2").fields[1].0, "g=x");
-    }
-
-    #[test]
-    fn field_key_escapes() {
-        let parsed = parse_ok(r"m f\ o\,o\=x=1,é=2i");
-        assert_eq!(
-            parsed.fields,
-            vec![
-                field("f o,o=x", FieldValue::F64(1.0)),
-                field("é", FieldValue::I64(2)),
-            ]
-        );
-    }
-
-    #[test]
-    fn float_values() {
-        for (text, expected) in [
-            ("1", 1.0),
-            ("1.0", 1.0),
-            ("-1.5e3", -1500.0),
-            ("1e-3", 0.001),
-            ("1E3", 1000.0),
-            ("+1.0", 1.0),
-            (".5", 0.5),
-            ("5.", 5.0),
-            ("-0", -0.0),
-            ("1.7976931348623157e308", f64::MAX),
+    fn rule_01_carriage_return_only_in_line_endings() {
+        // CRLF endings, and a CR that ends the text.
+        assert_eq!(outline("m f=1\r\nm f=2\r\n"), vec![(1, true), (2, true)]);
+        assert_eq!(outline("m f=1\r"), vec![(1, true)]);
+        assert_eq!(outline("m f=1 5 \r\n\r\n \r\n"), vec![(1, true)]);
+        assert_eq!(lines("m f=1 5\r\n").next(), Some((1, "m f=1 5")));
+        // Anywhere else it is an error.
+        for bad in [
+            "m f=1\r\r",
+            "m\r f=1",
+            "m,t=v\r f=1",
+            "m f=1\rx",
+            "m f=1 5\rx",
+            "\r\r",
         ] {
-            assert_eq!(
-                value(&format!("m f={text}")),
-                FieldValue::F64(expected),
-                "{text}"
-            );
+            assert_eq!(outline(bad), vec![(1, false)], "{bad:?}");
+            assert_spec_agrees(bad);
         }
-        for text in ["inf", "-inf", "nan", "NaN", "infinity", "+Infinity"] {
-            let e = parse_err(&format!("m f={text}"));
-            assert!(e.message.contains("invalid"), "{text}: {e}");
-            assert_eq!(e.column, 5);
-        }
-        for text in ["1.2.3", "1e", "-", "1x", "12x", "1_0", "0x10"] {
-            let e = parse_err(&format!("m f={text}"));
-            assert!(
-                e.message
-                    .starts_with(&format!("invalid numeric field value \"{text}\"")),
-                "{e}"
-            );
-        }
-        let e = parse_err("m f=1e400");
+        let e = parse_err("m f=1\r");
+        assert!(e.message.contains("carriage return"), "{e}");
+        // Inside a string it is part of the value.
+        assert_eq!(value("m s=\"a\rb\r\nc\""), FieldValue::Str(b("a\rb\r\nc")));
+        // A lone CR line stops being blank.
+        assert_eq!(outline("\r\n\r\rm f=1\n"), vec![(2, false)]);
+    }
+
+    #[test]
+    fn rule_02_blank_lines_hold_only_spaces() {
+        assert_eq!(outline("\n   \n\r\n  \r\nm f=1\n \n"), vec![(5, true)]);
+        assert_eq!(lines("").count(), 0);
+        assert_eq!(lines("\n\n").count(), 0);
+        // A tab, or a character that is not a space, is not blank.
+        assert_eq!(
+            outline("m f=1\n\t\nm f=2"),
+            vec![(1, true), (2, false), (3, true)]
+        );
+        assert_eq!(outline(" \t \n"), vec![(1, false)]);
+        assert_eq!(outline("\u{a0}\n"), vec![(1, false)]);
+        let e = parse_err("\t");
         assert_eq!(
             e.message,
-            "float field value out of range for f64: \"1e400\""
+            "expected a measurement name at the start of the line, found a tab (only spaces separate the parts of a line)"
         );
     }
 
     #[test]
-    fn integer_values() {
-        assert_eq!(value("m f=-12i"), FieldValue::I64(-12));
-        assert_eq!(value("m f=+12i"), FieldValue::I64(12));
-        assert_eq!(value("m f=0i"), FieldValue::I64(0));
-        assert_eq!(value("m f=9223372036854775807i"), FieldValue::I64(i64::MAX));
+    fn rule_03_comments_hold_no_control_characters() {
+        let text = "# comment\n   # indented, with \"quote\n#\n# é ü\r\nm f=1\n#no space";
+        assert_eq!(outline(text), vec![(5, true)]);
+        assert_spec_agrees(text);
+        // A control character (tab, CR, ...) makes the comment line an error.
+        let text = "# a\tb\nm f=1\n# x\ry\n #\u{1}\n";
         assert_eq!(
-            value("m f=-9223372036854775808i"),
-            FieldValue::I64(i64::MIN)
+            outline(text),
+            vec![(1, false), (2, true), (3, false), (4, false)]
         );
-        for text in [
-            "9223372036854775808i",
-            "-9223372036854775809i",
-            "99999999999999999999999i",
-        ] {
-            let e = parse_err(&format!("m f={text}"));
-            assert!(
-                e.message
-                    .starts_with("integer field value out of range for i64"),
-                "{e}"
-            );
-        }
-        for text in ["-i", "1.5i", "12xi", "1e3i", "--1i", "+-1i"] {
-            let e = parse_err(&format!("m f={text}"));
-            assert!(
-                e.message
-                    .starts_with(&format!("invalid integer field value \"{text}\"")),
-                "{text}: {e}"
-            );
-        }
-        // "i" alone does not start like a number.
+        assert_spec_agrees(text);
+        let e = parse_err("# a\tb");
+        assert_eq!(e.column, 4);
         assert!(
-            parse_err("m f=i")
-                .message
-                .starts_with("invalid field value")
-        );
-    }
-
-    #[test]
-    fn unsigned_values() {
-        assert_eq!(value("m f=12u"), FieldValue::U64(12));
-        assert_eq!(value("m f=+12u"), FieldValue::U64(12));
-        assert_eq!(
-            value("m f=18446744073709551615u"),
-            FieldValue::U64(u64::MAX)
-        );
-        let e = parse_err("m f=18446744073709551616u");
-        assert!(
-            e.message
-                .starts_with("unsigned integer field value out of range for u64"),
+            e.message.starts_with(
+                "a comment (a line starting with '#') must not hold control characters, found a tab"
+            ),
             "{e}"
         );
-        for text in ["-1u", "-0u"] {
-            let e = parse_err(&format!("m f={text}"));
-            assert!(e.message.contains("must not be negative"), "{e}");
-        }
-        for text in ["1.5u", "-u", "+u", "1xu"] {
-            let e = parse_err(&format!("m f={text}"));
-            assert!(
-                e.message
-                    .starts_with("invalid unsigned integer field value")
-                    || e.message.contains("must not be negative"),
-                "{text}: {e}"
-            );
-        }
+        // Given one directly, parse_line says it is a comment.
+        let e = parse_err("# just a comment");
+        assert!(e.message.contains("comment"), "{e}");
+        // A '#' after the start is an ordinary character.
+        assert_eq!(parse_ok("m#,t#=#v f#=1").measurement, "m#");
+        assert_eq!(parse_ok(r"\#m f=1").measurement, r"\#m");
     }
 
     #[test]
-    fn boolean_values() {
-        for text in ["t", "T", "true", "True", "TRUE"] {
-            assert_eq!(value(&format!("m f={text}")), FieldValue::Bool(true));
-        }
-        for text in ["f", "F", "false", "False", "FALSE"] {
-            assert_eq!(value(&format!("m f={text}")), FieldValue::Bool(false));
-        }
-        for text in ["tRUE", "yes", "tru", "abc"] {
-            let e = parse_err(&format!("m f={text}"));
-            assert!(
-                e.message
-                    .starts_with(&format!("invalid field value \"{text}\": expected")),
-                "{e}"
-            );
-        }
-    }
-
-    #[test]
-    fn string_values() {
-        assert_eq!(value(r#"m f="""#), FieldValue::Str(b("")));
-        let v = value(r#"m f="a, b=c d""#);
-        assert_eq!(v, FieldValue::Str(b("a, b=c d")));
-        assert!(matches!(v, FieldValue::Str(Cow::Borrowed(_))));
-        let v = value(r#"m f="say \"hi\" \\ \n \x""#);
-        assert_eq!(v, FieldValue::Str(b(r#"say "hi" \ \n \x"#)));
-        assert!(matches!(v, FieldValue::Str(Cow::Owned(_))));
-        // Escaped backslash right before the closing quote.
-        assert_eq!(value(r#"m f="a\\""#), FieldValue::Str(b(r"a\")));
-        let parsed = parse_ok(r#"m s="x",n=1i,t="y" 5"#);
-        assert_eq!(
-            parsed.fields,
-            vec![
-                field("s", FieldValue::Str(b("x"))),
-                field("n", FieldValue::I64(1)),
-                field("t", FieldValue::Str(b("y"))),
-            ]
-        );
-        assert_eq!(parsed.timestamp, Some(5));
-
-        let e = parse_err(r#"m f="abc"#);
-        assert!(
-            e.message.starts_with("unterminated string field value"),
-            "{e}"
-        );
-        assert_eq!(e.column, 5);
-        let e = parse_err(r#"m f="abc\""#);
-        assert!(
-            e.message.starts_with("unterminated string field value"),
-            "{e}"
-        );
-        let e = parse_err(r#"m f="abc"x"#);
-        assert_eq!(
-            e.message,
-            r#"expected ',' or ' ' after the string value of field key "f", found "x""#
-        );
-        assert_eq!(e.column, 10);
-        // A quote in the middle of an unquoted value does not start a string.
-        assert!(
-            parse_err(r#"m f=1"2""#)
-                .message
-                .starts_with("invalid numeric")
-        );
-    }
-
-    #[test]
-    fn strings_spanning_lines() {
+    fn rule_04_string_line_breaks_and_where_bad_lines_end() {
         let text = "m s=\"one\ntwo\n#three\",g=1 7\nm f=2\n\"q\" g=1\n";
+        assert_spec_agrees(text);
         let results = parse_all(text);
         assert_eq!(results.len(), 3);
         assert_eq!(results[0].0, 1);
@@ -1172,19 +1391,35 @@ mod tests {
             Ok(b("\"q\""))
         );
 
-        // An unterminated string ends its line at the next newline, so later lines parse.
-        let results = parse_all("m f=1\nm s=\"abc\nm f=2\n");
-        let summary: Vec<(usize, bool)> = results.iter().map(|(n, r)| (*n, r.is_ok())).collect();
-        assert_eq!(summary, vec![(1, true), (2, false), (3, true)]);
-        // ...unless a later quote closes it: then the string takes in the lines up to it.
-        let results = parse_all("m s=\"abc\nm f=2\nm g=\"x\"\nm f=3\n");
-        let summary: Vec<(usize, bool)> = results.iter().map(|(n, r)| (*n, r.is_ok())).collect();
-        assert_eq!(summary, vec![(1, false), (4, true)]);
+        // A string that is never closed takes the rest of the text into its bad line.
+        let text = "m f=1\nm s=\"abc\nm f=2\nm g=3\n";
+        assert_eq!(outline(text), vec![(1, true), (2, false)]);
+        assert_spec_agrees(text);
+        let e = parse_err("m s=\"abc\nm f=2");
+        assert!(
+            e.message.starts_with("unterminated string field value"),
+            "{e}"
+        );
+        assert_eq!((e.line, e.column), (1, 5));
+        // A later quote closes it: the string takes in the lines up to it.
+        let text = "m s=\"abc\nm f=2\nm g=\"x\"\nm f=3\n";
+        assert_eq!(outline(text), vec![(1, false), (4, true)]);
+        assert_spec_agrees(text);
 
-        // Errors after a multi-line string report the physical line and its column.
-        let results = parse_all("m f=1\nm s=\"a\nbc\",g=x\n");
+        // A line with an error before its string ends where its first physical line does,
+        // and the rest of the string's text is read as lines of its own.
+        let text = "m a=1e400,s=\"x\ny\"\nm f=1";
+        assert_eq!(outline(text), vec![(1, false), (2, false), (3, true)]);
+        assert_spec_agrees(text);
+        let text = "m,t=a\tb s=\"x\ny\"\nm f=1";
+        assert_eq!(outline(text), vec![(1, false), (2, false), (3, true)]);
+        // An error after the string ends the line with the physical line of the error.
+        let text = "m f=1\nm s=\"a\nbc\",g=x\nm f=2";
+        assert_eq!(outline(text), vec![(1, true), (2, false), (4, true)]);
+        let results = parse_all(text);
         let e = results[1].1.as_ref().map(|_| ()).unwrap_err();
         assert_eq!((e.line, e.column), (3, 7), "{e}");
+        assert_spec_agrees(text);
 
         // CRLF inside a string is kept; the line's own trailing CR is not.
         let results = parse_all("m s=\"a\r\nb\"\r\nm f=1\r\n");
@@ -1197,41 +1432,388 @@ mod tests {
     }
 
     #[test]
-    fn timestamps() {
+    fn rule_05_only_spaces_separate_the_parts() {
+        // Spaces before the measurement, several between parts, and at the end.
+        let parsed = parse_ok("   m,t=v    f=1,g=2i    5   ");
+        assert_eq!(parsed.measurement, "m");
+        assert_eq!(parsed.fields.len(), 2);
+        assert_eq!(parsed.timestamp, Some(5));
+        assert_eq!(parse_ok("9 f=-7 ").timestamp, None);
+        assert_eq!(lines("  m f=1").next(), Some((1, "  m f=1")));
+        // Leading whitespace other than spaces, and tabs between the parts, are errors.
+        for (bad, column) in [
+            ("\tm v=1", 1),
+            ("\u{b}m v=1", 1),
+            (" \tm v=1", 2),
+            ("m\tv=1", 2),
+            ("m,t=v\tf=1", 6),
+            ("m \tf=1", 3),
+            ("m f=1\t5", 5),
+            ("m f=1 \t5", 7),
+            ("m f=1 5\t", 7),
+        ] {
+            let e = parse_err(bad);
+            assert_eq!(e.column, column, "{bad:?}: {e}");
+            assert_spec_agrees(bad);
+        }
+        let e = parse_err("m\tv=1");
+        assert_eq!(
+            e.message,
+            r#"expected ',' or a space after measurement "m", found a tab (only spaces separate the parts of a line)"#
+        );
+    }
+
+    #[test]
+    fn rule_06_commas_need_a_tag_or_field_after_them() {
+        for bad in [
+            "m, f=1",
+            "m,",
+            "m,t=v, f=1",
+            "m f=1,",
+            "m f=1, g=2",
+            "m f=1,,g=2",
+            "m",
+            "m,t=v",
+            "m ",
+            "m,t=v  ",
+            "m\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+            assert_spec_agrees(bad);
+        }
+        let e = parse_err("cpu,host=a");
+        assert!(e.message.starts_with("missing field set"), "{e}");
+        assert_eq!(e.column, 11);
+        let e = parse_err("m f=1, g=2");
+        assert_eq!(e.message, "expected a field key after ',', found a space");
+        assert_eq!(e.column, 7);
+    }
+
+    #[test]
+    fn rule_07_names_are_not_empty_and_hold_no_control_characters() {
+        // A control character at the start of a field key, in a tag value, in a measurement.
+        let e = parse_err("m \u{1}f=1");
+        assert_eq!(
+            (e.column, e.message.as_str()),
+            (3, "expected a field key, found control character U+0001")
+        );
+        let e = parse_err("m f=1,\u{1}=1,\u{1}=2");
+        assert_eq!(e.column, 7);
+        assert!(parse("m,foo=bar\u{2} x=1").is_err());
+        assert!(parse("m,foo\u{3}=bar x=1").is_err());
+        assert!(parse("m foo\u{1}=bar").is_err());
+        assert!(parse("m\u{7f} f=1").is_err());
+        for bad in ["m,=v f=1", "m,t= f=1", "m =1", " ,t=1 f=1", "m,t=a=b f=1"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+            assert_spec_agrees(bad);
+        }
+        // A measurement may hold '='; other characters, Unicode included, are fine.
+        assert_eq!(parse_ok("温度=x f=1").measurement, "温度=x");
+        let parsed = parse_ok("m,\"k\"=#v\u{a0} é\u{85}=1");
+        assert_eq!(parsed.tags, vec![(b("\"k\""), b("#v\u{a0}"))]);
+        assert_eq!(parsed.fields, vec![field("é\u{85}", FieldValue::F64(1.0))]);
+    }
+
+    #[test]
+    fn rule_08_a_backslash_escapes_only_what_the_name_needs() {
+        // Escaped space, comma and '='.
+        let parsed = parse_ok(r"my\ meas\,ure=ment,k\ e\=y\,=v\ a\=l\,ue f\ o\,o\=x=1");
+        assert_eq!(parsed.measurement, "my meas,ure=ment");
+        assert!(matches!(parsed.measurement, Cow::Owned(_)));
+        assert_eq!(parsed.tags, vec![(b("k e=y,"), b("v a=l,ue"))]);
+        assert_eq!(parsed.fields, vec![field("f o,o=x", FieldValue::F64(1.0))]);
+        // Any other backslash is itself: `\=` in a measurement, `\\`, `\t`, `\l`.
+        assert_eq!(parse_ok(r"a\=b f=1").measurement, r"a\=b");
+        assert_eq!(parse_ok(r"a\\b f=1").measurement, r"a\\b");
+        assert_eq!(parse_ok(r"cpu va\lue=42").fields[0].0, r"va\lue");
+        assert_eq!(tag_value(r"m,s=\t\r\n\v x=1"), r"\t\r\n\v");
+        let v = tag_value(r"m,x=a\b f=1");
+        assert!(matches!(v, Cow::Borrowed(r"a\b")));
+        // ... and the character after it is read as usual, so a second backslash escapes.
+        assert_eq!(tag_value(r"cpu,regions=east\\  value=1.0"), r"east\ ");
+        assert_eq!(tag_value(r"cpu,host=two\\\ words value=42"), r"two\\ words");
+        assert_eq!(tag_value(r"cpu,regions=\\ east value=1.0"), r"\ east");
+        assert_eq!(tag_value(r"u,s=\\,\,\t e=1"), r"\,,\t");
+        let parsed = parse_ok(r"a\\,t=v f=1");
+        assert_eq!(parsed.measurement, r"a\,t=v");
+        assert!(parsed.tags.is_empty());
+        // A backslash before something a name cannot hold leaves it unescaped.
+        for bad in [r"m\ f=1", r"m,t=v\ f=1", r"m f\=1", "m\\\tf=1"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+            assert_spec_agrees(bad);
+        }
+    }
+
+    #[test]
+    fn rule_09_floats() {
+        for (text, expected) in [
+            ("1", 1.0),
+            ("1.0", 1.0),
+            ("-1.5e3", -1500.0),
+            ("1e-3", 0.001),
+            ("1E3", 1000.0),
+            ("1E+05", 100_000.0),
+            ("1.e5", 100_000.0),
+            (".5", 0.5),
+            ("-.5e-3", -0.0005),
+            ("5.", 5.0),
+            ("-0", -0.0),
+            ("007", 7.0),
+            ("1e-400", 0.0),
+            ("1.7976931348623157e308", f64::MAX),
+        ] {
+            assert_eq!(
+                value(&format!("m f={text}")),
+                FieldValue::F64(expected),
+                "{text}"
+            );
+        }
+        assert!(matches!(value("m f=-0"), FieldValue::F64(x) if x.is_sign_negative()));
+        for text in [
+            "inf",
+            "-inf",
+            "nan",
+            "NaN",
+            "infinity",
+            "-Infinity",
+            "+1.0",
+            "+1",
+        ] {
+            let e = parse_err(&format!("m f={text}"));
+            assert!(e.message.contains("invalid"), "{text}: {e}");
+            assert_eq!(e.column, 5);
+            assert_spec_agrees(&format!("m f={text}"));
+        }
+        for text in [
+            "1.2.3", "1e", "1e+", "-", ".", "-.", "1x", "12x", "1_0", "1_000", "0x10", "0x1p3",
+            "--1", "1e5e5", "1.5E", "-e5", "1.5e3.2",
+        ] {
+            let e = parse_err(&format!("m f={text}"));
+            assert!(
+                e.message
+                    .starts_with(&format!("invalid numeric field value \"{text}\"")),
+                "{e}"
+            );
+            assert_spec_agrees(&format!("m f={text}"));
+        }
+        for text in ["1e400", "-1e400", "1.7976931348623159e308"] {
+            let e = parse_err(&format!("m f={text}"));
+            assert_eq!(
+                e.message,
+                format!("float field value out of range for f64: \"{text}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn rule_10_integers_and_unsigned_integers() {
+        assert_eq!(value("m f=-12i"), FieldValue::I64(-12));
+        assert_eq!(value("m f=0i"), FieldValue::I64(0));
+        assert_eq!(value("m f=-0i"), FieldValue::I64(0));
+        assert_eq!(value("m f=00012i"), FieldValue::I64(12));
+        assert_eq!(value("m f=9223372036854775807i"), FieldValue::I64(i64::MAX));
+        assert_eq!(
+            value("m f=-9223372036854775808i"),
+            FieldValue::I64(i64::MIN)
+        );
+        for text in [
+            "9223372036854775808i",
+            "-9223372036854775809i",
+            "99999999999999999999999i",
+        ] {
+            let e = parse_err(&format!("m f={text}"));
+            assert!(
+                e.message
+                    .starts_with("integer field value out of range for i64"),
+                "{e}"
+            );
+        }
+        for text in ["-i", "1.5i", "12xi", "1e3i", "--1i", "-+1i", ".5i"] {
+            let e = parse_err(&format!("m f={text}"));
+            assert!(
+                e.message
+                    .starts_with(&format!("invalid integer field value \"{text}\"")),
+                "{text}: {e}"
+            );
+        }
+        // A '+' in front, or an "i" alone, does not start like a number.
+        for text in ["+12i", "i", "+12u"] {
+            let e = parse_err(&format!("m f={text}"));
+            assert!(e.message.starts_with("invalid field value"), "{e}");
+            assert_spec_agrees(&format!("m f={text}"));
+        }
+
+        assert_eq!(value("m f=12u"), FieldValue::U64(12));
+        assert_eq!(value("m f=0u"), FieldValue::U64(0));
+        assert_eq!(
+            value("m f=18446744073709551615u"),
+            FieldValue::U64(u64::MAX)
+        );
+        let e = parse_err("m f=18446744073709551616u");
+        assert!(
+            e.message
+                .starts_with("unsigned integer field value out of range for u64"),
+            "{e}"
+        );
+        for text in ["-1u", "-0u"] {
+            let e = parse_err(&format!("m f={text}"));
+            assert!(e.message.contains("must not be negative"), "{e}");
+        }
+        for text in ["1.5u", "1xu", ".5u"] {
+            let e = parse_err(&format!("m f={text}"));
+            assert!(
+                e.message
+                    .starts_with("invalid unsigned integer field value"),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn rule_11_booleans() {
+        for text in ["t", "T", "true", "True", "TRUE"] {
+            assert_eq!(value(&format!("m f={text}")), FieldValue::Bool(true));
+        }
+        for text in ["f", "F", "false", "False", "FALSE"] {
+            assert_eq!(value(&format!("m f={text}")), FieldValue::Bool(false));
+        }
+        for text in ["tRUE", "yes", "tru", "abc", "t\t", "true\"\""] {
+            let e = parse_err(&format!("m f={text}"));
+            assert!(
+                e.message
+                    .starts_with(&format!("invalid field value {}: expected", quoted(text))),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn rule_12_string_escapes() {
+        assert_eq!(value(r#"m f="""#), FieldValue::Str(b("")));
+        let v = value(r#"m f="a, b=c d""#);
+        assert_eq!(v, FieldValue::Str(b("a, b=c d")));
+        assert!(matches!(v, FieldValue::Str(Cow::Borrowed(_))));
+        // `\"`, `\\`, `\n`, `\r` and `\t`; any other backslash is itself.
+        let v = value(r#"m f="say \"hi\" \\ \n\r\t \x \v""#);
+        assert_eq!(v, FieldValue::Str(b("say \"hi\" \\ \n\r\t \\x \\v")));
+        assert!(matches!(v, FieldValue::Str(Cow::Owned(_))));
+        assert_eq!(value(r#"m s="\t\r\n\v""#), FieldValue::Str(b("\t\r\n\\v")));
+        // An escaped backslash right before the closing quote, and a lone one before an
+        // escaped quote.
+        assert_eq!(value(r#"m f="a\\""#), FieldValue::Str(b(r"a\")));
+        assert_eq!(value(r#"m f="a\\\"""#), FieldValue::Str(b(r#"a\""#)));
+        assert_eq!(value(r#"m f="\x\"""#), FieldValue::Str(b(r#"\x""#)));
+        // Control characters and line breaks are kept as they are.
+        assert_eq!(
+            value("m f=\"a\tb\u{1}\nc\""),
+            FieldValue::Str(b("a\tb\u{1}\nc"))
+        );
+        for bad in [r#"m f="abc"#, r#"m f="abc\""#, r#"m s="\"#, r#"m s="a\"#] {
+            let e = parse_err(bad);
+            assert!(
+                e.message.starts_with("unterminated string field value"),
+                "{e}"
+            );
+            assert_eq!(e.column, 5);
+            assert_spec_agrees(bad);
+        }
+    }
+
+    #[test]
+    fn rule_13_what_may_follow_a_value() {
+        let parsed = parse_ok(r#"m s="x",n=1i,t="y" 5"#);
+        assert_eq!(
+            parsed.fields,
+            vec![
+                field("s", FieldValue::Str(b("x"))),
+                field("n", FieldValue::I64(1)),
+                field("t", FieldValue::Str(b("y"))),
+            ]
+        );
+        assert_eq!(parsed.timestamp, Some(5));
+        let e = parse_err(r#"m f="abc"x"#);
+        assert_eq!(
+            e.message,
+            r#"expected ',', a space or the end of the line after the value of field key "f", found 'x'"#
+        );
+        assert_eq!(e.column, 10);
+        // Odd quoting: text after a closing quote, or a quote inside an unquoted value.
+        for bad in [
+            r#"m a="x"" 1"#,
+            r#"m a="x="y""#,
+            r#"m a="b"c="d""#,
+            r#"m f=1,s="x"y"#,
+            r#"m a="=",b="="#,
+            r#"m a="x",="y""#,
+            r#"m f=1"2""#,
+            r#"m f="a"=1"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+            assert_spec_agrees(bad);
+        }
+        assert!(
+            parse_err(r#"m f=1"2""#)
+                .message
+                .starts_with("invalid numeric")
+        );
+        // A quote that does not follow a field key's '=' is part of a name.
+        assert_eq!(parse_ok(r#"m,t="a f=1"#).tags, vec![(b("t"), b("\"a"))]);
+        assert_eq!(parse_ok(r#"m "a=1"#).fields[0].0, "\"a");
+    }
+
+    #[test]
+    fn rule_14_timestamps() {
         assert_eq!(parse_ok("m f=1 123").timestamp, Some(123));
         assert_eq!(parse_ok("m f=1 -123").timestamp, Some(-123));
-        assert_eq!(parse_ok("m f=1 +123").timestamp, Some(123));
         assert_eq!(parse_ok("m f=1 0").timestamp, Some(0));
+        assert_eq!(parse_ok("m f=1 -0").timestamp, Some(0));
+        assert_eq!(parse_ok("m f=1 00012").timestamp, Some(12));
         assert_eq!(
             parse_ok("m f=1 -9223372036854775808").timestamp,
             Some(i64::MIN)
         );
-        assert_eq!(parse_ok("m f=1  \t 123 \t ").timestamp, Some(123));
+        assert_eq!(parse_ok("m f=1   123   ").timestamp, Some(123));
         assert_eq!(parse_ok("m f=1 ").timestamp, None);
-        assert_eq!(parse_ok("m f=1 \t").timestamp, None);
 
         let e = parse_err("m f=1 abc");
-        assert_eq!(e.message, r#"invalid timestamp "abc": expected an integer"#);
         assert_eq!(e.column, 7);
-        for text in ["12.5", "1e9", "-", "+", "12i"] {
+        assert!(e.message.starts_with(r#"invalid timestamp "abc""#), "{e}");
+        for text in ["12.5", "1e9", "-", "+", "+123", "12i", "1-2", "--1", "5\t"] {
             let e = parse_err(&format!("m f=1 {text}"));
-            assert!(e.message.starts_with("invalid timestamp"), "{e}");
+            assert!(e.message.starts_with("invalid timestamp"), "{text:?}: {e}");
+            assert_spec_agrees(&format!("m f=1 {text}"));
         }
-        let e = parse_err("m f=1 9223372036854775808");
-        assert!(
-            e.message.starts_with("timestamp out of range for i64"),
-            "{e}"
-        );
+        for text in ["9223372036854775808", "-9223372036854775809"] {
+            let e = parse_err(&format!("m f=1 {text}"));
+            assert!(
+                e.message.starts_with("timestamp out of range for i64"),
+                "{e}"
+            );
+        }
         let e = parse_err("m f=1 123 456");
         assert_eq!(
             e.message,
             r#"expected the end of the line after the timestamp, found "456""#
         );
         assert_eq!(e.column, 11);
+        // A missing comma between fields reads the next field as the timestamp.
+        let e = parse_err(r#"TestBucket TagOne="Happy" FieldOne=123.45"#);
+        assert!(e.message.starts_with("invalid timestamp"), "{e}");
     }
 
     #[test]
-    fn duplicate_keys() {
+    fn rule_15_a_tag_key_appears_once() {
+        let e = parse_err("m,plant=a,line=b,plant=c f=1");
+        assert_eq!(e.message, r#"duplicate tag key "plant""#);
+        assert_eq!(e.column, 18);
+        // Keys are compared unescaped.
+        let e = parse_err(r"m,a\ b=1,a\ b=2 f=1");
+        assert_eq!(e.message, r#"duplicate tag key "a b""#);
+        assert_spec_agrees("m,t=1,t=2 f=1");
+    }
+
+    #[test]
+    fn rule_16_a_repeated_field_key_keeps_its_place_and_last_value() {
         let parsed = parse_ok("m a=1,b=2,a=3i,c=4,b=t");
         assert_eq!(
             parsed.fields,
@@ -1245,67 +1827,69 @@ mod tests {
             parse_ok(r"m a\ b=1,a\ b=2").fields,
             vec![(Cow::Owned("a b".to_owned()), FieldValue::F64(2.0))]
         );
-
-        let e = parse_err("m,plant=a,line=b,plant=c f=1");
-        assert_eq!(e.message, r#"duplicate tag key "plant""#);
-        assert_eq!(e.column, 18);
+        assert_spec_agrees("m f=1,f=2,g=1,f=\"x\"");
     }
 
     #[test]
-    fn many_tags_and_fields() {
-        // Above SMALL the sort-based paths are used.
-        let tags: Vec<String> = (0..40).map(|i| format!("t{i}=v{i}")).collect();
-        let fields: Vec<String> = (0..40).map(|i| format!("f{}={i}i", i % 25)).collect();
-        let line = format!("m,{} {}", tags.join(","), fields.join(","));
-        let parsed = parse_ok(&line);
-        assert_eq!(parsed.tags.len(), 40);
-        assert_eq!(parsed.fields.len(), 25);
-        for (i, (key, value)) in parsed.fields.iter().enumerate() {
-            assert_eq!(key.as_ref(), format!("f{i}"));
-            let last = if i < 15 { i + 25 } else { i };
-            assert_eq!(*value, FieldValue::I64(last as i64));
+    fn deliberate_differences_from_the_reference_decoder() {
+        // The reference decoder takes these through Go's ParseFloat; rule 9 does not.
+        for text in ["1_000", "1_0.5", "0x1p3", "0x1.8p1"] {
+            assert!(parse(&format!("m f={text}")).is_err(), "{text}");
         }
-
-        let mut tags = tags;
-        tags[30] = r"t\ 7=x".to_owned();
-        tags[33] = "t7=y".to_owned();
-        tags[35] = "t3=z".to_owned();
-        let line = format!("m,{} f=1", tags.join(","));
-        let e = parse_err(&line);
-        assert_eq!(e.message, r#"duplicate tag key "t7""#);
-        let col = line.find("t7=y").map(|p| p + 1);
-        assert_eq!(Some(e.column), col);
-    }
-
-    #[test]
-    fn lines_skips_blank_and_comment_lines() {
-        let text = "\n  \n# comment\n   # indented comment \"x\n\t m f=1\r\n\r\nm f=2\n   \nm f=3";
-        let got: Vec<(usize, &str)> = lines(text).collect();
-        assert_eq!(got, vec![(5, "\t m f=1"), (7, "m f=2"), (9, "m f=3")]);
-        assert_eq!(parse_ok("\t m f=1").measurement, "m");
-        assert_eq!(lines("").count(), 0);
-        assert_eq!(lines("\n\n").count(), 0);
-    }
-
-    #[test]
-    fn reuses_output() {
-        let text = "a,x=1 f=1,g=2 5\nb h=\"s\"";
-        let mut out = ParsedLine::default();
-        let mut it = lines(text);
-        let (no, line) = it.next().unwrap_or_default();
-        assert!(parse_line(line, no, &mut out).is_ok());
-        assert_eq!(out.tags.len(), 1);
-        let (no, line) = it.next().unwrap_or_default();
-        assert!(parse_line(line, no, &mut out).is_ok());
+        // Such a value is an error, so by rule 4 the bad line ends with its physical line,
+        // where the reference decoder reads the string on.
         assert_eq!(
-            out,
-            ParsedLine {
-                measurement: b("b"),
-                tags: vec![],
-                fields: vec![field("h", FieldValue::Str(b("s")))],
-                timestamp: None,
-            }
+            outline("m f=0x1p3,s=\"a\nb\"\n"),
+            vec![(1, false), (2, false)]
         );
+        // A stray CR after the last field of a line without a timestamp: one bad line.
+        assert_eq!(outline("m f=1\rx\nm g=1"), vec![(1, false), (2, true)]);
+    }
+
+    #[test]
+    fn examples_from_the_reference_tests() {
+        let text = "\n   # comment\n somename,tag1=val1,tag2=val2  floatfield=1,strfield=\"hello\",intfield=-1i,uintfield=1u,boolfield=true  1602841605822791506\n";
+        let results = parse_all(text);
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].0, 3);
+        let parsed = results[0].1.as_ref().map_err(ToString::to_string);
+        assert_eq!(
+            parsed.map(|p| (p.fields.len(), p.timestamp)),
+            Ok((5, Some(1_602_841_605_822_791_506)))
+        );
+        let text = "\n comma\\,1,equals\\==e\\,x,two=val2 field\\=x=\"fir\\\"\n,st\\\\\"  1602841605822791506\n\n # last comment\n";
+        let results = parse_all(text);
+        assert_eq!(results.len(), 1);
+        assert_eq!(
+            results[0].1,
+            Ok(ParsedLine {
+                measurement: b("comma,1"),
+                tags: vec![(b("equals="), b("e,x")), (b("two"), b("val2"))],
+                fields: vec![field("field=x", FieldValue::Str(b("fir\"\n,st\\")))],
+                timestamp: Some(1_602_841_605_822_791_506),
+            })
+        );
+        assert_eq!(
+            outline("\nm1 value=12.0\nm2 value=2a.0\nm3 value=32.0\n"),
+            vec![(2, true), (3, false), (4, true)]
+        );
+        assert_eq!(
+            outline("TestBuckét, FieldOne=Happy\nnext x=1"),
+            vec![(1, false), (2, true)]
+        );
+        assert_eq!(outline("m f=\"a\nb\",g=\"c\nd"), vec![(1, false)]);
+        for text in [
+            "m f=\"hello\ngoodbye\nx\",gé=invalid",
+            "mmmé é=1e9999999999999",
+            "b f=1 9223372036854775808",
+            "TestBucket FieldOné=Happy,FieldTwo=sad",
+            "m,x =y",
+            "m,x",
+            "m,=bar",
+        ] {
+            assert_eq!(outline(text), vec![(1, false)], "{text:?}");
+            assert_spec_agrees(text);
+        }
     }
 
     #[test]
@@ -1314,22 +1898,22 @@ mod tests {
             (
                 "cpu,host=a temp 1",
                 16,
-                r#"expected '=' after field key "temp""#,
+                r#"expected '=' after field key "temp", found a space"#,
             ),
             (
                 "cpu,host=a temp,x=1 1",
                 16,
-                r#"expected '=' after field key "temp""#,
+                r#"expected '=' after field key "temp", found ','"#,
             ),
             (
                 "cpu,host=a",
                 11,
-                "missing field set: a line needs at least one field (measurement tags fields [timestamp])",
+                "missing field set: a line needs at least one field",
             ),
             (
                 "cpu   ",
-                4,
-                "missing field set: a line needs at least one field (measurement tags fields [timestamp])",
+                7,
+                "missing field set: a line needs at least one field",
             ),
             (
                 "cpu,host=a t=12x",
@@ -1346,12 +1930,7 @@ mod tests {
                 14,
                 "integer field value out of range for i64",
             ),
-            (
-                "cpu t=1 abc",
-                9,
-                r#"invalid timestamp "abc": expected an integer"#,
-            ),
-            ("cpu t=\"abc", 7, "unterminated string field value"),
+            ("cpu t=1 abc", 9, r#"invalid timestamp "abc""#),
             (
                 "cpu,plant=1,plant=2 t=1",
                 13,
@@ -1361,11 +1940,15 @@ mod tests {
             ("  ,t=1 f=1", 3, "expected a measurement name"),
             ("cpu, f=1", 5, "expected a tag key after ','"),
             ("cpu,=1 f=1", 5, "expected a tag key after ','"),
-            ("cpu,host f=1", 9, r#"expected '=' after tag key "host""#),
+            (
+                "cpu,host f=1",
+                9,
+                r#"expected '=' after tag key "host", found a space"#,
+            ),
             (
                 "cpu,host,a=b f=1",
                 9,
-                r#"expected '=' after tag key "host""#,
+                r#"expected '=' after tag key "host", found ','"#,
             ),
             (
                 "cpu,host= f=1",
@@ -1402,6 +1985,7 @@ mod tests {
             ),
             ("cpu f=inf", 7, "invalid field value \"inf\""),
             ("cpu f=nan", 7, "invalid field value \"nan\""),
+            ("\tcpu f=1", 1, "expected a measurement name"),
             // Columns count characters, not bytes.
             (
                 "温度,地点=東京 値 1",
@@ -1423,6 +2007,62 @@ mod tests {
     }
 
     #[test]
+    fn parse_line_takes_one_line() {
+        let e = parse_err("m f=1\nm f=2");
+        assert_eq!((e.line, e.column), (1, 6));
+        assert!(e.message.starts_with("unexpected line break"), "{e}");
+    }
+
+    #[test]
+    fn many_tags_and_fields() {
+        // Above SMALL the sort-based paths are used.
+        let tags: Vec<String> = (0..40).map(|i| format!("t{i}=v{i}")).collect();
+        let fields: Vec<String> = (0..40).map(|i| format!("f{}={i}i", i % 25)).collect();
+        let line = format!("m,{} {}", tags.join(","), fields.join(","));
+        let parsed = parse_ok(&line);
+        assert_eq!(parsed.tags.len(), 40);
+        assert_eq!(parsed.fields.len(), 25);
+        for (i, (key, value)) in parsed.fields.iter().enumerate() {
+            assert_eq!(key.as_ref(), format!("f{i}"));
+            let last = if i < 15 { i + 25 } else { i };
+            assert_eq!(*value, FieldValue::I64(last as i64));
+        }
+        assert_spec_agrees(&line);
+
+        let mut tags = tags;
+        tags[30] = r"t\ 7=x".to_owned();
+        tags[33] = "t7=y".to_owned();
+        tags[35] = "t3=z".to_owned();
+        let line = format!("m,{} f=1", tags.join(","));
+        let e = parse_err(&line);
+        assert_eq!(e.message, r#"duplicate tag key "t7""#);
+        let col = line.find("t7=y").map(|p| p + 1);
+        assert_eq!(Some(e.column), col);
+        assert_spec_agrees(&line);
+    }
+
+    #[test]
+    fn reuses_output() {
+        let text = "a,x=1 f=1,g=2 5\nb h=\"s\"";
+        let mut out = ParsedLine::default();
+        let mut it = lines(text);
+        let (no, line) = it.next().unwrap_or_default();
+        assert!(parse_line(line, no, &mut out).is_ok());
+        assert_eq!(out.tags.len(), 1);
+        let (no, line) = it.next().unwrap_or_default();
+        assert!(parse_line(line, no, &mut out).is_ok());
+        assert_eq!(
+            out,
+            ParsedLine {
+                measurement: b("b"),
+                tags: vec![],
+                fields: vec![field("h", FieldValue::Str(b("s")))],
+                timestamp: None,
+            }
+        );
+    }
+
+    #[test]
     fn long_values_are_shortened_in_messages() {
         let long = "x".repeat(1000);
         let e = parse_err(&format!("m f={long}"));
@@ -1430,71 +2070,64 @@ mod tests {
         assert!(e.message.contains('…'));
     }
 
+    #[test]
+    fn write_to_escapes_what_the_rules_need() {
+        let line = ParsedLine {
+            measurement: b(r"a b,c=\d"),
+            tags: vec![(b(r"k=\ ,"), b(r"\,v"))],
+            fields: vec![field("f", FieldValue::Str(b("q\"b\\n\nr\rt\t")))],
+            timestamp: Some(-1),
+        };
+        let written = write_line(&line);
+        assert_eq!(
+            written,
+            r#"a\ b\,c=\d,k\=\\ \,=\\,v f="q\"b\\n\nr\rt\t" -1"#
+        );
+        assert_eq!(parse(&written), Ok(line));
+        assert_spec_agrees(&written);
+    }
+
     // ---- Property tests ----------------------------------------------------------------
 
-    /// Writes `s`, escaping the characters in `specials` with a backslash.
     fn write_line(line: &ParsedLine<'_>) -> String {
         let mut out = String::new();
         line.write_to(&mut out);
         out
     }
 
-    /// Makes `s` writable: since `\\` is not an escape in names, a run of an odd number of
-    /// backslashes before an escaped character (or the end) cannot be written, so such runs get
-    /// one more backslash.
-    fn writable(s: &str, specials: &[char]) -> String {
-        let mut out = String::with_capacity(s.len() + 1);
-        let mut run = 0;
-        for c in s.chars() {
-            if c == '\\' {
-                run += 1;
-            } else {
-                if run % 2 == 1 && specials.contains(&c) {
-                    out.push('\\');
-                }
-                run = 0;
-            }
-            out.push(c);
-        }
-        if run % 2 == 1 {
-            out.push('\\');
-        }
-        out
-    }
-
     const NAME_CHARS: &[char] = &[
-        'a', 'b', 'Z', '0', '-', ',', ' ', '=', '"', '\\', '#', '\t', 'é', '日', '🦀',
+        'a', 'b', 'Z', '0', '-', ',', ' ', '=', '"', '\\', '#', 'é', '日', '🦀',
     ];
     const STRING_CHARS: &[char] = &[
-        'a', 'b', ' ', ',', '=', '"', '\\', '\n', '\r', '#', 'n', 'é', '🦀',
+        'a', 'b', ' ', ',', '=', '"', '\\', '\n', '\r', '\t', '#', 'n', 't', 'é', '🦀',
     ];
 
     fn chars(set: &'static [char], len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
         prop::collection::vec(prop::sample::select(set), len).prop_map(String::from_iter)
     }
 
+    /// A name the parser can produce: it does not end in a backslash (rule 8).
+    fn writable(s: String) -> String {
+        if s.ends_with('\\') {
+            format!("{s}x")
+        } else {
+            s
+        }
+    }
+
     fn measurement_strategy() -> impl Strategy<Value = String> {
         chars(NAME_CHARS, 1..8).prop_map(|s| {
-            // A leading '#' makes a comment and leading whitespace is skipped.
-            let s = if s.starts_with(['#', '\t']) {
+            // A leading '#' makes a comment (rule 3).
+            writable(if s.starts_with('#') {
                 format!("x{s}")
             } else {
                 s
-            };
-            writable(&s, &[',', ' '])
+            })
         })
     }
 
     fn key_strategy() -> impl Strategy<Value = String> {
-        chars(NAME_CHARS, 1..6).prop_map(|s| {
-            // A field key right after the tags cannot start with a tab: it would be skipped.
-            let s = if s.starts_with('\t') {
-                format!("x{s}")
-            } else {
-                s
-            };
-            writable(&s, &[',', '=', ' '])
-        })
+        chars(NAME_CHARS, 1..6).prop_map(writable)
     }
 
     /// A field value and how to write it.
@@ -1510,7 +2143,6 @@ mod tests {
             finite.prop_map(|x| (FieldValue::F64(x), format!("{x:e}"))),
             (-1000i32..1000).prop_map(|n| (FieldValue::F64(f64::from(n)), format!("{n}"))),
             any::<i64>().prop_map(|n| (FieldValue::I64(n), format!("{n}i"))),
-            (0..=i64::MAX).prop_map(|n| (FieldValue::I64(n), format!("+{n}i"))),
             any::<u64>().prop_map(|n| (FieldValue::U64(n), format!("{n}u"))),
             prop::sample::select(
                 &[
@@ -1530,7 +2162,7 @@ mod tests {
     /// A generated line: its expected parse and its text.
     fn line_strategy() -> impl Strategy<Value = (ParsedLine<'static>, String)> {
         (
-            prop::sample::select(&["", " ", "\t "][..]),
+            prop::sample::select(&["", " ", "   "][..]),
             measurement_strategy(),
             prop::collection::btree_map(key_strategy(), key_strategy(), 0..4),
             prop::collection::vec(
@@ -1544,7 +2176,7 @@ mod tests {
                 1..6,
             ),
             prop::option::of(any::<i64>()),
-            prop::sample::select(&["", " ", "\t"][..]),
+            prop::sample::select(&["", " ", "  "][..]),
         )
             .prop_map(|(indent, measurement, tags, fields, timestamp, trailing)| {
                 let mut text = String::from(indent);
@@ -1564,10 +2196,7 @@ mod tests {
                 if let Some(ts) = timestamp {
                     text.push_str(&format!(" {ts}"));
                 }
-                // Without a timestamp only a space may follow the last field value.
-                if timestamp.is_some() || trailing == " " {
-                    text.push_str(trailing);
-                }
+                text.push_str(trailing);
                 // Expected fields: first position, last value.
                 let mut expected: Vec<(Cow<'static, str>, FieldValue<'static>)> = Vec::new();
                 for (key, (value, _)) in fields {
@@ -1587,6 +2216,169 @@ mod tests {
                 };
                 (parsed, text)
             })
+    }
+
+    /// Pieces of text that line protocol gives meaning to, repeated to weight them.
+    const PIECES: &[&str] = &[
+        "m",
+        "cpu",
+        "a",
+        "é",
+        "日",
+        "t",
+        "f",
+        "T",
+        "i",
+        "u",
+        "e",
+        "E",
+        "n",
+        "x",
+        "0",
+        "1",
+        "12",
+        "-",
+        "-",
+        ".",
+        "+",
+        "_",
+        "1.5",
+        "-3i",
+        "7u",
+        "true",
+        "FALSE",
+        "1e400",
+        "9223372036854775808",
+        "0x1p3",
+        ",",
+        ",",
+        ",",
+        " ",
+        " ",
+        " ",
+        " ",
+        "=",
+        "=",
+        "=",
+        "\"",
+        "\"",
+        "\"",
+        "\\",
+        "\\",
+        "\\",
+        "\t",
+        "\n",
+        "\n",
+        "\r\n",
+        "\r",
+        "#",
+        "\u{1}",
+        "\u{7f}",
+        "\u{a0}",
+        "m f=1",
+        " f=1",
+        ",t=v",
+        "=\"",
+        "\\\\",
+        "\\ ",
+        "\\,",
+        "\\=",
+        "\\\"",
+    ];
+
+    /// Text made of [`PIECES`]: near line protocol, often wrong in the ways that matter.
+    fn near_line_protocol() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..48).prop_map(|parts| parts.concat())
+    }
+
+    /// Lines assembled from parts that are each valid or subtly not.
+    fn assembled_text() -> impl Strategy<Value = String> {
+        let name = || {
+            prop::sample::select(
+                &[
+                    "m",
+                    "cpu",
+                    "a\\ b",
+                    "\\\\",
+                    "a\\",
+                    "a\\=b",
+                    "a=b",
+                    "\\,",
+                    "#a",
+                    "é",
+                    "\"q",
+                    "a\\\\\\ b",
+                    "\\\\ x",
+                    "",
+                ][..],
+            )
+        };
+        let value = prop::sample::select(
+            &[
+                "1",
+                "-1.5e3",
+                ".5",
+                "5.",
+                "+1",
+                "1_0",
+                "0x1p3",
+                "1i",
+                "-1i",
+                "+1i",
+                "1u",
+                "-1u",
+                "t",
+                "TRUE",
+                "tRUE",
+                "\"s\"",
+                "\"a\\\"b\"",
+                "\"a\nb\"",
+                "\"a\\\\\"",
+                "\"unclosed",
+                "\"x\"y",
+                "inf",
+                "1e400",
+                "9223372036854775808i",
+                "\"\\n\\t\"",
+                "\"a\r\nb\"",
+                "",
+                "\"=\"",
+            ][..],
+        );
+        let line = (
+            prop::sample::select(&["", " ", "\t"][..]),
+            name(),
+            prop::collection::vec((name(), name()), 0..3),
+            prop::sample::select(&[" ", "  ", "\t", " \t"][..]),
+            prop::collection::vec((name(), value), 1..4),
+            prop::sample::select(
+                &[
+                    "",
+                    " 1",
+                    " -1",
+                    " +1",
+                    " 1 ",
+                    " 1\t",
+                    " 1 2",
+                    " 9223372036854775808",
+                    " ",
+                ][..],
+            ),
+            prop::sample::select(&["\n", "\r\n", "\r", "\r\r\n", "", "\n# c\n", "\n\t\n"][..]),
+        )
+            .prop_map(|(indent, measurement, tags, gap, fields, ts, end)| {
+                let mut text = format!("{indent}{measurement}");
+                for (k, v) in tags {
+                    text.push_str(&format!(",{k}={v}"));
+                }
+                text.push_str(gap);
+                let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                text.push_str(&fields.join(","));
+                text.push_str(ts);
+                text.push_str(end);
+                text
+            });
+        prop::collection::vec(line, 1..4).prop_map(|lines| lines.concat())
     }
 
     /// Parses `text` with `lines` and `parse_line`; checks that errors point inside the text
@@ -1616,6 +2408,15 @@ mod tests {
         }
     }
 
+    /// Checks [`check_never_panics`] and that the spec parser agrees.
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        check_never_panics(text);
+        match spec::disagreement(text) {
+            None => Ok(()),
+            Some(difference) => Err(TestCaseError::fail(difference)),
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1629,6 +2430,7 @@ mod tests {
             // Writing the parse back gives a line that parses the same.
             let written = write_line(&out);
             prop_assert_eq!(parse(&written), Ok(expected), "{:?}", written);
+            check(&text)?;
         }
 
         #[test]
@@ -1646,31 +2448,31 @@ mod tests {
                 text.push_str(separator);
             }
             let results = parse_all(&text);
-            let results: Vec<(usize, Result<ParsedLine<'_>, ParseError>)> = results;
             prop_assert_eq!(results.len(), expected.len(), "{:?}", text);
             for ((no, result), (expected_no, expected_line)) in results.into_iter().zip(expected) {
                 prop_assert_eq!(no, expected_no, "{:?}", text);
                 prop_assert_eq!(result, Ok(expected_line), "{:?}", text);
             }
+            check(&text)?;
         }
 
         #[test]
-        fn arbitrary_text_never_panics(text in any::<String>()) {
-            check_never_panics(&text);
+        fn arbitrary_text_agrees_with_spec(text in any::<String>()) {
+            check(&text)?;
         }
 
         #[test]
-        fn edited_lines_never_panic(
-            line in line_strategy(),
+        fn edited_lines_agree_with_spec(
+            lines in prop::collection::vec(line_strategy(), 1..3),
             edits in prop::collection::vec(
                 (any::<prop::sample::Index>(), 0..3u8, prop::sample::select(&[
-                    ',', ' ', '=', '"', '\\', '\n', '\t', '#', 'i', 'u', '-', '.', 'é',
+                    ',', ' ', '=', '"', '\\', '\n', '\r', '\t', '#', 'i', 'u', '-', '.', 'é',
                 ][..])),
                 1..4,
             ),
         ) {
-            let (_, text) = line;
-            let mut chars: Vec<char> = text.chars().collect();
+            let text: Vec<String> = lines.into_iter().map(|(_, text)| text).collect();
+            let mut chars: Vec<char> = text.join("\n").chars().collect();
             for (index, kind, c) in edits {
                 let at = index.index(chars.len() + 1);
                 match kind {
@@ -1682,20 +2484,17 @@ mod tests {
                     _ => chars.push(c),
                 }
             }
-            check_never_panics(&String::from_iter(chars));
+            check(&String::from_iter(chars))?;
         }
 
         #[test]
-        fn line_protocol_like_text_never_panics(
-            text in prop::collection::vec(
-                prop::sample::select(&[
-                    "m", "a", "é", ",", " ", "=", "\"", "\\", "\n", "\r", "\t", "#", "1", "-",
-                    ".", "e", "i", "u", "t", "f", "true", "12", "1.5", "9223372036854775808",
-                ][..]),
-                0..48,
-            ).prop_map(|parts| parts.concat())
-        ) {
-            check_never_panics(&text);
+        fn near_line_protocol_text_agrees_with_spec(text in near_line_protocol()) {
+            check(&text)?;
+        }
+
+        #[test]
+        fn assembled_lines_agree_with_spec(text in assembled_text()) {
+            check(&text)?;
         }
     }
 }
