@@ -78,7 +78,14 @@ impl ColumnKind {
         match self {
             ColumnKind::Time => "the time column".to_string(),
             ColumnKind::Tag => "a tag".to_string(),
-            ColumnKind::Field(t) => format!("a {} field", t.name()),
+            ColumnKind::Field(t) => {
+                let article = if t.name().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                format!("{article} {} field", t.name())
+            }
         }
     }
 
@@ -281,6 +288,7 @@ impl Catalog {
                             column: field.name().clone(),
                             existing: c.kind.describe(),
                             incoming: kind.describe(),
+                            line: None,
                         });
                     }
                     None => added.push(Column {

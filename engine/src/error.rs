@@ -19,14 +19,18 @@ pub enum Error {
     LineProtocol(#[from] ParseError),
 
     /// A write names a column with a type other than the one the table has.
+    /// For line protocol, `line` is the first line (from 1) that writes the
+    /// column with the conflicting type.
     #[error(
-        "type conflict in table {table:?}: column {column:?} is {existing}, the write has {incoming}"
+        "type conflict in table {table:?}{}: column {column:?} is {existing}, the write has {incoming}",
+        on_line(*.line)
     )]
     TypeConflict {
         table: String,
         column: String,
         existing: String,
         incoming: String,
+        line: Option<usize>,
     },
 
     /// A write that is malformed in some other way (missing time column,
@@ -96,6 +100,10 @@ pub enum Error {
     /// An invariant of the engine did not hold: a bug.
     #[error("internal error (a bug in Ingot): {0}")]
     Internal(String),
+}
+
+fn on_line(line: Option<usize>) -> String {
+    line.map(|n| format!(" on line {n}")).unwrap_or_default()
 }
 
 impl Error {

@@ -241,6 +241,21 @@ pub(crate) fn parse_line_protocol(
     Ok((writes, summary))
 }
 
+/// The number of the first line of `text` that writes `column` of `table`: where
+/// a type conflict with the catalog, found only once the whole request is
+/// parsed, is reported. Every line of a request that parsed writes a column
+/// with one type, so the first line naming it is the first that conflicts.
+pub(crate) fn first_line_writing(text: &str, table: &str, column: &str) -> Option<usize> {
+    let mut line = ParsedLine::default();
+    line_protocol::lines(text).find_map(|(line_no, text)| {
+        line_protocol::parse_line(text, line_no, &mut line).ok()?;
+        let writes = line.measurement == table
+            && (line.tags.iter().any(|(k, _)| k == column)
+                || line.fields.iter().any(|(k, _)| k == column));
+        writes.then_some(line_no)
+    })
+}
+
 /// Column builders for one table of a line-protocol request.
 struct LpTable {
     name: String,
@@ -366,7 +381,8 @@ impl LpTable {
                 table: self.name.clone(),
                 column: name.to_string(),
                 existing: format!("{} in earlier lines", col.kind().describe()),
-                incoming: format!("{} on line {line_no}", kind.describe()),
+                incoming: kind.describe(),
+                line: Some(line_no),
             });
         }
         Ok(i)

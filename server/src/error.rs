@@ -80,6 +80,12 @@ impl From<ingot_engine::Error> for ApiError {
                 message: format!("invalid line protocol: {p}"),
                 line: Some(p.line),
             },
+            E::TypeConflict {
+                line: Some(line), ..
+            } => ApiError::InvalidArgument {
+                message: e.to_string(),
+                line: Some(line),
+            },
             E::ResourceExhausted { .. } => ApiError::ResourceExhausted(e.to_string()),
             E::DataFusion(d) => d.into(),
             e if e.is_invalid_input() => ApiError::invalid(e.to_string()),

@@ -100,6 +100,51 @@ async fn influx_writes_and_sql_queries() {
     let n = query_json(&server, "site", "SELECT count(*) AS n FROM hvac").await;
     assert_eq!(n, json!([{"n": 4}]));
 
+    // A type conflict is a line-protocol error on every write endpoint: 400
+    // with the line that conflicts, with the table (`temp` is a float) or with
+    // an earlier line of the same body, and nothing of the body written.
+    let conflicts = [
+        "hvac,unit=e temp=1 1\nhvac,unit=f temp=2i 2\n",
+        "hvac,unit=e temp=1 1\nhvac,unit=f x=1 2\nhvac,unit=g x=\"on\" 3\n",
+    ];
+    let expected_lines = [2, 3];
+    for path in [
+        "/write?db=site",
+        "/api/v2/write?bucket=site",
+        "/api/v3/write_lp?db=site",
+    ] {
+        for (body, line) in conflicts.iter().zip(expected_lines) {
+            let response = client
+                .post(server.http_url(path))
+                .body(*body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["line"], line, "{path}: {body}");
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains("type conflict"), "{path}: {body}");
+            assert!(error.contains(&format!("line {line}")), "{path}: {body}");
+        }
+    }
+    let response = client
+        .post(server.http_url("/api/v2/write?bucket=site"))
+        .body("hvac,unit=f temp=true 2\n")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("on line 1: column \"temp\" is a float field, the write has a boolean field"),
+        "{body}"
+    );
+    let n = query_json(&server, "site", "SELECT count(*) AS n FROM hvac").await;
+    assert_eq!(n, json!([{"n": 4}]));
+
     // Over the body limit: 413, plain or gzip-compressed. (The server closes
     // a connection whose body it did not read, so each gets its own client.)
     let big = format!("hvac,unit=z temp=1 {}\n", 1).repeat(10_000);
