@@ -213,6 +213,12 @@ impl Generator {
         &self.schema
     }
 
+    /// Stops after the first `rows` rows (time-major, as always).
+    pub fn limit(mut self, rows: u64) -> Self {
+        self.total = self.total.min(rows);
+        self
+    }
+
     pub fn rows_left(&self) -> u64 {
         self.total - self.next
     }

@@ -135,9 +135,14 @@ struct IngestArgs {
     /// Concurrent writers.
     #[arg(long, default_value_t = 1)]
     clients: usize,
-    /// Rows per write request.
+    /// Rows per write request. `--batch-rows 1 --clients 1` is a gateway
+    /// forwarding each reading as it arrives: the requests/s and the ack
+    /// latency of single-point writes.
     #[arg(long, default_value_t = 10_000)]
     batch_rows: usize,
+    /// Stop after this many rows (default: the whole preset).
+    #[arg(long)]
+    rows: Option<u64>,
     /// WAL sync policy: always, none, or interval:<N>ms.
     #[arg(long, default_value = "always")]
     wal_sync: WalSync,
@@ -161,6 +166,7 @@ struct IngestReport {
     write_seconds: f64,
     rows_per_second: f64,
     points_per_second: f64,
+    requests_per_second: f64,
     ack_p50_ms: f64,
     ack_p99_ms: f64,
     flush_seconds: f64,
@@ -216,8 +222,8 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
         .data_dir
         .clone()
         .unwrap_or_else(|| temp.path().join("data"));
-    let generator = Arc::new(Mutex::new(Generator::new(preset)));
-    let total_rows = preset.rows();
+    let total_rows = args.rows.unwrap_or(u64::MAX).min(preset.rows());
+    let generator = Arc::new(Mutex::new(Generator::new(preset).limit(total_rows)));
     let progress = std::thread::spawn({
         let generator = generator.clone();
         move || loop {
@@ -276,6 +282,7 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
         write_seconds,
         rows_per_second: rows as f64 / write_seconds,
         points_per_second: points as f64 / write_seconds,
+        requests_per_second: latencies.len() as f64 / write_seconds,
         ack_p50_ms: pct(0.5),
         ack_p99_ms: pct(0.99),
         flush_seconds,
@@ -300,6 +307,7 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("  write time      {:>14.3} s", report.write_seconds);
     println!("  rows/s          {:>14.0}", report.rows_per_second);
     println!("  points/s        {:>14.0}", report.points_per_second);
+    println!("  requests/s      {:>14.0}", report.requests_per_second);
     println!(
         "  ack p50 / p99   {:>8.2} / {:.2} ms",
         report.ack_p50_ms, report.ack_p99_ms
