@@ -5,9 +5,11 @@
 //! fsyncs once for the whole group (group commit), applies them to the
 //! memtable in sequence order and acknowledges. A **flusher thread** freezes
 //! the memtable, writes Parquet files, records them in the manifest and
-//! retires WAL segments.
+//! retires WAL segments. A **compactor thread** merges each partition's files
+//! (`compaction`). Both change the manifest only through
+//! [`Shared::edit_manifest`], one change at a time.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
@@ -27,16 +29,18 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{error, info, warn};
 
 use crate::catalog::Catalog;
+use crate::compaction::{CompactMsg, CompactionRecord, run_compactor};
 use crate::error::{Error, Result};
 use crate::flush::{Storage, flush_memtable};
 use crate::last_rows::LastRowsCache;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::options::{Options, Precision, WalSync};
+use crate::readers::Readers;
 use crate::wal::{self, WalWriter};
 use crate::write::{
     TableWrite, WriteSummary, check_name, count_points, decode_entry, encode_entry,
-    normalize_batch, parse_line_protocol,
+    first_line_writing, normalize_batch, parse_line_protocol,
 };
 
 /// The default database.
@@ -63,6 +67,7 @@ struct Inner {
     shared: Arc<Shared>,
     commit_tx: Sender<CommitMsg>,
     flush_tx: Sender<FlushMsg>,
+    compact_tx: Sender<CompactMsg>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     lock: Mutex<Option<File>>,
 }
@@ -83,20 +88,31 @@ pub(crate) struct Shared {
     mem_bytes: AtomicUsize,
     mem_lock: Mutex<()>,
     mem_freed: Condvar,
-    closed: AtomicBool,
-    stats: Counters,
+    pub closed: AtomicBool,
+    pub stats: Counters,
     /// The last row of every series in the files, per table.
     pub last_rows: LastRowsCache,
+    /// Held while the manifest is read, changed, stored and swapped in.
+    manifest_lock: Mutex<()>,
+    /// The next id for a Parquet file; recorded in each manifest change.
+    next_file_id: AtomicU64,
+    /// The manifest versions running reads use, and the files waiting for them.
+    pub readers: Arc<Readers>,
+    /// The most recent compactions, newest last.
+    pub compactions: Mutex<VecDeque<CompactionRecord>>,
 }
 
 /// Running totals behind [`Engine::stats`].
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     wal_records: AtomicU64,
     wal_fsyncs: AtomicU64,
     wal_fsync_nanos: AtomicU64,
     flushes: AtomicU64,
     files_written: AtomicU64,
+    pub compactions: AtomicU64,
+    pub bytes_compacted: AtomicU64,
+    pub compaction_bytes_written: AtomicU64,
 }
 
 /// What an engine has done since it was opened (for metrics and tests).
@@ -117,6 +133,15 @@ pub struct EngineStats {
     pub memtable_bytes: u64,
     /// Live Parquet files.
     pub files: u64,
+    /// Completed compactions.
+    pub compactions: u64,
+    /// Bytes of Parquet files read by compactions.
+    pub bytes_compacted: u64,
+    /// Bytes of Parquet files written by compactions.
+    pub compaction_bytes_written: u64,
+    /// Files compaction replaced that running queries may still read; they
+    /// are deleted when those queries finish.
+    pub files_awaiting_deletion: u64,
 }
 
 /// The data a query can see: the memtable, memtables being flushed, and the
@@ -126,6 +151,8 @@ pub(crate) struct State {
     pub active: Memtable,
     pub frozen: Vec<Arc<Memtable>>,
     pub manifest: Arc<Manifest>,
+    /// Counts the manifest's changes since open (for [`Readers`]).
+    pub version: u64,
 }
 
 enum CommitMsg {
@@ -198,6 +225,7 @@ impl Engine {
             .map_err(|e| Error::io(&dir, e))?;
         let manifest = Manifest::load(&dir)?;
         runtime.block_on(remove_orphans(&storage, &manifest))?;
+        let next_file_id = manifest.next_file_id.max(1);
         let runtime_env =
             crate::query::runtime_env(options.query_memory_limit_bytes, storage.store.clone())?;
         let shared = Arc::new(Shared {
@@ -211,6 +239,7 @@ impl Engine {
                 active: Memtable::default(),
                 frozen: Vec::new(),
                 manifest: Arc::new(manifest),
+                version: 0,
             }),
             mem_bytes: AtomicUsize::new(0),
             mem_lock: Mutex::new(()),
@@ -218,6 +247,10 @@ impl Engine {
             closed: AtomicBool::new(false),
             stats: Counters::default(),
             last_rows: LastRowsCache::default(),
+            manifest_lock: Mutex::new(()),
+            next_file_id: AtomicU64::new(next_file_id),
+            readers: Arc::new(Readers::default()),
+            compactions: Mutex::new(VecDeque::new()),
             options,
         });
         shared.catalog_mut().ensure_database(DEFAULT_DATABASE);
@@ -227,6 +260,7 @@ impl Engine {
 
         let (commit_tx, commit_rx) = bounded::<CommitMsg>(4 * MAX_GROUP);
         let (flush_tx, flush_rx) = bounded::<FlushMsg>(16);
+        let (compact_tx, compact_rx) = bounded::<CompactMsg>(16);
         let mut threads = Vec::new();
         let s = shared.clone();
         let ftx = flush_tx.clone();
@@ -237,10 +271,22 @@ impl Engine {
                 .map_err(|e| Error::io(&dir, e))?,
         );
         let s = shared.clone();
+        let ctx = compact_tx.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("ingot-flush".into())
-                .spawn(move || run_flusher(s, runtime, flush_rx))
+                .spawn(move || run_flusher(s, runtime, flush_rx, ctx))
+                .map_err(|e| Error::io(&dir, e))?,
+        );
+        let s = shared.clone();
+        let compact_runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io(&dir, e))?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("ingot-compact".into())
+                .spawn(move || run_compactor(s, compact_runtime, compact_rx))
                 .map_err(|e| Error::io(&dir, e))?,
         );
         info!(dir = %dir.display(), last_seq, "engine open");
@@ -249,6 +295,7 @@ impl Engine {
                 shared,
                 commit_tx,
                 flush_tx,
+                compact_tx,
                 threads: Mutex::new(threads),
                 lock: Mutex::new(Some(lock)),
             }),
@@ -268,7 +315,22 @@ impl Engine {
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0);
         let (writes, summary) = parse_line_protocol(text, precision, now)?;
-        self.write_tables(database, writes)?;
+        self.write_tables(database, writes).map_err(|e| match e {
+            Error::TypeConflict {
+                table,
+                column,
+                existing,
+                incoming,
+                line: None,
+            } => Error::TypeConflict {
+                line: first_line_writing(text, &table, &column),
+                table,
+                column,
+                existing,
+                incoming,
+            },
+            e => e,
+        })?;
         Ok(summary)
     }
 
@@ -370,6 +432,33 @@ impl Engine {
         rx.recv().map_err(|_| Error::Closed)?
     }
 
+    /// Compacts every partition with more than one file into one file, now,
+    /// and deletes the files that replaced ones no running query reads;
+    /// returns what each merge did. Blocking: from async code, call it inside
+    /// `spawn_blocking`.
+    pub fn compact(&self) -> Result<Vec<CompactionRecord>> {
+        if self.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let (tx, rx) = bounded(1);
+        self.inner
+            .compact_tx
+            .send(CompactMsg::Everything(tx))
+            .map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// The most recent compactions (at most 100), oldest first.
+    pub fn compactions(&self) -> Vec<CompactionRecord> {
+        let recent = self
+            .inner
+            .shared
+            .compactions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
+    }
+
     /// Flushes, syncs the WAL, stops the engine's threads and releases the
     /// directory lock. Later calls on any clone return [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
@@ -402,6 +491,10 @@ impl Engine {
             files_written: c.files_written.load(Ordering::Relaxed),
             memtable_bytes: shared.mem_bytes.load(Ordering::Relaxed) as u64,
             files: shared.state_read().manifest.files.len() as u64,
+            compactions: c.compactions.load(Ordering::Relaxed),
+            bytes_compacted: c.bytes_compacted.load(Ordering::Relaxed),
+            compaction_bytes_written: c.compaction_bytes_written.load(Ordering::Relaxed),
+            files_awaiting_deletion: shared.readers.waiting() as u64,
         }
     }
 
@@ -428,6 +521,7 @@ impl Inner {
             let _ = rx.recv();
         }
         let _ = self.flush_tx.send(FlushMsg::Shutdown);
+        let _ = self.compact_tx.send(CompactMsg::Shutdown);
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => Vec::new(),
@@ -470,6 +564,47 @@ impl Shared {
 
     fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `n` consecutive file ids; returns the first.
+    pub(crate) fn reserve_file_ids(&self, n: u64) -> u64 {
+        self.next_file_id.fetch_add(n, Ordering::AcqRel)
+    }
+
+    /// Changes the manifest: `change` edits a copy of the current one, which
+    /// is stored durably and then swapped in, together with `swap`'s change
+    /// of the rest of the state, in one step that queries see whole. The
+    /// files the change drops are deleted once no read can reach them.
+    /// One change at a time; returns what `change` returned.
+    pub(crate) fn edit_manifest<T>(
+        &self,
+        change: impl FnOnce(&mut Manifest) -> Result<T>,
+        swap: impl FnOnce(&mut State),
+    ) -> Result<T> {
+        let _one_at_a_time = self.manifest_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.state_read().manifest.clone();
+        let mut next = (*current).clone();
+        let out = change(&mut next)?;
+        next.next_file_id = next
+            .next_file_id
+            .max(self.next_file_id.load(Ordering::Acquire));
+        next.store(&self.dir)?;
+        let live: HashSet<&str> = next.files.iter().map(|f| f.path.as_str()).collect();
+        let dropped: Vec<StorePath> = current
+            .files
+            .iter()
+            .filter(|f| !live.contains(f.path.as_str()))
+            .map(|f| StorePath::from(f.path.as_str()))
+            .collect();
+        let version = {
+            let mut state = self.state_mut();
+            state.manifest = Arc::new(next);
+            state.version += 1;
+            swap(&mut state);
+            state.version
+        };
+        self.readers.removed(version, dropped);
+        Ok(out)
     }
 
     /// Reserves `bytes` of the memtable budget, waiting for flushes to free
@@ -782,11 +917,18 @@ fn commit_group(
     }
 }
 
-fn run_flusher(shared: Arc<Shared>, runtime: tokio::runtime::Runtime, rx: Receiver<FlushMsg>) {
+fn run_flusher(
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Runtime,
+    rx: Receiver<FlushMsg>,
+    compact_tx: Sender<CompactMsg>,
+) {
     while let Ok(msg) = rx.recv() {
         match msg {
             FlushMsg::Flush(reply) => {
                 let result = flush_all(&shared, &runtime);
+                // New files may make a partition worth compacting.
+                let _ = compact_tx.try_send(CompactMsg::Look);
                 if let Err(e) = &result {
                     error!(error = %e, "flush failed; the data stays in the WAL and memtable and is retried at the next flush");
                 }
@@ -817,8 +959,12 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
                 None => return Ok(()),
             }
         };
+        // File ids come from a counter that compaction advances too; a file's
+        // id is taken for good once the manifest records a higher counter.
+        let partitions: usize = frozen.tables().values().map(|p| p.len()).sum();
+        let first_id = shared.reserve_file_ids(partitions as u64);
         let catalog = shared.catalog_read().clone();
-        let mut next_file_id = manifest.next_file_id;
+        let mut next_file_id = first_id;
         let started = Instant::now();
         let files = runtime.block_on(flush_memtable(
             &shared.storage,
@@ -828,21 +974,21 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             shared.partition_width,
             shared.options.row_group_rows,
         ))?;
-        let mut next = (*manifest).clone();
         let (rows, bytes): (u64, u64) = files
             .iter()
             .fold((0, 0), |(r, b), f| (r + f.meta.rows, b + f.meta.bytes));
         let n_files = files.len();
-        next.files.extend(files.iter().map(|f| f.meta.clone()));
-        next.persisted_seq = next.persisted_seq.max(frozen.max_seq());
-        next.next_file_id = next_file_id;
-        next.catalog = catalog.snapshot();
-        next.store(&shared.dir)?;
-        {
-            let mut state = shared.state_mut();
-            state.manifest = Arc::new(next);
-            state.frozen.remove(0);
-        }
+        shared.edit_manifest(
+            |next| {
+                next.files.extend(files.iter().map(|f| f.meta.clone()));
+                next.persisted_seq = next.persisted_seq.max(frozen.max_seq());
+                next.catalog = catalog.snapshot();
+                Ok(())
+            },
+            |state| {
+                state.frozen.remove(0);
+            },
+        )?;
         for f in &files {
             if let Some(table) = catalog.table(&f.meta.database, &f.meta.table) {
                 let first_file = !manifest

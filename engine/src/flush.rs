@@ -38,6 +38,13 @@ impl Storage {
     /// Writes `bytes` at `path` and makes them durable.
     pub async fn put_durable(&self, path: &StorePath, bytes: Vec<u8>) -> Result<()> {
         self.store.put(path, PutPayload::from(bytes)).await?;
+        self.sync_local(path)
+    }
+
+    /// On the local file system, fsyncs the file at `path` and every folder
+    /// up to the root (writing it may have created them); elsewhere a
+    /// completed put is durable already.
+    pub fn sync_local(&self, path: &StorePath) -> Result<()> {
         if let Some(root) = &self.local_root {
             let file = root.join(path.as_ref());
             std::fs::File::open(&file)
@@ -55,6 +62,14 @@ impl Storage {
         }
         Ok(())
     }
+}
+
+/// The wall clock in nanoseconds since the epoch.
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// Hive-style folder name(s) of a partition: `day=YYYY-MM-DD`, plus
@@ -148,6 +163,8 @@ pub(crate) async fn flush_memtable(
                 max_seq,
                 sort_key: Some(sort_key),
                 tag_ranges: Some(tag_ranges(&batch, &schema)?),
+                level: 0,
+                written_at: now_ns(),
             };
             files.push(Persisted { meta, last_rows });
         }

@@ -120,6 +120,37 @@ impl LastRowsCache {
             .insert((database.to_string(), table.to_string()), Arc::new(rows));
     }
 
+    /// Compaction replaced files `inputs` of a table by `output`, holding the
+    /// same rows: when the table's last rows cover every input, they cover
+    /// the output and stay as they are.
+    pub(crate) fn files_replaced(
+        &self,
+        database: &str,
+        table: &str,
+        inputs: &[u64],
+        output: Option<u64>,
+    ) {
+        let key = (database.to_string(), table.to_string());
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = tables.get(&key) else {
+            return;
+        };
+        if !inputs.iter().all(|id| current.files.contains(id)) {
+            return;
+        }
+        let mut files = current.files.clone();
+        for id in inputs {
+            files.remove(id);
+        }
+        files.extend(output);
+        let replaced = TableLastRows {
+            files,
+            seq: current.seq,
+            batch: current.batch.clone(),
+        };
+        tables.insert(key, Arc::new(replaced));
+    }
+
     /// A file was flushed: fold its last rows into the table's, when the
     /// table has them or this is its first file (otherwise they are gathered
     /// on first use). Files are flushed in write order, so the new file's
@@ -183,7 +214,8 @@ impl IngotTable {
     async fn last_rows(&self) -> DfResult<RecordBatch> {
         let table = self.table_schema();
         let schema = table.arrow_schema().clone();
-        let (files, chunks) = self.all_sources();
+        // The pin keeps the files while they are read below.
+        let (files, chunks, _pin) = self.all_sources();
         let cache = &self.shared().last_rows;
         let live: BTreeSet<u64> = files.iter().map(|f| f.id).collect();
         let cached = cache

@@ -27,6 +27,7 @@
 //! layouts are in `engine/docs/format.md`.
 
 mod catalog;
+mod compaction;
 mod dedup;
 mod engine;
 mod error;
@@ -38,10 +39,12 @@ mod memtable;
 mod options;
 mod parquet_file;
 mod query;
+mod readers;
 mod wal;
 mod write;
 
 pub use catalog::{ColumnKind, FieldType, KIND_METADATA_KEY, TIME_COLUMN};
+pub use compaction::CompactionRecord;
 pub use engine::{DEFAULT_DATABASE, Engine, EngineStats};
 pub use error::{Error, Result};
 pub use manifest::FileMeta;

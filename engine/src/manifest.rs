@@ -52,6 +52,14 @@ pub struct FileMeta {
     /// written before Ingot recorded it. Scans prune files with it.
     #[serde(default)]
     pub tag_ranges: Option<BTreeMap<String, (String, String)>>,
+    /// 0 for a file a flush wrote; 1 for the merge of flushed files; 2 for a
+    /// whole partition merged into one file.
+    #[serde(default)]
+    pub level: u8,
+    /// When the file was recorded (ns since the epoch); 0 in manifests
+    /// written before Ingot recorded it.
+    #[serde(default)]
+    pub written_at: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -108,6 +108,20 @@ pub struct Options {
     /// sorted-mode aggregation and order-preserving repartition were slower
     /// than hashing (q4 49 -> 68 ms, q5 29 -> 43 ms on 2 cores).
     pub declare_file_order: bool,
+    /// Compact in the background: merge each partition's flushed files into
+    /// few sorted, deduplicated files. On by default; [`crate::Engine::compact`]
+    /// works either way.
+    pub compaction: bool,
+    /// Memory one compaction may hold: input batches, the merged rows on their
+    /// way out, and the Parquet row group being encoded. A partition of any
+    /// size compacts within it.
+    pub compaction_memory_bytes: usize,
+    /// A partition with this many flushed, not yet compacted files has them
+    /// merged, even while it still receives writes.
+    pub compaction_trigger_files: usize,
+    /// A partition with no new file for this long is merged into one file,
+    /// the layout queries read fastest.
+    pub compaction_cold_after: Duration,
 }
 
 impl Default for Options {
@@ -122,6 +136,10 @@ impl Default for Options {
             query_memory_limit_bytes: 4 << 30,
             object_store: None,
             declare_file_order: false,
+            compaction: true,
+            compaction_memory_bytes: 256 << 20,
+            compaction_trigger_files: 8,
+            compaction_cold_after: Duration::from_secs(300),
         }
     }
 }
@@ -131,6 +149,10 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("wal_sync", &self.wal_sync)
             .field("declare_file_order", &self.declare_file_order)
+            .field("compaction", &self.compaction)
+            .field("compaction_memory_bytes", &self.compaction_memory_bytes)
+            .field("compaction_trigger_files", &self.compaction_trigger_files)
+            .field("compaction_cold_after", &self.compaction_cold_after)
             .field("wal_segment_bytes", &self.wal_segment_bytes)
             .field("memtable_budget_bytes", &self.memtable_budget_bytes)
             .field("write_stall_timeout", &self.write_stall_timeout)

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Decimal128Array, Float64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -25,7 +25,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::schema::types::ColumnPath;
 
 use crate::catalog::{ColumnKind, FieldType, TableSchema};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Precision of the decimals floats are stored as: the most an INT64 holds.
 const DECIMAL_PRECISION: u8 = 18;
@@ -43,60 +43,127 @@ pub(crate) fn encode(
     sort_tags: &[usize],
     row_group_rows: usize,
 ) -> Result<Vec<u8>> {
-    let sorting: Vec<SortingColumn> = sort_tags
-        .iter()
-        .copied()
-        .chain([schema.time_index()])
-        .map(|i| SortingColumn {
-            column_idx: i as i32,
-            descending: false,
-            nulls_first: false,
-        })
-        .collect();
-    let mut props = base_properties()?
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-        .set_sorting_columns(Some(sorting));
-    let mut fields = Vec::with_capacity(batch.num_columns());
-    let mut columns = Vec::with_capacity(batch.num_columns());
-    for ((col, field), array) in schema
+    let scales: Vec<Option<i8>> = schema
         .columns()
         .iter()
-        .zip(batch.schema().fields())
         .zip(batch.columns())
-    {
-        let path = ColumnPath::from(col.name.as_str());
-        let (field, array) = match col.kind {
-            ColumnKind::Field(FieldType::Float) => match as_decimal(array) {
-                Some(decimal) => (
-                    Field::new(field.name(), decimal.data_type().clone(), true)
-                        .with_metadata(field.metadata().clone()),
-                    decimal,
-                ),
+        .map(|(col, array)| match col.kind {
+            ColumnKind::Field(FieldType::Float) => decimal_scale(array),
+            _ => None,
+        })
+        .collect();
+    let layout = Layout::new(batch, schema, sort_tags, row_group_rows, &scales)?;
+    let mut out = Vec::new();
+    let file_batch = layout.to_file(batch)?;
+    let mut writer = ArrowWriter::try_new(&mut out, layout.schema.clone(), Some(layout.props))?;
+    writer.write(&file_batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
+/// How one file stores a table's columns: its Arrow schema (float fields as
+/// decimals where chosen) and the writer properties. Chosen once per file,
+/// from its first rows, so that a file can be written a batch at a time.
+pub(crate) struct Layout {
+    pub schema: SchemaRef,
+    /// The decimal scale of each column stored as a decimal.
+    scales: Vec<Option<i8>>,
+    pub props: WriterProperties,
+}
+
+impl Layout {
+    /// The layout for rows like `sample` (in the table's schema), sorted by
+    /// `sort_tags` then time; `scales` names the float columns to store as
+    /// decimals, and at which scale.
+    pub fn new(
+        sample: &RecordBatch,
+        schema: &TableSchema,
+        sort_tags: &[usize],
+        row_group_rows: usize,
+        scales: &[Option<i8>],
+    ) -> Result<Layout> {
+        let sorting: Vec<SortingColumn> = sort_tags
+            .iter()
+            .copied()
+            .chain([schema.time_index()])
+            .map(|i| SortingColumn {
+                column_idx: i as i32,
+                descending: false,
+                nulls_first: false,
+            })
+            .collect();
+        let mut props = base_properties()?
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+            .set_sorting_columns(Some(sorting));
+        let mut fields = Vec::with_capacity(sample.num_columns());
+        for (i, ((col, field), array)) in schema
+            .columns()
+            .iter()
+            .zip(sample.schema().fields())
+            .zip(sample.columns())
+            .enumerate()
+        {
+            let path = ColumnPath::from(col.name.as_str());
+            let (field, array) = match scales[i] {
+                Some(scale) => {
+                    let decimal = to_decimal(array, scale).ok_or_else(|| inexact(&col.name))?;
+                    let field = Field::new(field.name(), decimal.data_type().clone(), true)
+                        .with_metadata(field.metadata().clone());
+                    (field, decimal)
+                }
                 None => (field.as_ref().clone(), array.clone()),
-            },
-            _ => (field.as_ref().clone(), array.clone()),
-        };
-        props = match col.kind {
-            ColumnKind::Time => props
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED),
-            ColumnKind::Tag => props
-                .set_column_dictionary_enabled(path.clone(), true)
-                .set_column_bloom_filter_enabled(path, true),
-            ColumnKind::Field(FieldType::Boolean | FieldType::String) => props,
-            ColumnKind::Field(_) => match cheaper_than_dictionary(&field, &array)? {
-                Some(encoding) => props
+            };
+            props = match col.kind {
+                ColumnKind::Time => props
                     .set_column_dictionary_enabled(path.clone(), false)
-                    .set_column_encoding(path, encoding),
-                None => props.set_column_dictionary_enabled(path, true),
-            },
-        };
-        fields.push(field);
-        columns.push(array);
+                    .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED),
+                // A row group holds at most `row_group_rows` distinct values;
+                // the filter is built for that many (then folded to what the
+                // values need), so encoding a small row group does not hold
+                // a filter sized for a million.
+                ColumnKind::Tag => props
+                    .set_column_dictionary_enabled(path.clone(), true)
+                    .set_column_bloom_filter_enabled(path.clone(), true)
+                    .set_column_bloom_filter_max_ndv(path, row_group_rows.max(1) as u64),
+                ColumnKind::Field(FieldType::Boolean | FieldType::String) => props,
+                ColumnKind::Field(_) => match cheaper_than_dictionary(&field, &array)? {
+                    Some(encoding) => props
+                        .set_column_dictionary_enabled(path.clone(), false)
+                        .set_column_encoding(path, encoding),
+                    None => props.set_column_dictionary_enabled(path, true),
+                },
+            };
+            fields.push(field);
+        }
+        Ok(Layout {
+            schema: Arc::new(Schema::new(fields)),
+            scales: scales.to_vec(),
+            props: props.build(),
+        })
     }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    write(&batch, props)
+
+    /// `batch` (in the table's schema) as the file stores it. Fails if a
+    /// float is not exact at its column's decimal scale.
+    pub fn to_file(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(&self.scales)
+            .zip(self.schema.fields())
+            .map(|((array, scale), field)| match scale {
+                Some(scale) => to_decimal(array, *scale).ok_or_else(|| inexact(field.name())),
+                None => Ok(array.clone()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+fn inexact(column: &str) -> Error {
+    Error::Internal(format!(
+        "column {column:?} has a value that is not exact at the decimal scale chosen for its file"
+    ))
 }
 
 fn base_properties() -> Result<WriterPropertiesBuilder> {
@@ -112,39 +179,40 @@ fn write(batch: &RecordBatch, props: WriterPropertiesBuilder) -> Result<Vec<u8>>
     Ok(out)
 }
 
-/// The float column as `DECIMAL(18, s)` for the smallest scale `s` that
-/// represents every value exactly, or `None` if there is none.
-fn as_decimal(array: &ArrayRef) -> Option<ArrayRef> {
+/// The smallest decimal scale at which every value of the float column is
+/// exact, or `None` if there is none up to 9.
+pub(crate) fn decimal_scale(array: &ArrayRef) -> Option<i8> {
+    (0..=MAX_SCALE as i8).find(|&scale| to_decimal(array, scale).is_some())
+}
+
+/// The float column as `DECIMAL(18, scale)`, or `None` if a value is not
+/// exact at that scale.
+pub(crate) fn to_decimal(array: &ArrayRef, scale: i8) -> Option<ArrayRef> {
     let floats = array.as_any().downcast_ref::<Float64Array>()?;
-    let values = floats.values();
-    let valid = |i: usize| floats.is_valid(i);
-    'scales: for scale in 0..=MAX_SCALE {
-        // The same power of ten arrow's decimal-to-float cast divides by.
-        let p = 10_f64.powi(scale);
-        let mut ints = Vec::with_capacity(values.len());
-        for (i, &v) in values.iter().enumerate() {
-            if !valid(i) {
-                ints.push(0i128);
-                continue;
-            }
-            let x = (v * p).round();
-            // Below 2^53 an integer converts to f64 exactly, as the cast does
-            // (NaN and infinities fail this test too).
-            if x.is_nan() || x.abs() >= 9_007_199_254_740_992.0 {
-                continue 'scales;
-            }
-            let x = x as i64;
-            if (x as f64 / p).to_bits() != v.to_bits() {
-                continue 'scales;
-            }
-            ints.push(x as i128);
+    // The same power of ten arrow's decimal-to-float cast divides by.
+    let p = 10_f64.powi(scale as i32);
+    let mut ints = Vec::with_capacity(floats.len());
+    for (i, &v) in floats.values().iter().enumerate() {
+        if floats.is_null(i) {
+            ints.push(0i128);
+            continue;
         }
-        let decimal = Decimal128Array::new(ints.into(), floats.nulls().cloned())
-            .with_precision_and_scale(DECIMAL_PRECISION, scale as i8)
-            .ok()?;
-        return Some(Arc::new(decimal));
+        let x = (v * p).round();
+        // Below 2^53 an integer converts to f64 exactly, as the cast does
+        // (NaN and infinities fail this test too).
+        if x.is_nan() || x.abs() >= 9_007_199_254_740_992.0 {
+            return None;
+        }
+        let x = x as i64;
+        if (x as f64 / p).to_bits() != v.to_bits() {
+            return None;
+        }
+        ints.push(x as i128);
     }
-    None
+    let decimal = Decimal128Array::new(ints.into(), floats.nulls().cloned())
+        .with_precision_and_scale(DECIMAL_PRECISION, scale)
+        .ok()?;
+    Some(Arc::new(decimal))
 }
 
 /// Encodes a sample of the column with a dictionary and with the column
@@ -181,33 +249,30 @@ fn cheaper_than_dictionary(field: &Field, array: &ArrayRef) -> Result<Option<Enc
 mod tests {
     use super::*;
 
-    fn decimal_scale(values: &[Option<f64>]) -> Option<i8> {
+    fn scale_of(values: &[Option<f64>]) -> Option<i8> {
         let array: ArrayRef = Arc::new(Float64Array::from(values.to_vec()));
-        as_decimal(&array).map(|d| match d.data_type() {
-            DataType::Decimal128(_, s) => *s,
-            _ => unreachable!(),
-        })
+        decimal_scale(&array)
     }
 
     #[test]
     fn finds_the_smallest_exact_scale() {
-        assert_eq!(decimal_scale(&[Some(1.0), Some(-3.0)]), Some(0));
-        assert_eq!(decimal_scale(&[Some(25.07), None, Some(1012.93)]), Some(2));
-        assert_eq!(decimal_scale(&[Some(0.063), Some(377.7)]), Some(3));
+        assert_eq!(scale_of(&[Some(1.0), Some(-3.0)]), Some(0));
+        assert_eq!(scale_of(&[Some(25.07), None, Some(1012.93)]), Some(2));
+        assert_eq!(scale_of(&[Some(0.063), Some(377.7)]), Some(3));
         // Not decimals at any scale up to 9: stays a float.
-        assert_eq!(decimal_scale(&[Some(0.1 + 0.2)]), None);
-        assert_eq!(decimal_scale(&[Some(f64::NAN)]), None);
-        assert_eq!(decimal_scale(&[Some(f64::INFINITY)]), None);
-        assert_eq!(decimal_scale(&[Some(1e300)]), None);
+        assert_eq!(scale_of(&[Some(0.1 + 0.2)]), None);
+        assert_eq!(scale_of(&[Some(f64::NAN)]), None);
+        assert_eq!(scale_of(&[Some(f64::INFINITY)]), None);
+        assert_eq!(scale_of(&[Some(1e300)]), None);
         // -0.0 would come back as +0.0.
-        assert_eq!(decimal_scale(&[Some(-0.0)]), None);
+        assert_eq!(scale_of(&[Some(-0.0)]), None);
     }
 
     #[test]
     fn decimals_cast_back_to_the_same_bits() {
         let values: Vec<f64> = (0..10_000).map(|i| (i as f64 - 5000.0) / 100.0).collect();
         let array: ArrayRef = Arc::new(Float64Array::from(values.clone()));
-        let decimal = as_decimal(&array).unwrap();
+        let decimal = to_decimal(&array, decimal_scale(&array).unwrap()).unwrap();
         let back = arrow::compute::cast(&decimal, &DataType::Float64).unwrap();
         let back = back.as_any().downcast_ref::<Float64Array>().unwrap();
         for (a, b) in values.iter().zip(back.values()) {

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::readers::{PinnedReaderFactory, ReadPin};
 use arrow::array::RecordBatch;
 use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
@@ -180,8 +181,10 @@ impl IngotTable {
     }
 
     /// Every file and memtable chunk of the table, as of one instant.
-    pub(crate) fn all_sources(&self) -> (Vec<FileMeta>, Vec<Arc<Chunk>>) {
-        let (parts, _) = self.snapshot(TimeRange::ALL);
+    /// Every source of the table, as of one instant, with a pin that keeps
+    /// the files readable while it is held.
+    pub(crate) fn all_sources(&self) -> (Vec<FileMeta>, Vec<Arc<Chunk>>, Arc<ReadPin>) {
+        let (parts, _, pin) = self.snapshot(TimeRange::ALL);
         let mut files = Vec::new();
         let mut chunks = Vec::new();
         for source in parts.into_values().flatten() {
@@ -190,13 +193,15 @@ impl IngotTable {
                 Source::Chunk(c) => chunks.push(c),
             }
         }
-        (files, chunks)
+        (files, chunks, pin)
     }
 
     /// The table's sources that may hold rows in `range`, by partition, as
-    /// of one instant; also how many files the range pruned.
-    fn snapshot(&self, range: TimeRange) -> (BTreeMap<i64, Vec<Source>>, usize) {
+    /// of one instant; also how many files the range pruned, and the pin
+    /// that keeps those files until the reads are done.
+    fn snapshot(&self, range: TimeRange) -> (BTreeMap<i64, Vec<Source>>, usize, Arc<ReadPin>) {
         let state = self.shared.state_read();
+        let pin = self.shared.readers.pin(state.version);
         let mut parts: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
         let mut pruned = 0;
         for f in &state.manifest.files {
@@ -230,7 +235,7 @@ impl IngotTable {
                 }
             }
         }
-        (parts, pruned)
+        (parts, pruned, pin)
     }
 
     pub(crate) async fn read_file(&self, file: &FileMeta) -> DfResult<Vec<RecordBatch>> {
@@ -267,7 +272,8 @@ impl IngotTable {
     /// A Parquet source over the table's files. Files never change once
     /// written, so their footers (with page indexes) are parsed once and kept
     /// in the runtime's metadata cache.
-    fn parquet_source(&self) -> ParquetSource {
+    /// Its readers hold `pin`, so the files stay while they are read.
+    fn parquet_source(&self, pin: &Arc<ReadPin>) -> ParquetSource {
         let factory = CachedParquetFileReaderFactory::new(
             self.shared.storage.store.clone(),
             self.shared
@@ -275,12 +281,16 @@ impl IngotTable {
                 .cache_manager
                 .get_file_metadata_cache(),
         );
+        let factory = PinnedReaderFactory {
+            inner: Arc::new(factory),
+            pin: pin.clone(),
+        };
         ParquetSource::new(self.schema()).with_parquet_file_reader_factory(Arc::new(factory))
     }
 
     /// A scan of one file (all columns).
-    fn file_exec(&self, file: &FileMeta) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let source = Arc::new(self.parquet_source());
+    fn file_exec(&self, file: &FileMeta, pin: &Arc<ReadPin>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let source = Arc::new(self.parquet_source(pin));
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
             .with_file_groups(vec![FileGroup::new(vec![PartitionedFile::new(
                 file.path.clone(),
@@ -298,6 +308,7 @@ impl IngotTable {
         file: &FileMeta,
         windows: &[(i64, i64)],
         inside: bool,
+        pin: &Arc<ReadPin>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
         let df_schema = DFSchema::try_from(schema.clone())?;
@@ -320,7 +331,7 @@ impl IngotTable {
         let predicate = state.create_physical_expr(predicate, &df_schema)?;
         Ok(Arc::new(FilterExec::try_new(
             predicate,
-            self.file_exec(file)?,
+            self.file_exec(file, pin)?,
         )?))
     }
 }
@@ -745,7 +756,7 @@ impl TableProvider for IngotTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
         let range = TimeRange::from_filters(filters);
-        let (snapshot, files_pruned_by_time) = self.snapshot(range);
+        let (snapshot, files_pruned_by_time, pin) = self.snapshot(range);
         let mut counts = ScanCounts {
             files_pruned_by_time,
             ..ScanCounts::default()
@@ -787,9 +798,10 @@ impl TableProvider for IngotTable {
                                 continue;
                             }
                             if inside != [(f.min_time, f.max_time)] {
-                                partial_files.push(self.file_rows_exec(state, f, &inside, false)?);
+                                partial_files
+                                    .push(self.file_rows_exec(state, f, &inside, false, &pin)?);
                             }
-                            let rows = self.file_rows_exec(state, f, &inside, true)?;
+                            let rows = self.file_rows_exec(state, f, &inside, true, &pin)?;
                             for b in collect(rows, state.task_ctx()).await? {
                                 counts.rows_merged_from_files += b.num_rows();
                                 inputs.push((f.max_seq, b));
@@ -843,7 +855,7 @@ impl TableProvider for IngotTable {
             };
             // DataFusion pushes the query's filters into the source itself
             // (`pushdown_filters`), for row-group, page and row pruning.
-            let source = self.parquet_source();
+            let source = self.parquet_source(&pin);
             counts.record(source.metrics());
             let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)

@@ -14,7 +14,11 @@ use ingot_tests::{load_preset, query};
 /// (name, sql) for q1..q8, as `bench/workload/queries.sql` holds them.
 fn workload_queries() -> Vec<(String, String)> {
     let queries = ingot_bench::workload_queries();
-    assert_eq!(queries.len(), 8, "expected q1..q8 in bench/workload/queries.sql");
+    assert_eq!(
+        queries.len(),
+        8,
+        "expected q1..q8 in bench/workload/queries.sql"
+    );
     queries
 }
 

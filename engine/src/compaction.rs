@@ -1,0 +1,1046 @@
+//! Compaction: merging a partition's files into fewer, larger files that do
+//! not overlap, sorted by (series, time) and deduplicated with the write rule.
+//!
+//! **Which files** ([`pick`]). A partition's files, in write order (`max_seq`),
+//! are a run of compacted files followed by the files flushes added since.
+//! When the flushed files reach `Options::compaction_trigger_files`, they are
+//! merged into one level-1 file; when the partition has had no new file for
+//! `Options::compaction_cold_after` (or when [`crate::Engine::compact`] asks),
+//! all of its files become one level-2 file. Either way the inputs are
+//! consecutive in write order, so the output, ranked by the largest `max_seq`
+//! of its inputs, sits exactly where they did: every file written before it
+//! holds older writes, every file written after it newer ones.
+//!
+//! **How** ([`merge`]). Every input streams in batches. Each file is sorted by
+//! its series tags, then time; the merge compares rows in Arrow's row format
+//! on (tags, time, input rank) and takes, from the input whose next row is
+//! smallest, the whole run of rows that sort before every other input's next
+//! row (found by binary search), so rows are compared per run, not per row.
+//! Rows of the same (series, time) from several inputs come out next to each
+//! other, oldest first, and collapse to one row: per field, the latest
+//! non-null value. The merged rows are encoded a row group at a time
+//! (`parquet_file::Layout`) and streamed to the object store. What the merge
+//! holds at once (a batch per input, the rows on their way out, the row group
+//! being encoded) is sized from `Options::compaction_memory_bytes`, and
+//! measured: [`Merged::peak_memory_bytes`].
+//!
+//! **Swap.** The engine records the output and drops the inputs in one
+//! manifest change; readers that took their snapshot before it keep reading
+//! the inputs, which are deleted only once no such reader is left
+//! (`engine::Readers`). A crash before the change leaves the output as an
+//! orphan that the next open removes; after it, the inputs are the orphans.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::SortOptions;
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::DataType;
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
+use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use serde::Serialize;
+use tokio::runtime::Runtime;
+use tracing::{info, warn};
+
+use crate::catalog::{ColumnKind, FieldType, TableSchema, tag_type};
+use crate::dedup::align;
+use crate::engine::Shared;
+use crate::error::{Error, Result};
+use crate::flush::{Storage, file_path, now_ns};
+use crate::manifest::{FileMeta, Manifest};
+use crate::parquet_file::Layout;
+use crate::write::time_values;
+
+/// Most files one merge reads at once; a partition with more is merged in
+/// rounds, oldest files first.
+const MAX_INPUTS: usize = 32;
+/// Fewest rows per input batch, whatever the budget.
+const MIN_BATCH_ROWS: usize = 1024;
+/// Most rows per input batch.
+const MAX_BATCH_ROWS: usize = 65_536;
+
+/// How often the compactor looks for cold partitions when nothing wakes it.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Compactions kept for `system.compactions`.
+const RECENT: usize = 100;
+
+/// What the compactor thread is asked to do.
+pub(crate) enum CompactMsg {
+    /// Files changed: see whether a partition needs compacting.
+    Look,
+    /// Compact every partition with more than one file; reply when done.
+    Everything(Sender<Result<Vec<CompactionRecord>>>),
+    Shutdown,
+}
+
+/// The compactor thread: merges partitions as the background policy asks
+/// (when `Options::compaction` is on) or everything on request, and deletes
+/// the replaced files once no read can reach them.
+pub(crate) fn run_compactor(shared: Arc<Shared>, runtime: Runtime, rx: Receiver<CompactMsg>) {
+    loop {
+        let msg = match rx.recv_timeout(LOOK_EVERY) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
+            Some(CompactMsg::Shutdown) => break,
+            Some(CompactMsg::Everything(reply)) => {
+                let result = compact(&shared, &runtime, Policy::Everything);
+                delete_unreachable(&shared, &runtime);
+                let _ = reply.send(result);
+            }
+            Some(CompactMsg::Look) | None => {
+                if shared.options.compaction && !shared.closed.load(AtomicOrdering::Acquire) {
+                    let policy = Policy::Background {
+                        trigger_files: shared.options.compaction_trigger_files,
+                        cold_after_ns: i64::try_from(
+                            shared.options.compaction_cold_after.as_nanos(),
+                        )
+                        .unwrap_or(i64::MAX),
+                        now_ns: now_ns(),
+                    };
+                    if let Err(e) = compact(&shared, &runtime, policy) {
+                        warn!(error = %e, "compaction failed; the partition keeps its files and is tried again later");
+                    }
+                }
+                delete_unreachable(&shared, &runtime);
+            }
+        }
+    }
+    delete_unreachable(&shared, &runtime);
+}
+
+/// Runs every merge `policy` picks, again until none is left for
+/// [`Policy::Everything`] (a partition with many files takes several rounds).
+fn compact(shared: &Shared, runtime: &Runtime, policy: Policy) -> Result<Vec<CompactionRecord>> {
+    let mut done = Vec::new();
+    loop {
+        let manifest = shared.state_read().manifest.clone();
+        let jobs = pick(&manifest, policy);
+        if jobs.is_empty() {
+            break;
+        }
+        let mut progress = false;
+        for job in jobs {
+            if shared.closed.load(AtomicOrdering::Acquire) {
+                return Err(Error::Closed);
+            }
+            if let Some(record) = run_job(shared, runtime, &job)? {
+                progress = true;
+                done.push(record);
+            }
+            delete_unreachable(shared, runtime);
+        }
+        if !progress || policy != Policy::Everything {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Merges one job's files and swaps the result into the manifest.
+fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<CompactionRecord>> {
+    let Some(table) = shared.catalog_read().table(&job.database, &job.table) else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let id = shared.reserve_file_ids(1);
+    let path = file_path(
+        &job.database,
+        &job.table,
+        job.partition,
+        shared.partition_width,
+        id,
+    );
+    let mut settings = Settings {
+        budget: shared.options.compaction_memory_bytes,
+        row_group_rows: shared.options.row_group_rows,
+        floats_only: false,
+        cancel: &shared.closed,
+    };
+    let mut result = runtime.block_on(merge(&shared.storage, &table, job, id, &path, &settings));
+    if matches!(&result, Err(Error::Internal(m)) if m.contains("not exact at the decimal scale")) {
+        // A value too large for the inputs' largest scale: store floats.
+        remove(shared, runtime, &path);
+        settings.floats_only = true;
+        result = runtime.block_on(merge(&shared.storage, &table, job, id, &path, &settings));
+    }
+    let merged = match result {
+        Ok(m) => m,
+        Err(e) => {
+            remove(shared, runtime, &path);
+            return Err(e);
+        }
+    };
+    let input_ids: Vec<u64> = job.inputs.iter().map(|f| f.id).collect();
+    let swapped = shared.edit_manifest(
+        |m| {
+            // A file another change removed meanwhile (a dropped table, an
+            // expired partition) must not come back inside the output.
+            let live = input_ids
+                .iter()
+                .all(|id| m.files.iter().any(|f| f.id == *id));
+            if live {
+                m.files.retain(|f| !input_ids.contains(&f.id));
+                m.files.extend(merged.file.clone());
+            }
+            Ok(live)
+        },
+        |_| {},
+    );
+    match swapped {
+        Ok(true) => {}
+        Ok(false) => {
+            remove(shared, runtime, &path);
+            return Ok(None);
+        }
+        Err(e) => {
+            // The manifest may or may not name the output now: leave it for
+            // the next open's orphan check rather than delete a live file.
+            return Err(e);
+        }
+    }
+    shared.last_rows.files_replaced(
+        &job.database,
+        &job.table,
+        &input_ids,
+        merged.file.as_ref().map(|f| f.id),
+    );
+    let bytes_read: u64 = job.inputs.iter().map(|f| f.bytes).sum();
+    let bytes_written = merged.file.as_ref().map_or(0, |f| f.bytes);
+    let record = CompactionRecord {
+        database: job.database.clone(),
+        table: job.table.clone(),
+        partition: job.partition,
+        level: job.level,
+        files_in: job.inputs.len(),
+        files_out: usize::from(merged.file.is_some()),
+        rows_in: merged.rows_read,
+        rows_out: merged.file.as_ref().map_or(0, |f| f.rows),
+        bytes_read,
+        bytes_written,
+        peak_memory_bytes: merged.peak_memory_bytes,
+        finished_at: now_ns(),
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    let stats = &shared.stats;
+    stats.compactions.fetch_add(1, AtomicOrdering::Relaxed);
+    stats
+        .bytes_compacted
+        .fetch_add(bytes_read, AtomicOrdering::Relaxed);
+    stats
+        .compaction_bytes_written
+        .fetch_add(bytes_written, AtomicOrdering::Relaxed);
+    {
+        let mut recent = shared.compactions.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(record.clone());
+    }
+    info!(
+        database = %job.database,
+        table = %job.table,
+        partition = job.partition,
+        level = job.level,
+        files_in = record.files_in,
+        rows_in = record.rows_in,
+        rows_out = record.rows_out,
+        bytes_read,
+        bytes_written,
+        peak_memory_bytes = record.peak_memory_bytes,
+        elapsed_ms = record.duration_ms,
+        "compacted"
+    );
+    Ok(Some(record))
+}
+
+/// Deletes an object, logging (not failing) when that does not work: a file
+/// the manifest does not name is removed at the next open anyway.
+fn remove(shared: &Shared, runtime: &Runtime, path: &StorePath) {
+    if let Err(e) = runtime.block_on(shared.storage.store.delete(path))
+        && !matches!(e, object_store::Error::NotFound { .. })
+    {
+        warn!(%path, error = %e, "could not delete a file the manifest no longer names");
+    }
+}
+
+/// Deletes the files replaced by manifest changes that no read can reach.
+fn delete_unreachable(shared: &Shared, runtime: &Runtime) {
+    for path in shared.readers.take_unreachable() {
+        remove(shared, runtime, &path);
+    }
+}
+
+/// One merge to run: files of one partition, consecutive in write order.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub database: String,
+    pub table: String,
+    pub partition: i64,
+    /// By `max_seq`, oldest first.
+    pub inputs: Vec<FileMeta>,
+    /// The level of the output: 1 for merged flushes, 2 for a whole partition.
+    pub level: u8,
+}
+
+/// Why a partition is compacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// The background schedule: trigger counts and cold partitions.
+    Background {
+        trigger_files: usize,
+        cold_after_ns: i64,
+        now_ns: i64,
+    },
+    /// Everything that has more than one file, now.
+    Everything,
+}
+
+/// The merges the manifest needs under `policy`, the partitions with the most
+/// files first.
+pub(crate) fn pick(manifest: &Manifest, policy: Policy) -> Vec<Job> {
+    let mut partitions: BTreeMap<(&str, &str, i64), Vec<&FileMeta>> = BTreeMap::new();
+    for f in &manifest.files {
+        partitions
+            .entry((&f.database, &f.table, f.partition))
+            .or_default()
+            .push(f);
+    }
+    let mut jobs = Vec::new();
+    for ((database, table, partition), mut files) in partitions {
+        if files.len() < 2 {
+            continue;
+        }
+        files.sort_by_key(|f| f.max_seq);
+        let cold = match policy {
+            Policy::Everything => true,
+            Policy::Background {
+                cold_after_ns,
+                now_ns,
+                ..
+            } => {
+                let newest = files.iter().map(|f| f.written_at).max().unwrap_or(0);
+                now_ns.saturating_sub(newest) >= cold_after_ns
+            }
+        };
+        let (inputs, level): (Vec<&FileMeta>, u8) = if cold {
+            (files, 2)
+        } else {
+            let Policy::Background { trigger_files, .. } = policy else {
+                unreachable!("only the background policy has partitions that are not cold");
+            };
+            let flushed = files.iter().rev().take_while(|f| f.level == 0).count();
+            if flushed < trigger_files.max(2) {
+                continue;
+            }
+            (files[files.len() - flushed..].to_vec(), 1)
+        };
+        // The oldest files first: a prefix of a run consecutive in write
+        // order is consecutive too.
+        let inputs: Vec<FileMeta> = inputs.into_iter().take(MAX_INPUTS).cloned().collect();
+        jobs.push(Job {
+            database: database.to_string(),
+            table: table.to_string(),
+            partition,
+            inputs,
+            level,
+        });
+    }
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.inputs.len()));
+    jobs
+}
+
+/// What a merge wrote.
+#[derive(Debug, Clone)]
+pub(crate) struct Merged {
+    /// The output file, or `None` when the inputs held no rows.
+    pub file: Option<FileMeta>,
+    /// Rows read from the inputs (before duplicates collapsed).
+    pub rows_read: u64,
+    /// The most memory the merge held at once.
+    pub peak_memory_bytes: usize,
+}
+
+/// A record of one compaction, for `system.compactions` and the metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactionRecord {
+    pub database: String,
+    pub table: String,
+    /// Start of the partition (ns since the epoch).
+    pub partition: i64,
+    pub level: u8,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub peak_memory_bytes: usize,
+    /// When it finished (ns since the epoch).
+    pub finished_at: i64,
+    pub duration_ms: u64,
+}
+
+/// How a merge runs.
+pub(crate) struct Settings<'a> {
+    /// Memory the merge may hold.
+    pub budget: usize,
+    /// Most rows per row group of the output.
+    pub row_group_rows: usize,
+    /// Store every float field as a float, even where the inputs hold decimals
+    /// (the fallback when a value does not fit the scale).
+    pub floats_only: bool,
+    /// Set to stop the merge (the engine is closing).
+    pub cancel: &'a AtomicBool,
+}
+
+/// Merges `job`'s inputs into one file at `path` (id `id`). Stops with an
+/// error when `settings.cancel` is set; the caller removes whatever was
+/// written.
+pub(crate) async fn merge(
+    storage: &Storage,
+    table: &TableSchema,
+    job: &Job,
+    id: u64,
+    path: &StorePath,
+    settings: &Settings<'_>,
+) -> Result<Merged> {
+    let Settings {
+        budget,
+        row_group_rows,
+        floats_only,
+        cancel,
+    } = *settings;
+    let schema = table.arrow_schema().clone();
+    let mut readers = Vec::with_capacity(job.inputs.len());
+    for f in &job.inputs {
+        let location = StorePath::from(f.path.as_str());
+        let reader = StoreReader {
+            store: storage.store.clone(),
+            path: location,
+            size: f.bytes,
+        };
+        readers.push(ParquetRecordBatchStreamBuilder::new(reader).await?);
+    }
+    // Floats stay decimals where every input stored them as decimals, at the
+    // largest scale any used: a value exact at one scale is exact at a larger
+    // one (the integer times a power of ten, over a power of ten, is the same
+    // rational number, and division rounds correctly).
+    let scales: Vec<Option<i8>> = table
+        .columns()
+        .iter()
+        .map(|c| {
+            if floats_only || c.kind != ColumnKind::Field(FieldType::Float) {
+                return None;
+            }
+            let mut scale = Some(0i8);
+            for r in &readers {
+                if let Ok(field) = r.schema().field_with_name(&c.name) {
+                    scale = match field.data_type() {
+                        DataType::Decimal128(_, s) => scale.map(|x| x.max(*s)),
+                        _ => None,
+                    };
+                }
+            }
+            scale
+        })
+        .collect();
+    let key_names = merge_key(table, &job.inputs);
+    let key: Vec<usize> = key_names
+        .iter()
+        .filter_map(|n| table.columns().iter().position(|c| &c.name == n))
+        .collect();
+    let converter = RowConverter::new(
+        key.iter()
+            .map(|_| tag_type())
+            .chain([schema.field(table.time_index()).data_type().clone()])
+            .map(|t| {
+                SortField::new_with_options(
+                    t,
+                    SortOptions {
+                        descending: false,
+                        nulls_first: false,
+                    },
+                )
+            })
+            .collect(),
+    )?;
+    let row_bytes = estimated_row_bytes(table);
+    let k = readers.len().max(1);
+    // A quarter of the budget for the inputs' batches, a quarter for the
+    // rows on their way out, half for the row group being encoded.
+    let batch_rows = (budget / 4 / k / row_bytes).clamp(MIN_BATCH_ROWS, MAX_BATCH_ROWS);
+    let out_rows = (budget / 4 / row_bytes).clamp(MIN_BATCH_ROWS, 1 << 20);
+    let group_rows = (budget / 2 / row_bytes)
+        .max(MIN_BATCH_ROWS)
+        .min(row_group_rows)
+        .max(1);
+
+    let mut inputs = Vec::with_capacity(k);
+    for (rank, (builder, f)) in readers.into_iter().zip(&job.inputs).enumerate() {
+        let sorted = is_prefix(f.sort_key.as_deref(), &key_names);
+        // The reader fetches a row group's column chunks whole.
+        let fetched = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.compressed_size().max(0) as usize)
+            .max()
+            .unwrap_or(0);
+        let stream = builder.with_batch_size(batch_rows).build()?;
+        let mut input = Input::new(rank, stream, sorted, fetched);
+        input.advance(&schema, &key, table, &converter).await?;
+        inputs.push(input);
+    }
+
+    let mut out = Output {
+        pending: Vec::new(),
+        pending_rows: 0,
+        dup_groups: Vec::new(),
+        last: None,
+        writer: None,
+        layout: None,
+        min_time: i64::MAX,
+        max_time: i64::MIN,
+        rows: 0,
+        peak: 0,
+        writer_budget: budget / 2,
+    };
+    let mut rows_read = 0u64;
+    loop {
+        if cancel.load(AtomicOrdering::Acquire) {
+            return Err(Error::Closed);
+        }
+        // The input with the smallest next row, and the runner-up.
+        let mut best: Option<usize> = None;
+        let mut second: Option<usize> = None;
+        for i in 0..inputs.len() {
+            if inputs[i].done() {
+                continue;
+            }
+            match best {
+                None => best = Some(i),
+                Some(b) if inputs[i].head_cmp(&inputs[b]) == Ordering::Less => {
+                    second = best;
+                    best = Some(i);
+                }
+                Some(_) => match second {
+                    Some(s) if inputs[i].head_cmp(&inputs[s]) != Ordering::Less => {}
+                    _ => second = Some(i),
+                },
+            }
+        }
+        let Some(b) = best else { break };
+        let run = match second {
+            None => inputs[b].remaining(),
+            Some(s) => inputs[b].run_before(&inputs[s]),
+        };
+        let input = &mut inputs[b];
+        let (batch, rows, start) = input.current();
+        let duplicate = out
+            .last
+            .as_ref()
+            .is_some_and(|last| last.row() == rows.row(start));
+        if !duplicate && out.pending_rows >= out_rows {
+            out.flush_pending(storage, table, &key, &scales, path, group_rows)
+                .await?;
+        }
+        out.push(batch.slice(start, run), duplicate);
+        out.last = Some(rows.row(start + run - 1).owned());
+        rows_read += run as u64;
+        input.pos += run;
+        let held: usize = inputs.iter().map(Input::memory).sum::<usize>() + out.memory();
+        out.peak = out.peak.max(held);
+        if inputs[b].pos == inputs[b].len() {
+            inputs[b].advance(&schema, &key, table, &converter).await?;
+        }
+    }
+    out.flush_pending(storage, table, &key, &scales, path, group_rows)
+        .await?;
+    let file = out
+        .finish(storage, path, id, table, &key_names, job)
+        .await?;
+    Ok(Merged {
+        file,
+        rows_read,
+        peak_memory_bytes: out.peak,
+    })
+}
+
+/// The order the merge sorts by: the recorded sort key of the largest input,
+/// then the table's other tags in schema order. A file whose own key is a
+/// prefix of this is already in this order: the tags its key leaves out are
+/// the ones its key determines, constant within each of its series.
+fn is_prefix(file_key: Option<&[String]>, merge_key: &[String]) -> bool {
+    file_key.is_some_and(|k| merge_key.starts_with(k))
+}
+
+fn merge_key(table: &TableSchema, inputs: &[FileMeta]) -> Vec<String> {
+    let mut key: Vec<String> = inputs
+        .iter()
+        .filter(|f| f.sort_key.is_some())
+        .max_by_key(|f| f.rows)
+        .and_then(|f| f.sort_key.clone())
+        .unwrap_or_default();
+    key.retain(|name| {
+        table
+            .column(name)
+            .is_some_and(|c| c.kind == ColumnKind::Tag)
+    });
+    for i in table.tag_indices() {
+        let name = &table.columns()[i].name;
+        if !key.contains(name) {
+            key.push(name.clone());
+        }
+    }
+    key
+}
+
+/// A rough size of one row in memory, for sizing batches from the budget:
+/// the columns plus the row-format key.
+fn estimated_row_bytes(table: &TableSchema) -> usize {
+    let columns: usize = table
+        .columns()
+        .iter()
+        .map(|c| match c.kind {
+            ColumnKind::Time => 8 + 9,
+            ColumnKind::Tag => 4 + 24,
+            ColumnKind::Field(FieldType::String) => 40,
+            ColumnKind::Field(_) => 9,
+        })
+        .sum();
+    columns.max(16)
+}
+
+/// Reads a Parquet file's byte ranges from the object store.
+struct StoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: StorePath,
+    size: u64,
+}
+
+impl AsyncFileReader for StoreReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        let (store, path) = (self.store.clone(), self.path.clone());
+        async move {
+            store
+                .get_range(&path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// One input file as it streams through the merge.
+struct Input {
+    rank: usize,
+    stream: Option<ParquetRecordBatchStream<StoreReader>>,
+    /// False when the file is not in the merge's order: it is then read
+    /// whole and sorted (a flushed file is at most a memtable's size).
+    sorted: bool,
+    batch: Option<RecordBatch>,
+    rows: Option<Rows>,
+    pos: usize,
+    /// Bytes of the largest row group, which the reader holds while decoding.
+    fetched: usize,
+}
+
+impl Input {
+    fn new(
+        rank: usize,
+        stream: ParquetRecordBatchStream<StoreReader>,
+        sorted: bool,
+        fetched: usize,
+    ) -> Self {
+        Self {
+            rank,
+            stream: Some(stream),
+            sorted,
+            batch: None,
+            rows: None,
+            pos: 0,
+            fetched,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.batch.is_none()
+    }
+
+    fn len(&self) -> usize {
+        self.batch.as_ref().map_or(0, |b| b.num_rows())
+    }
+
+    fn remaining(&self) -> usize {
+        self.len() - self.pos
+    }
+
+    fn current(&self) -> (&RecordBatch, &Rows, usize) {
+        match (&self.batch, &self.rows) {
+            (Some(b), Some(r)) => (b, r, self.pos),
+            _ => unreachable!("current() is called on inputs that are not done"),
+        }
+    }
+
+    fn rows(&self) -> &Rows {
+        self.rows
+            .as_ref()
+            .expect("an input that is not done has rows")
+    }
+
+    /// The order of the two inputs' next rows: by key, then by rank.
+    fn head_cmp(&self, other: &Input) -> Ordering {
+        self.rows()
+            .row(self.pos)
+            .cmp(&other.rows().row(other.pos))
+            .then(self.rank.cmp(&other.rank))
+    }
+
+    /// How many of this input's next rows sort before `other`'s next row.
+    fn run_before(&self, other: &Input) -> usize {
+        let rows = self.rows();
+        let head = other.rows().row(other.pos);
+        let before = |i: usize| match rows.row(i).cmp(&head) {
+            Ordering::Less => true,
+            Ordering::Equal => self.rank < other.rank,
+            Ordering::Greater => false,
+        };
+        // The rows are sorted, so `before` holds on a prefix.
+        let (mut lo, mut hi) = (self.pos, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if before(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo - self.pos
+    }
+
+    fn memory(&self) -> usize {
+        let reading = if self.stream.is_some() {
+            self.fetched
+        } else {
+            0
+        };
+        self.batch.as_ref().map_or(0, |b| b.get_array_memory_size())
+            + self.rows.as_ref().map_or(0, |r| r.size())
+            + reading
+    }
+
+    /// Moves to the next non-empty batch, or marks the input done.
+    async fn advance(
+        &mut self,
+        schema: &arrow::datatypes::SchemaRef,
+        key: &[usize],
+        table: &TableSchema,
+        converter: &RowConverter,
+    ) -> Result<()> {
+        self.batch = None;
+        self.rows = None;
+        self.pos = 0;
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let batch = if self.sorted {
+            loop {
+                match stream.next().await {
+                    Some(b) => {
+                        let b = b?;
+                        if b.num_rows() > 0 {
+                            break Some(align(&b, schema)?);
+                        }
+                    }
+                    None => break None,
+                }
+            }
+        } else {
+            let mut all = Vec::new();
+            while let Some(b) = stream.next().await {
+                all.push(align(&b?, schema)?);
+            }
+            self.stream = None;
+            let whole = concat_batches(schema, &all)?;
+            drop(all);
+            (whole.num_rows() > 0)
+                .then(|| sort_by_key(&whole, key, table, converter))
+                .transpose()?
+        };
+        let Some(batch) = batch else {
+            self.stream = None;
+            return Ok(());
+        };
+        self.rows = Some(key_rows(&batch, key, table, converter)?);
+        self.batch = Some(batch);
+        Ok(())
+    }
+}
+
+/// The batch's merge keys in Arrow's row format: the key tags, then time.
+fn key_rows(
+    batch: &RecordBatch,
+    key: &[usize],
+    table: &TableSchema,
+    converter: &RowConverter,
+) -> Result<Rows> {
+    let columns: Vec<ArrayRef> = key
+        .iter()
+        .chain([&table.time_index()])
+        .map(|&i| batch.column(i).clone())
+        .collect();
+    Ok(converter.convert_columns(&columns)?)
+}
+
+/// The batch sorted by the merge key (its rows are unique per key).
+fn sort_by_key(
+    batch: &RecordBatch,
+    key: &[usize],
+    table: &TableSchema,
+    converter: &RowConverter,
+) -> Result<RecordBatch> {
+    let rows = key_rows(batch, key, table, converter)?;
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    let indices = UInt32Array::from(order);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// The merged rows on their way to the output file.
+struct Output {
+    /// Slices of input batches, in merged order.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    /// Runs of pending rows with one (series, time): `(first, last)`.
+    dup_groups: Vec<(usize, usize)>,
+    /// The key of the last row merged.
+    last: Option<OwnedRow>,
+    writer: Option<AsyncArrowWriter<BufWriter>>,
+    layout: Option<Layout>,
+    min_time: i64,
+    max_time: i64,
+    rows: u64,
+    peak: usize,
+    /// What the row group being encoded may hold before it is written out.
+    writer_budget: usize,
+}
+
+impl Output {
+    /// Adds merged rows; `duplicate` when the first has the key of the last
+    /// row added before it.
+    fn push(&mut self, rows: RecordBatch, duplicate: bool) {
+        if duplicate {
+            let at = self.pending_rows;
+            match self.dup_groups.last_mut() {
+                Some(group) if group.1 + 1 == at => group.1 = at,
+                _ => self.dup_groups.push((at - 1, at)),
+            }
+        }
+        self.pending_rows += rows.num_rows();
+        self.pending.push(rows);
+    }
+
+    fn memory(&self) -> usize {
+        // Slices share their input batches' buffers, counted with the inputs
+        // while those are current; count them here too, to be safe.
+        self.pending
+            .iter()
+            .map(|b| b.get_array_memory_size())
+            .sum::<usize>()
+            .min(self.pending_rows * 64)
+            + self.writer.as_ref().map_or(0, |w| w.memory_size())
+    }
+
+    /// Collapses duplicates in the pending rows and writes them out.
+    async fn flush_pending(
+        &mut self,
+        storage: &Storage,
+        table: &TableSchema,
+        key: &[usize],
+        scales: &[Option<i8>],
+        path: &StorePath,
+        group_rows: usize,
+    ) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let schema = table.arrow_schema();
+        let mut batch = concat_batches(schema, &self.pending)?;
+        self.pending.clear();
+        self.pending_rows = 0;
+        if !self.dup_groups.is_empty() {
+            batch = collapse(table, &batch, &self.dup_groups)?;
+            self.dup_groups.clear();
+        }
+        for &t in time_values(&batch) {
+            self.min_time = self.min_time.min(t);
+            self.max_time = self.max_time.max(t);
+        }
+        self.rows += batch.num_rows() as u64;
+        if self.writer.is_none() {
+            let layout = Layout::new(&batch, table, key, group_rows, scales)?;
+            let target = BufWriter::new(storage.store.clone(), path.clone());
+            self.writer = Some(AsyncArrowWriter::try_new(
+                target,
+                layout.schema.clone(),
+                Some(layout.props.clone()),
+            )?);
+            self.layout = Some(layout);
+        }
+        if let (Some(writer), Some(layout)) = (self.writer.as_mut(), self.layout.as_ref()) {
+            writer.write(&layout.to_file(&batch)?).await?;
+            // Encoders grow with the data; end the row group early rather
+            // than hold more than its share of the budget.
+            if writer.memory_size() > self.writer_budget {
+                writer.flush().await?;
+            }
+        }
+        self.peak = self.peak.max(self.memory() + batch.get_array_memory_size());
+        Ok(())
+    }
+
+    /// Closes the file, makes it durable, and describes it.
+    async fn finish(
+        &mut self,
+        storage: &Storage,
+        path: &StorePath,
+        id: u64,
+        table: &TableSchema,
+        key_names: &[String],
+        job: &Job,
+    ) -> Result<Option<FileMeta>> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(None);
+        };
+        writer.close().await?;
+        storage.sync_local(path)?;
+        let bytes = storage.store.head(path).await?.size;
+        let tag_ranges = union_tag_ranges(&job.inputs);
+        Ok(Some(FileMeta {
+            id,
+            database: job.database.clone(),
+            table: table.name().to_string(),
+            path: path.to_string(),
+            partition: job.partition,
+            min_time: self.min_time,
+            max_time: self.max_time,
+            rows: self.rows,
+            bytes,
+            max_seq: job.inputs.iter().map(|f| f.max_seq).max().unwrap_or(0),
+            sort_key: Some(key_names.to_vec()),
+            tag_ranges,
+            level: job.level,
+            written_at: crate::flush::now_ns(),
+        }))
+    }
+}
+
+/// The union of the inputs' tag ranges (a superset of the output's), or
+/// `None` when an input has none recorded.
+fn union_tag_ranges(inputs: &[FileMeta]) -> Option<BTreeMap<String, (String, String)>> {
+    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for f in inputs {
+        for (tag, (lo, hi)) in f.tag_ranges.as_ref()? {
+            out.entry(tag.clone())
+                .and_modify(|(a, b)| {
+                    if lo < a {
+                        *a = lo.clone();
+                    }
+                    if hi > b {
+                        *b = hi.clone();
+                    }
+                })
+                .or_insert_with(|| (lo.clone(), hi.clone()));
+        }
+    }
+    Some(out)
+}
+
+/// One row per group of rows with the same (series, time): the group's last
+/// row, except that each field takes the last non-null value in the group
+/// (the rows of a group are in write order).
+fn collapse(
+    table: &TableSchema,
+    batch: &RecordBatch,
+    groups: &[(usize, usize)],
+) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    // Output row -> (first, last) input row.
+    let mut spans: Vec<(u32, u32)> = Vec::with_capacity(n);
+    let mut next = groups.iter().peekable();
+    let mut i = 0;
+    while i < n {
+        match next.peek() {
+            Some(&&(first, last)) if first == i => {
+                spans.push((first as u32, last as u32));
+                next.next();
+                i = last + 1;
+            }
+            _ => {
+                spans.push((i as u32, i as u32));
+                i += 1;
+            }
+        }
+    }
+    let last = UInt32Array::from_iter_values(spans.iter().map(|s| s.1));
+    let columns = table
+        .columns()
+        .iter()
+        .zip(batch.columns())
+        .map(|(col, array)| {
+            let indices = match col.kind {
+                ColumnKind::Field(_) if array.null_count() > 0 => {
+                    UInt32Array::from_iter_values(spans.iter().map(|&(first, last)| {
+                        (first..=last)
+                            .rev()
+                            .find(|&r| array.is_valid(r as usize))
+                            .unwrap_or(last)
+                    }))
+                }
+                _ => last.clone(),
+            };
+            Ok(take(array.as_ref(), &indices, None)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
