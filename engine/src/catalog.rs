@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
@@ -195,16 +196,25 @@ impl TableSchema {
     }
 }
 
-/// Every database's tables.
+/// Every database's tables, and each database's retention period.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     databases: BTreeMap<String, BTreeMap<String, Arc<TableSchema>>>,
+    /// Databases that keep rows for a limited time; absent = forever.
+    retention: BTreeMap<String, Duration>,
+    /// The retention a database gets when a write or a `CREATE DATABASE`
+    /// without one creates it ([`crate::Options::default_retention`]).
+    default_retention: Option<Duration>,
 }
 
 /// The persisted form of a catalog (inside the manifest).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct CatalogSnapshot {
     pub databases: BTreeMap<String, BTreeMap<String, Vec<Column>>>,
+    /// Retention periods in nanoseconds, by database; absent in manifests
+    /// written before Ingot had retention.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retention_ns: BTreeMap<String, u64>,
 }
 
 impl Catalog {
@@ -225,7 +235,16 @@ impl Catalog {
                 (db.clone(), tables)
             })
             .collect();
-        Self { databases }
+        let retention = s
+            .retention_ns
+            .iter()
+            .map(|(db, ns)| (db.clone(), Duration::from_nanos(*ns)))
+            .collect();
+        Self {
+            databases,
+            retention,
+            default_retention: None,
+        }
     }
 
     pub(crate) fn snapshot(&self) -> CatalogSnapshot {
@@ -243,7 +262,40 @@ impl Catalog {
                     )
                 })
                 .collect(),
+            retention_ns: self
+                .retention
+                .iter()
+                .map(|(db, d)| (db.clone(), u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+                .collect(),
         }
+    }
+
+    /// Sets the retention that databases created from now on get.
+    pub(crate) fn set_default_retention(&mut self, retention: Option<Duration>) {
+        self.default_retention = retention;
+    }
+
+    pub fn has_database(&self, database: &str) -> bool {
+        self.databases.contains_key(database)
+    }
+
+    /// How long `database` keeps rows; `None` is forever. A database that
+    /// does not exist yet would be created with the default period.
+    pub fn retention(&self, database: &str) -> Option<Duration> {
+        if self.databases.contains_key(database) {
+            self.retention.get(database).copied()
+        } else {
+            self.default_retention
+        }
+    }
+
+    /// Sets how long `database` keeps rows, creating it if need be.
+    pub(crate) fn set_retention(&mut self, database: &str, retention: Option<Duration>) {
+        self.databases.entry(database.to_string()).or_default();
+        match retention {
+            Some(d) => self.retention.insert(database.to_string(), d),
+            None => self.retention.remove(database),
+        };
     }
 
     pub fn database_names(&self) -> Vec<String> {
@@ -261,8 +313,14 @@ impl Catalog {
         self.databases.get(database)?.get(table).cloned()
     }
 
+    /// Creates `database` if it does not exist, with the default retention.
     pub(crate) fn ensure_database(&mut self, database: &str) {
-        self.databases.entry(database.to_string()).or_default();
+        if !self.databases.contains_key(database) {
+            self.databases.insert(database.to_string(), BTreeMap::new());
+            if let Some(d) = self.default_retention {
+                self.retention.insert(database.to_string(), d);
+            }
+        }
     }
 
     /// Checks that every table write agrees with the catalog and adds what is
@@ -303,6 +361,7 @@ impl Catalog {
                 updated.push((table.to_string(), columns));
             }
         }
+        self.ensure_database(database);
         let tables = self.databases.entry(database.to_string()).or_default();
         for (table, columns) in updated {
             let schema = Arc::new(TableSchema::from_columns(&table, columns));

@@ -101,11 +101,19 @@ pub(crate) fn run_compactor(shared: Arc<Shared>, runtime: Runtime, rx: Receiver<
         match msg {
             Some(CompactMsg::Shutdown) => break,
             Some(CompactMsg::Everything(reply)) => {
-                let result = compact(&shared, &runtime, Policy::Everything);
+                // Expired files first: merging them would be wasted work.
+                let result = crate::retention::expire(&shared, now_ns())
+                    .and_then(|_| compact(&shared, &runtime, Policy::Everything));
                 delete_unreachable(&shared, &runtime);
                 let _ = reply.send(result);
             }
             Some(CompactMsg::Look) | None => {
+                if shared.options.compaction
+                    && !shared.closed.load(AtomicOrdering::Acquire)
+                    && let Err(e) = crate::retention::expire(&shared, now_ns())
+                {
+                    warn!(error = %e, "removing expired files failed; tried again in a second");
+                }
                 if shared.options.compaction && !shared.closed.load(AtomicOrdering::Acquire) {
                     let policy = Policy::Background {
                         trigger_files: shared.options.compaction_trigger_files,

@@ -1,9 +1,10 @@
 //! The [`Engine`]: opening a data directory, the write pipeline, the flusher.
 //!
 //! Threads: callers validate and encode their writes on their own threads,
-//! then hand them to one **commit thread** that appends them to the WAL,
-//! fsyncs once for the whole group (group commit), applies them to the
-//! memtable in sequence order and acknowledges. A **flusher thread** freezes
+//! then queue them for the group commit (`commit`): one writer at a time
+//! leads, appending everything queued to the WAL, fsyncing once for the
+//! whole group, applying it to the memtable in sequence order and
+//! acknowledging each writer. A **flusher thread** freezes
 //! the memtable, writes Parquet files, records them in the manifest and
 //! retires WAL segments. A **compactor thread** merges each partition's files
 //! (`compaction`). Both change the manifest only through
@@ -17,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
@@ -29,25 +30,25 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{error, info, warn};
 
 use crate::catalog::Catalog;
+use crate::commit::{Committer, WriteRequest};
 use crate::compaction::{CompactMsg, CompactionRecord, run_compactor};
 use crate::error::{Error, Result};
-use crate::flush::{Storage, flush_memtable};
+use crate::flush::{Storage, flush_memtable, now_ns};
 use crate::last_rows::LastRowsCache;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
-use crate::options::{Options, Precision, WalSync};
+use crate::options::{Options, Precision};
 use crate::readers::Readers;
+use crate::retention::check_period;
+use crate::statement::Statement;
 use crate::wal::{self, WalWriter};
 use crate::write::{
     TableWrite, WriteSummary, check_name, count_points, decode_entry, encode_entry,
-    first_line_writing, normalize_batch, parse_line_protocol,
+    first_line_before, first_line_writing, normalize_batch, parse_line_protocol,
 };
 
 /// The default database.
 pub const DEFAULT_DATABASE: &str = "public";
-
-/// Most write requests the commit thread takes into one group commit.
-const MAX_GROUP: usize = 1024;
 
 /// An open Ingot data directory. Cheap to clone; all clones share one engine.
 #[derive(Clone)]
@@ -65,7 +66,7 @@ impl std::fmt::Debug for Engine {
 
 struct Inner {
     shared: Arc<Shared>,
-    commit_tx: Sender<CommitMsg>,
+    committer: Arc<Committer>,
     flush_tx: Sender<FlushMsg>,
     compact_tx: Sender<CompactMsg>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -105,14 +106,16 @@ pub(crate) struct Shared {
 /// Running totals behind [`Engine::stats`].
 #[derive(Default)]
 pub(crate) struct Counters {
-    wal_records: AtomicU64,
-    wal_fsyncs: AtomicU64,
-    wal_fsync_nanos: AtomicU64,
+    pub wal_records: AtomicU64,
+    pub wal_fsyncs: AtomicU64,
+    pub wal_fsync_nanos: AtomicU64,
     flushes: AtomicU64,
     files_written: AtomicU64,
     pub compactions: AtomicU64,
     pub bytes_compacted: AtomicU64,
     pub compaction_bytes_written: AtomicU64,
+    pub files_expired: AtomicU64,
+    pub rows_expired: AtomicU64,
 }
 
 /// What an engine has done since it was opened (for metrics and tests).
@@ -142,6 +145,10 @@ pub struct EngineStats {
     /// Files compaction replaced that running queries may still read; they
     /// are deleted when those queries finish.
     pub files_awaiting_deletion: u64,
+    /// Files removed because their rows were all past their database's
+    /// retention period, and the rows they held.
+    pub files_expired: u64,
+    pub rows_expired: u64,
 }
 
 /// The data a query can see: the memtable, memtables being flushed, and the
@@ -155,20 +162,7 @@ pub(crate) struct State {
     pub version: u64,
 }
 
-enum CommitMsg {
-    Write(WriteRequest),
-    Shutdown(Sender<()>),
-}
-
-struct WriteRequest {
-    database: String,
-    payload: Vec<u8>,
-    writes: Vec<TableWrite>,
-    reserved: usize,
-    reply: Sender<Result<u64>>,
-}
-
-enum FlushMsg {
+pub(crate) enum FlushMsg {
     /// Persist everything; reply when done if asked.
     Flush(Option<Sender<Result<()>>>),
     Shutdown,
@@ -234,7 +228,11 @@ impl Engine {
             wal_dir: wal_dir.clone(),
             partition_width: width,
             storage,
-            catalog: RwLock::new(Catalog::from_snapshot(&manifest.catalog)),
+            catalog: RwLock::new({
+                let mut catalog = Catalog::from_snapshot(&manifest.catalog);
+                catalog.set_default_retention(options.default_retention);
+                catalog
+            }),
             state: RwLock::new(State {
                 active: Memtable::default(),
                 frozen: Vec::new(),
@@ -258,18 +256,10 @@ impl Engine {
         let last_seq = replay(&shared, &runtime)?;
         let wal = WalWriter::create(&wal_dir, last_seq + 1)?;
 
-        let (commit_tx, commit_rx) = bounded::<CommitMsg>(4 * MAX_GROUP);
         let (flush_tx, flush_rx) = bounded::<FlushMsg>(16);
         let (compact_tx, compact_rx) = bounded::<CompactMsg>(16);
         let mut threads = Vec::new();
-        let s = shared.clone();
-        let ftx = flush_tx.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("ingot-commit".into())
-                .spawn(move || run_commit(s, wal, commit_rx, ftx))
-                .map_err(|e| Error::io(&dir, e))?,
-        );
+        let committer = Committer::start(&shared, wal, flush_tx.clone())?;
         let s = shared.clone();
         let ctx = compact_tx.clone();
         threads.push(
@@ -293,7 +283,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(Inner {
                 shared,
-                commit_tx,
+                committer,
                 flush_tx,
                 compact_tx,
                 threads: Mutex::new(threads),
@@ -316,6 +306,21 @@ impl Engine {
             .unwrap_or(0);
         let (writes, summary) = parse_line_protocol(text, precision, now)?;
         self.write_tables(database, writes).map_err(|e| match e {
+            Error::BeyondRetention {
+                database,
+                table,
+                period,
+                time,
+                horizon,
+                line: None,
+            } => Error::BeyondRetention {
+                line: first_line_before(text, precision, &table, horizon),
+                database,
+                table,
+                period,
+                time,
+                horizon,
+            },
             Error::TypeConflict {
                 table,
                 column,
@@ -367,6 +372,8 @@ impl Engine {
         if writes.is_empty() {
             return Ok(());
         }
+        let period = shared.catalog_read().retention(database);
+        crate::retention::check_writes(database, period, &writes, now_ns())?;
         {
             let schemas: Vec<_> = writes
                 .iter()
@@ -392,16 +399,14 @@ impl Engine {
             reserved,
             reply,
         };
-        if self
-            .inner
-            .commit_tx
-            .send(CommitMsg::Write(request))
-            .is_err()
-        {
-            shared.release_memory(reserved);
-            return Err(Error::Closed);
+        match self.inner.committer.commit(shared, request, result) {
+            Ok(_) => Ok(()),
+            Err(Error::Closed) => {
+                shared.release_memory(reserved);
+                Err(Error::Closed)
+            }
+            Err(e) => Err(e),
         }
-        result.recv().map_err(|_| Error::Closed)?.map(|_| ())
     }
 
     /// A DataFusion session over this engine's catalog (`ingot`), with the
@@ -411,10 +416,39 @@ impl Engine {
     }
 
     /// Runs one SQL statement and collects its result.
+    /// Ingot's own statements ([`crate::statement`]) run here and answer no
+    /// rows.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        if let Some(statement) = crate::statement::parse(sql)? {
+            self.run_statement(&statement)?;
+            return Ok(Vec::new());
+        }
         let ctx = self.session();
         let df = ctx.sql(sql).await?;
         Ok(df.collect().await?)
+    }
+
+    /// Runs one of Ingot's own statements, as parsed by
+    /// [`crate::statement::parse`]. Blocking for as long as a manifest
+    /// update takes (one fsync or two).
+    pub fn run_statement(&self, statement: &Statement) -> Result<()> {
+        match statement {
+            Statement::CreateDatabase {
+                name,
+                if_not_exists,
+                retention,
+            } => {
+                let period = retention.unwrap_or(self.inner.shared.options.default_retention);
+                match self.create_database(name, period) {
+                    Err(Error::AlreadyExists(_)) if *if_not_exists => Ok(()),
+                    done => done,
+                }
+            }
+            Statement::SetRetention {
+                database,
+                retention,
+            } => self.set_retention(database, *retention),
+        }
     }
 
     /// Persists everything written so far to Parquet and returns when it is
@@ -469,6 +503,62 @@ impl Engine {
         flushed
     }
 
+    /// Creates an empty database that keeps rows for `period` (`None`:
+    /// forever). A write to a database that does not exist creates it too,
+    /// with [`Options::default_retention`]. Persisted before it returns.
+    pub fn create_database(&self, database: &str, period: Option<Duration>) -> Result<()> {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        check_name("database", database)?;
+        check_period(period)?;
+        {
+            let mut catalog = shared.catalog_mut();
+            if catalog.has_database(database) {
+                return Err(Error::AlreadyExists(format!(
+                    "database {database:?} already exists"
+                )));
+            }
+            catalog.ensure_database(database);
+            catalog.set_retention(database, period);
+        }
+        // Storing the manifest persists the catalog.
+        shared.edit_manifest(|_| Ok(()), |_| {})
+    }
+
+    /// Sets how long `database` keeps rows, judged by their time: `None`
+    /// keeps them forever. Rows older than now minus the period are hidden
+    /// from queries at once, writes of such rows are rejected, and files
+    /// holding only such rows are deleted by the background task and by
+    /// [`Engine::compact`]. Persisted before it returns.
+    pub fn set_retention(&self, database: &str, period: Option<Duration>) -> Result<()> {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        check_period(period)?;
+        {
+            let mut catalog = shared.catalog_mut();
+            if !catalog.has_database(database) {
+                return Err(no_database(database));
+            }
+            catalog.set_retention(database, period);
+        }
+        shared.edit_manifest(|_| Ok(()), |_| {})?;
+        let _ = self.inner.compact_tx.try_send(CompactMsg::Look);
+        Ok(())
+    }
+
+    /// How long `database` keeps rows (`None`: forever).
+    pub fn retention(&self, database: &str) -> Result<Option<Duration>> {
+        let catalog = self.inner.shared.catalog_read();
+        if !catalog.has_database(database) {
+            return Err(no_database(database));
+        }
+        Ok(catalog.retention(database))
+    }
+
     /// Names of the databases.
     pub fn databases(&self) -> Vec<String> {
         self.inner.shared.catalog_read().database_names()
@@ -495,6 +585,8 @@ impl Engine {
             bytes_compacted: c.bytes_compacted.load(Ordering::Relaxed),
             compaction_bytes_written: c.compaction_bytes_written.load(Ordering::Relaxed),
             files_awaiting_deletion: shared.readers.waiting() as u64,
+            files_expired: c.files_expired.load(Ordering::Relaxed),
+            rows_expired: c.rows_expired.load(Ordering::Relaxed),
         }
     }
 
@@ -514,12 +606,15 @@ impl Engine {
     }
 }
 
+fn no_database(database: &str) -> Error {
+    Error::NotFound(format!(
+        "database {database:?} does not exist: create it with CREATE DATABASE or by writing to it"
+    ))
+}
+
 impl Inner {
     fn shutdown(&self) {
-        let (tx, rx) = bounded(1);
-        if self.commit_tx.send(CommitMsg::Shutdown(tx)).is_ok() {
-            let _ = rx.recv();
-        }
+        self.committer.close();
         let _ = self.flush_tx.send(FlushMsg::Shutdown);
         let _ = self.compact_tx.send(CompactMsg::Shutdown);
         let threads = match self.threads.lock() {
@@ -562,7 +657,7 @@ impl Shared {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+    pub(crate) fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -585,6 +680,9 @@ impl Shared {
         let current = self.state_read().manifest.clone();
         let mut next = (*current).clone();
         let out = change(&mut next)?;
+        // The catalog as of now: it only grows while files are written, so
+        // a manifest may name tables that no file has yet, never the reverse.
+        next.catalog = self.catalog_read().snapshot();
         next.next_file_id = next
             .next_file_id
             .max(self.next_file_id.load(Ordering::Acquire));
@@ -648,14 +746,14 @@ impl Shared {
         }
     }
 
-    fn release_memory(&self, bytes: usize) {
+    pub(crate) fn release_memory(&self, bytes: usize) {
         let _guard = self.mem_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.mem_bytes.fetch_sub(bytes, Ordering::AcqRel);
         self.mem_freed.notify_all();
     }
 
     /// Applies one decoded write to the active memtable.
-    fn apply(
+    pub(crate) fn apply(
         &self,
         state: &mut State,
         database: &str,
@@ -762,161 +860,6 @@ fn replay(shared: &Arc<Shared>, runtime: &tokio::runtime::Runtime) -> Result<u64
     Ok(last)
 }
 
-fn run_commit(
-    shared: Arc<Shared>,
-    mut wal: WalWriter,
-    rx: Receiver<CommitMsg>,
-    flush_tx: Sender<FlushMsg>,
-) {
-    let mut dirty = false;
-    let mut last_sync = Instant::now();
-    let mut poisoned: Option<String> = None;
-    let mut group: Vec<WriteRequest> = Vec::with_capacity(MAX_GROUP);
-    loop {
-        let first = match shared.options.wal_sync {
-            WalSync::Interval(every) if dirty => {
-                match rx.recv_timeout(every.saturating_sub(last_sync.elapsed())) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        shared.stats.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = wal.sync() {
-                            error!(error = %e, "WAL fsync failed");
-                            poisoned = Some(e.to_string());
-                        }
-                        dirty = false;
-                        last_sync = Instant::now();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            _ => match rx.recv() {
-                Ok(m) => m,
-                Err(_) => break,
-            },
-        };
-        let mut shutdown = None;
-        match first {
-            CommitMsg::Write(w) => group.push(w),
-            CommitMsg::Shutdown(done) => shutdown = Some(done),
-        }
-        while shutdown.is_none() && group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(CommitMsg::Write(w)) => group.push(w),
-                Ok(CommitMsg::Shutdown(done)) => shutdown = Some(done),
-                Err(_) => break,
-            }
-        }
-        if !group.is_empty() {
-            commit_group(
-                &shared,
-                &mut wal,
-                &mut group,
-                &mut poisoned,
-                &mut dirty,
-                &mut last_sync,
-            );
-            if shared.state_read().active.bytes() >= shared.options.memtable_budget_bytes / 2 {
-                match flush_tx.try_send(FlushMsg::Flush(None)) {
-                    Ok(()) | Err(TrySendError::Full(_)) => {}
-                    Err(TrySendError::Disconnected(_)) => {}
-                }
-            }
-            if poisoned.is_none()
-                && wal.size() >= shared.options.wal_segment_bytes
-                && let Err(e) = wal.rotate()
-            {
-                error!(error = %e, "WAL rotation failed");
-                poisoned = Some(e.to_string());
-            }
-        }
-        if let Some(done) = shutdown {
-            if poisoned.is_none()
-                && let Err(e) = wal.write_out().and_then(|_| wal.sync())
-            {
-                error!(error = %e, "final WAL sync failed");
-            }
-            let _ = done.send(());
-            break;
-        }
-    }
-}
-
-fn commit_group(
-    shared: &Shared,
-    wal: &mut WalWriter,
-    group: &mut Vec<WriteRequest>,
-    poisoned: &mut Option<String>,
-    dirty: &mut bool,
-    last_sync: &mut Instant,
-) {
-    let mut seqs = Vec::with_capacity(group.len());
-    let mut result: Result<()> = match poisoned {
-        Some(reason) => Err(Error::WalPoisoned(reason.clone())),
-        None => Ok(()),
-    };
-    if result.is_ok() {
-        for w in group.iter() {
-            match wal.append(&w.payload) {
-                Ok(seq) => seqs.push(seq),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-    }
-    if result.is_ok() {
-        result = wal.write_out();
-        if result.is_ok() {
-            match shared.options.wal_sync {
-                WalSync::Always => {
-                    let started = Instant::now();
-                    result = wal.sync();
-                    *last_sync = Instant::now();
-                    shared.stats.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
-                    shared
-                        .stats
-                        .wal_fsync_nanos
-                        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                }
-                WalSync::Interval(_) => *dirty = true,
-                WalSync::None => {}
-            }
-        }
-        if let Err(e) = &result {
-            error!(error = %e, "WAL write failed; refusing writes until reopened");
-            *poisoned = Some(e.to_string());
-        }
-    }
-    match result {
-        Ok(()) => {
-            shared
-                .stats
-                .wal_records
-                .fetch_add(group.len() as u64, Ordering::Relaxed);
-            let mut replies = Vec::with_capacity(group.len());
-            {
-                let mut state = shared.state_mut();
-                for (w, seq) in group.drain(..).zip(seqs) {
-                    let applied = shared.apply(&mut state, &w.database, seq, w.writes, w.reserved);
-                    replies.push((w.reply, applied.map(|_| seq)));
-                }
-            }
-            for (reply, r) in replies {
-                let _ = reply.send(r);
-            }
-        }
-        Err(e) => {
-            let message = e.to_string();
-            for w in group.drain(..) {
-                shared.release_memory(w.reserved);
-                let _ = w.reply.send(Err(Error::WalPoisoned(message.clone())));
-            }
-        }
-    }
-}
-
 fn run_flusher(
     shared: Arc<Shared>,
     runtime: tokio::runtime::Runtime,
@@ -982,7 +925,6 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             |next| {
                 next.files.extend(files.iter().map(|f| f.meta.clone()));
                 next.persisted_seq = next.persisted_seq.max(frozen.max_seq());
-                next.catalog = catalog.snapshot();
                 Ok(())
             },
             |state| {

@@ -38,6 +38,40 @@ pub enum Error {
     #[error("invalid write: {0}")]
     InvalidWrite(String),
 
+    /// A write holds a row older than its database's retention period
+    /// keeps; nothing of the write was stored. For line protocol, `line` is
+    /// the first line (from 1) with such a row.
+    #[error(
+        "write to table {table:?} of database {database:?} has a row at {}{}, older than \
+         the database's retention period of {period} keeps (rows before {}); nothing of the \
+         write was stored",
+        rfc3339(*.time),
+        on_line(*.line),
+        rfc3339(*.horizon)
+    )]
+    BeyondRetention {
+        database: String,
+        table: String,
+        /// The period as written back: `30d`, `12h`.
+        period: String,
+        /// The oldest row's time and the horizon, ns since the epoch.
+        time: i64,
+        horizon: i64,
+        line: Option<usize>,
+    },
+
+    /// A request or statement that is wrong in a way its message explains.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// A database (or another named thing) that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// A database (or another named thing) that exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+
     /// The memtable is over its memory budget and flushing did not free room in time.
     #[error(
         "resource exhausted: the memtable holds {used_bytes} bytes, over its budget of \
@@ -102,6 +136,11 @@ pub enum Error {
     Internal(String),
 }
 
+/// An RFC 3339 rendering of a time in nanoseconds, for messages.
+pub(crate) fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 fn on_line(line: Option<usize>) -> String {
     line.map(|n| format!(" on line {n}")).unwrap_or_default()
 }
@@ -112,7 +151,13 @@ impl Error {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            Error::LineProtocol(_) | Error::TypeConflict { .. } | Error::InvalidWrite(_)
+            Error::LineProtocol(_)
+                | Error::TypeConflict { .. }
+                | Error::InvalidWrite(_)
+                | Error::BeyondRetention { .. }
+                | Error::InvalidInput(_)
+                | Error::NotFound(_)
+                | Error::AlreadyExists(_)
         )
     }
 

@@ -18,9 +18,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::kernels::partition::partition;
-use arrow::compute::{concat_batches, take};
+use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -43,6 +43,7 @@ use crate::dedup::{align, sort_dedup};
 use crate::error::Result;
 use crate::manifest::FileMeta;
 use crate::query::IngotTable;
+use crate::write::time_values;
 
 /// For rows sorted by series then time, the last row of each series. A
 /// series is a run of equal values in the `tags` columns; tags a batch lacks
@@ -318,7 +319,16 @@ impl TableProvider for LastRowsTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let rows = self.table.last_rows().await?;
-        let rows = align(&rows, &self.schema()).map_err(external)?;
+        let mut rows = align(&rows, &self.schema()).map_err(external)?;
+        if let Some(horizon) = self.table.horizon() {
+            // A series whose last row is past the retention period has no
+            // row a query may see.
+            let keep: BooleanArray = time_values(&rows)
+                .iter()
+                .map(|&t| Some(t >= horizon))
+                .collect();
+            rows = filter_record_batch(&rows, &keep)?;
+        }
         let memory =
             MemorySourceConfig::try_new(&[vec![rows]], self.schema(), projection.cloned())?;
         Ok(DataSourceExec::from_data_source(memory))

@@ -3,15 +3,23 @@
 //!
 //! **A write** ([`Engine::write_lines`], [`Engine::write_batch`]) is parsed
 //! and normalized into one Arrow batch per table (`write`), checked against
-//! the table schemas (`catalog`), appended to the WAL by the commit thread,
-//! which fsyncs once per group of concurrent writes (`wal`), and then added to
+//! the table schemas (`catalog`), appended to the WAL by the group commit's
+//! leader, one of the writers, which fsyncs once per group of concurrent
+//! writes (`commit`, `wal`), and then added to
 //! the memtable as an immutable chunk tagged with its WAL sequence number
 //! (`memtable`). The write returns once it is durable. When the memtable
 //! passes half its memory budget, the flusher freezes it, sorts and
 //! deduplicates each table partition by (series, time) (`dedup`), writes one
 //! Parquet file per partition through `object_store` (`flush`), records the
 //! files atomically in the manifest (`manifest`) and deletes the WAL segments
-//! they cover.
+//! they cover. In the background, the compactor merges each partition's files
+//! into one sorted, deduplicated file with a streaming k-way merge under a
+//! memory budget (`compaction`), swapping it in with one manifest change; the
+//! replaced files go once no running query reads them (`readers`). Each
+//! database may keep rows for a retention period: writes older than it are
+//! refused, scans hide such rows, and the compactor's tick drops the files
+//! that hold nothing newer (`retention`). `CREATE DATABASE` and `ALTER
+//! DATABASE`, which DataFusion does not know, are Ingot's own (`statement`).
 //!
 //! **A read** ([`Engine::sql`]) plans through DataFusion over the `ingot`
 //! catalog (`query`): each table's scan takes a snapshot of the memtable
@@ -27,6 +35,7 @@
 //! layouts are in `engine/docs/format.md`.
 
 mod catalog;
+mod commit;
 mod compaction;
 mod dedup;
 mod engine;
@@ -40,6 +49,8 @@ mod options;
 mod parquet_file;
 mod query;
 mod readers;
+mod retention;
+pub mod statement;
 mod wal;
 mod write;
 
@@ -50,4 +61,5 @@ pub use error::{Error, Result};
 pub use manifest::FileMeta;
 pub use options::{Options, Precision, WalSync};
 pub use query::CATALOG_NAME;
+pub use retention::{format_period, parse_period};
 pub use write::WriteSummary;

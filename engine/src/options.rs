@@ -109,8 +109,8 @@ pub struct Options {
     /// than hashing (q4 49 -> 68 ms, q5 29 -> 43 ms on 2 cores).
     pub declare_file_order: bool,
     /// Compact in the background: merge each partition's flushed files into
-    /// few sorted, deduplicated files. On by default; [`crate::Engine::compact`]
-    /// works either way.
+    /// few sorted, deduplicated files, and remove the files that retention
+    /// expired. On by default; [`crate::Engine::compact`] does both either way.
     pub compaction: bool,
     /// Memory one compaction may hold: input batches, the merged rows on their
     /// way out, and the Parquet row group being encoded. A partition of any
@@ -122,6 +122,10 @@ pub struct Options {
     /// A partition with no new file for this long is merged into one file,
     /// the layout queries read fastest.
     pub compaction_cold_after: Duration,
+    /// How long a database created from now on keeps rows (by their time):
+    /// `None`, the default, keeps them forever. Each database's own period is
+    /// set with [`crate::Engine::set_retention`] and kept in the catalog.
+    pub default_retention: Option<Duration>,
 }
 
 impl Default for Options {
@@ -140,6 +144,7 @@ impl Default for Options {
             compaction_memory_bytes: 256 << 20,
             compaction_trigger_files: 8,
             compaction_cold_after: Duration::from_secs(300),
+            default_retention: None,
         }
     }
 }
@@ -153,6 +158,7 @@ impl std::fmt::Debug for Options {
             .field("compaction_memory_bytes", &self.compaction_memory_bytes)
             .field("compaction_trigger_files", &self.compaction_trigger_files)
             .field("compaction_cold_after", &self.compaction_cold_after)
+            .field("default_retention", &self.default_retention)
             .field("wal_segment_bytes", &self.wal_segment_bytes)
             .field("memtable_budget_bytes", &self.memtable_budget_bytes)
             .field("write_stall_timeout", &self.write_stall_timeout)

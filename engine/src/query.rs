@@ -36,7 +36,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
@@ -131,6 +131,10 @@ impl SchemaProvider for IngotSchema {
                 shared: self.shared.clone(),
                 database: self.database.clone(),
                 schema,
+                horizon: crate::retention::horizon(
+                    self.shared.catalog_read().retention(&self.database),
+                    crate::flush::now_ns(),
+                ),
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -149,6 +153,9 @@ pub(crate) struct IngotTable {
     shared: Arc<Shared>,
     database: String,
     schema: Arc<TableSchema>,
+    /// Rows older than this (ns) are past the database's retention period
+    /// and hidden; fixed when the query names the table.
+    horizon: Option<i64>,
 }
 
 /// One thing a scan reads: a Parquet file or a memtable chunk.
@@ -178,6 +185,16 @@ impl IngotTable {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// The oldest time the database's retention period lets queries see.
+    pub(crate) fn horizon(&self) -> Option<i64> {
+        self.horizon
+    }
+
+    /// `time >= horizon`, the filter retention puts on every scan.
+    fn retention_filter(&self, horizon: i64) -> Expr {
+        col(crate::catalog::TIME_COLUMN).gt_eq(timestamp_literal(horizon))
     }
 
     /// Every file and memtable chunk of the table, as of one instant.
@@ -312,12 +329,7 @@ impl IngotTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
         let df_schema = DFSchema::try_from(schema.clone())?;
-        let ts = |v: i64| {
-            lit(ScalarValue::TimestampNanosecond(
-                Some(v),
-                Some("UTC".into()),
-            ))
-        };
+        let ts = timestamp_literal;
         let in_windows = windows
             .iter()
             .map(|&(lo, hi)| {
@@ -334,6 +346,14 @@ impl IngotTable {
             self.file_exec(file, pin)?,
         )?))
     }
+}
+
+/// A literal of the time column's type.
+fn timestamp_literal(ns: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(
+        Some(ns),
+        Some("UTC".into()),
+    ))
 }
 
 /// The inclusive time intervals where at least two of `sources` overlap.
@@ -748,6 +768,50 @@ impl TableProvider for IngotTable {
     }
 
     async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let Some(horizon) = self.horizon else {
+            return self.scan_sources(state, projection, filters, limit).await;
+        };
+        // Retention: the sources are read with the horizon as one more
+        // filter (pruning files, row groups and pages before it), and a
+        // filter on top drops the older rows that remain. The time column is
+        // read for that filter and projected away after it; the limit cannot
+        // go below the filter.
+        let time = self.schema.time_index();
+        let inner = projection.map(|p| {
+            let mut p = p.clone();
+            if !p.contains(&time) {
+                p.push(time);
+            }
+            p
+        });
+        let mut filters = filters.to_vec();
+        let retention = self.retention_filter(horizon);
+        filters.push(retention.clone());
+        let plan = self
+            .scan_sources(state, inner.as_ref(), &filters, None)
+            .await?;
+        let df_schema = DFSchema::try_from(plan.schema())?;
+        let predicate = state.create_physical_expr(retention, &df_schema)?;
+        let mut filter = FilterExecBuilder::new(predicate, plan);
+        if let (Some(p), Some(i)) = (projection, &inner)
+            && p.len() < i.len()
+        {
+            filter = filter.apply_projection(Some((0..p.len()).collect()))?;
+        }
+        Ok(Arc::new(filter.build()?))
+    }
+}
+
+impl IngotTable {
+    /// Plans the read of every source that may match `filters`: plain file
+    /// scans, and merges where sources overlap.
+    async fn scan_sources(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,

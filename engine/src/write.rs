@@ -256,6 +256,27 @@ pub(crate) fn first_line_writing(text: &str, table: &str, column: &str) -> Optio
     })
 }
 
+/// The number of the first line of `text` that writes a row of `table` older
+/// than `horizon` (ns): where a write past its database's retention is
+/// reported. Lines without a timestamp are "now", never older.
+pub(crate) fn first_line_before(
+    text: &str,
+    precision: Precision,
+    table: &str,
+    horizon: i64,
+) -> Option<usize> {
+    let mut line = ParsedLine::default();
+    let mult = precision.multiplier();
+    line_protocol::lines(text).find_map(|(line_no, text)| {
+        line_protocol::parse_line(text, line_no, &mut line).ok()?;
+        let old = line.measurement == table
+            && line
+                .timestamp
+                .is_some_and(|t| t.checked_mul(mult).is_some_and(|t| t < horizon));
+        old.then_some(line_no)
+    })
+}
+
 /// Column builders for one table of a line-protocol request.
 struct LpTable {
     name: String,

@@ -116,6 +116,13 @@ impl Client {
         Ok((schema, batches))
     }
 
+    /// Runs a statement that changes the server (`CREATE DATABASE`, `ALTER
+    /// DATABASE`) through Flight SQL's `ExecuteUpdate`; returns the rows it
+    /// affected.
+    pub async fn execute_update(&mut self, sql: &str) -> Result<i64, ClientError> {
+        Ok(self.flight.execute_update(sql.to_string(), None).await?)
+    }
+
     /// Sends one write request.
     pub async fn write(&mut self, request: WriteRequest) -> Result<WriteResponse, ClientError> {
         Ok(self.ingest.write(request).await?.into_inner())

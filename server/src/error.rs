@@ -82,10 +82,15 @@ impl From<ingot_engine::Error> for ApiError {
             },
             E::TypeConflict {
                 line: Some(line), ..
+            }
+            | E::BeyondRetention {
+                line: Some(line), ..
             } => ApiError::InvalidArgument {
                 message: e.to_string(),
                 line: Some(line),
             },
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::AlreadyExists(m) => ApiError::AlreadyExists(m),
             E::ResourceExhausted { .. } => ApiError::ResourceExhausted(e.to_string()),
             E::DataFusion(d) => d.into(),
             e if e.is_invalid_input() => ApiError::invalid(e.to_string()),

@@ -24,8 +24,8 @@ use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
     CommandPreparedStatementQuery, CommandStatementIngest, CommandStatementQuery,
-    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TableDefinitionOptions,
-    TableExistsOption, TableNotExistOption, TicketStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TableDefinitionOptions, TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
@@ -733,6 +733,25 @@ impl FlightSqlService for FlightSqlServer {
         self.state.metrics.write("flight_ingest", &result, 0);
         let summary = result?;
         Ok(i64::try_from(summary.rows).unwrap_or(i64::MAX))
+    }
+
+    /// `ExecuteUpdate`: Ingot's own statements (`CREATE DATABASE`, `ALTER
+    /// DATABASE ... SET retention_period`), which answer 0 rows affected.
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        crate::sql::check_query(&command.query, &self.state.limits).map_err(status)?;
+        if crate::sql::run_statement(&self.state.engine, &command.query)
+            .await
+            .map_err(status)?
+        {
+            return Ok(0);
+        }
+        Err(Status::invalid_argument(
+            "ExecuteUpdate runs CREATE DATABASE and ALTER DATABASE; run queries with Execute",
+        ))
     }
 
     async fn do_get_fallback(

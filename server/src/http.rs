@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
+use ingot_engine::statement::Statement;
 use ingot_engine::{DEFAULT_DATABASE, Precision};
 use serde::Deserialize;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -30,6 +31,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/write", post(write_v1))
         .route("/api/v3/write_lp", post(write_v3))
         .route("/api/v3/query_sql", get(query_get).post(query_post))
+        .route(
+            "/api/v3/configure/database",
+            get(list_databases)
+                .post(create_database)
+                .put(update_database),
+        )
         .route("/metrics", get(metrics))
         .layer(from_fn_with_state(state.auth.clone(), http_auth));
     Router::new()
@@ -153,6 +160,70 @@ async fn write_lp(
     let result = blocking(move || engine.write_lines(&database, &text, precision)).await;
     state.metrics.write(protocol, &result, bytes);
     result.map(|_| StatusCode::NO_CONTENT)
+}
+
+/// The body of `POST` and `PUT /api/v3/configure/database`, as InfluxDB 3
+/// takes it.
+#[derive(Debug, Deserialize)]
+struct DatabaseConfig {
+    db: String,
+    /// `30d`, `12h`, or `none`; left out: the server's default for a new
+    /// database, and an error for an update.
+    retention_period: Option<String>,
+}
+
+/// One database as the configure API shows it.
+fn database_json(state: &AppState, database: &str) -> Result<serde_json::Value> {
+    let period = state.engine.retention(database)?;
+    Ok(serde_json::json!({
+        "db": database,
+        "retention_period": ingot_engine::format_period(period),
+    }))
+}
+
+async fn list_databases(State(state): State<AppState>) -> Result<Response> {
+    let databases = state
+        .engine
+        .databases()
+        .iter()
+        .map(|d| database_json(&state, d))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Json(databases).into_response())
+}
+
+/// Creates a database: 409 if it exists.
+async fn create_database(
+    State(state): State<AppState>,
+    Json(config): Json<DatabaseConfig>,
+) -> Result<Response> {
+    let statement = Statement::CreateDatabase {
+        name: config.db.clone(),
+        if_not_exists: false,
+        retention: match &config.retention_period {
+            Some(text) => Some(ingot_engine::parse_period(text)?),
+            None => None,
+        },
+    };
+    let engine = state.engine.clone();
+    blocking(move || engine.run_statement(&statement)).await?;
+    Ok(Json(database_json(&state, &config.db)?).into_response())
+}
+
+/// Changes a database's retention period: 404 if it does not exist.
+async fn update_database(
+    State(state): State<AppState>,
+    Json(config): Json<DatabaseConfig>,
+) -> Result<Response> {
+    let Some(text) = &config.retention_period else {
+        return Err(ApiError::invalid(
+            "nothing to change: give retention_period (30d, 12h, or none to keep rows forever)",
+        ));
+    };
+    let period = ingot_engine::parse_period(text)?;
+    let engine = state.engine.clone();
+    let name = config.db.clone();
+    blocking(move || engine.set_retention(&name, period)).await?;
+    Ok(Json(database_json(&state, &config.db)?).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

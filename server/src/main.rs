@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ingot_engine::{Engine, Options, Precision, WalSync};
@@ -28,6 +29,15 @@ enum Command {
     Sql(SqlArgs),
     /// Load Parquet, CSV or line-protocol files into a server or a data directory.
     Import(ImportArgs),
+    /// Compact a data directory offline (no server may hold it): every
+    /// partition with more than one file becomes one sorted, deduplicated file.
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompactArgs {
+    #[arg(long, env = "INGOT_DATA_DIR", default_value = "./ingot-data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +78,25 @@ struct ServeArgs {
     /// Deepest SQL expression accepted.
     #[arg(long, env = "INGOT_MAX_EXPRESSION_DEPTH", default_value_t = SqlLimits::default().max_expression_depth)]
     max_expression_depth: usize,
+    /// Retention period of databases created from now on (30d, 12h), or none
+    /// to keep their rows forever. A database's own period is changed with
+    /// ALTER DATABASE or PUT /api/v3/configure/database.
+    #[arg(long, env = "INGOT_RETENTION_PERIOD", default_value = "none")]
+    retention_period: Period,
+}
+
+/// A retention period on the command line: a duration, or none.
+#[derive(Debug, Clone, Copy)]
+struct Period(Option<Duration>);
+
+impl std::str::FromStr for Period {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        ingot_engine::parse_period(text)
+            .map(Period)
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +184,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Sql(args) => sql(args).await,
             Command::Import(args) => import(args).await,
+            Command::Compact(args) => compact(args).await,
         }
     });
     match result {
@@ -173,6 +203,27 @@ const THREAD_STACK_BYTES: usize = 64 << 20;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+async fn compact(args: CompactArgs) -> Result<(), BoxError> {
+    let records = tokio::task::spawn_blocking(move || {
+        let mut options = ingot_engine::Options::default();
+        options.compaction = false; // only what is asked for, here and now
+        let engine = ingot_engine::Engine::open(&args.data_dir, options)?;
+        let records = engine.compact()?;
+        engine.close()?;
+        Ok::<_, ingot_engine::Error>(records)
+    })
+    .await??;
+    let (files_in, bytes_read, bytes_written) = records.iter().fold((0, 0, 0), |a, r| {
+        (a.0 + r.files_in, a.1 + r.bytes_read, a.2 + r.bytes_written)
+    });
+    println!(
+        "compacted {} partitions: {files_in} files ({bytes_read} bytes) into {} files ({bytes_written} bytes)",
+        records.len(),
+        records.iter().map(|r| r.files_out).sum::<usize>(),
+    );
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let mut config = ServeConfig::new(args.data_dir);
     config.grpc_addr = args.grpc_addr;
@@ -186,6 +237,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     config.max_body_bytes = args.max_body_bytes;
     config.max_grpc_message_bytes = args.max_grpc_message_bytes;
     config.memtable_budget_bytes = args.memtable_budget_bytes;
+    config.default_retention = args.retention_period.0;
     config.sql_limits = SqlLimits {
         max_query_bytes: args.max_query_bytes,
         max_expression_depth: args.max_expression_depth,
@@ -258,6 +310,18 @@ async fn close(backend: Target) -> Result<(), BoxError> {
 }
 
 async fn run_query(backend: &mut Target, database: &str, query: &str) -> Result<String, BoxError> {
+    if let Some(statement) = ingot_engine::statement::parse(query)? {
+        match backend {
+            Target::Server(client) => {
+                client.execute_update(query).await?;
+            }
+            Target::Local(engine) => {
+                let engine = engine.clone();
+                tokio::task::spawn_blocking(move || engine.run_statement(&statement)).await??;
+            }
+        }
+        return Ok("OK".to_string());
+    }
     let batches = match backend {
         Target::Server(client) => client.query(query).await?.1,
         Target::Local(engine) => {

@@ -185,7 +185,7 @@ struct EngineCollector {
 impl Collector for EngineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.engine.stats();
-        let counters: [(&str, &str, u64); 4] = [
+        let counters: [(&str, &str, u64); 9] = [
             (
                 "wal_records",
                 "Write requests appended to the WAL",
@@ -198,6 +198,27 @@ impl Collector for EngineCollector {
             ),
             ("flushes", "Memtable flushes to Parquet", s.flushes),
             ("files_written", "Parquet files written", s.files_written),
+            ("compactions", "Completed compactions", s.compactions),
+            (
+                "compaction_read_bytes",
+                "Bytes of Parquet files read by compactions",
+                s.bytes_compacted,
+            ),
+            (
+                "compaction_written_bytes",
+                "Bytes of Parquet files written by compactions",
+                s.compaction_bytes_written,
+            ),
+            (
+                "expired_files",
+                "Files removed because every row was past its database's retention period",
+                s.files_expired,
+            ),
+            (
+                "expired_rows",
+                "Rows in files removed by retention",
+                s.rows_expired,
+            ),
         ];
         for (name, help, value) in counters {
             let c = ConstCounter::new(value);
@@ -210,7 +231,7 @@ impl Collector for EngineCollector {
             None,
             fsync.metric_type(),
         )?)?;
-        let gauges: [(&str, &str, i64); 2] = [
+        let gauges: [(&str, &str, i64); 3] = [
             (
                 "memtable_bytes",
                 "Bytes of written data not yet persisted",
@@ -220,6 +241,11 @@ impl Collector for EngineCollector {
                 "files",
                 "Live Parquet files",
                 i64::try_from(s.files).unwrap_or(i64::MAX),
+            ),
+            (
+                "files_awaiting_deletion",
+                "Files compaction or retention replaced that running queries still read",
+                i64::try_from(s.files_awaiting_deletion).unwrap_or(i64::MAX),
             ),
         ];
         for (name, help, value) in gauges {

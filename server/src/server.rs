@@ -47,6 +47,9 @@ pub struct ServeConfig {
     pub sql_limits: SqlLimits,
     /// Memory the engine's memtable may hold; `None` keeps the engine's default.
     pub memtable_budget_bytes: Option<usize>,
+    /// Retention period of databases created from now on; `None` keeps
+    /// their rows forever.
+    pub default_retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +71,7 @@ impl ServeConfig {
             max_grpc_message_bytes: 64 << 20,
             sql_limits: SqlLimits::default(),
             memtable_budget_bytes: None,
+            default_retention: None,
         }
     }
 }
@@ -135,6 +139,7 @@ impl Server {
     pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         let mut options = Options::default();
         options.wal_sync = config.wal_sync;
+        options.default_retention = config.default_retention;
         if let Some(budget) = config.memtable_budget_bytes {
             options.memtable_budget_bytes = budget;
         }

@@ -2,9 +2,13 @@
 //! done before planning, a read-only session on a database, and the
 //! streaming execution.
 
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionContext};
-use ingot_engine::{DEFAULT_DATABASE, Engine};
+use ingot_engine::{DEFAULT_DATABASE, Engine, statement};
 
 use crate::error::{ApiError, Result};
 
@@ -254,9 +258,28 @@ pub async fn execute(
     limits: &SqlLimits,
 ) -> Result<SendableRecordBatchStream> {
     check_query(sql, limits)?;
+    if run_statement(engine, sql).await? {
+        let schema = Arc::new(Schema::empty());
+        return Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::empty(),
+        )));
+    }
     let ctx = session(engine, database)?;
     let df = ctx.sql_with_options(sql, read_only()).await?;
     Ok(df.execute_stream().await?)
+}
+
+/// Runs `sql` if it is one of Ingot's own statements (`CREATE DATABASE`,
+/// `ALTER DATABASE ... SET retention_period`); false when it is not, and
+/// DataFusion should plan it.
+pub async fn run_statement(engine: &Engine, sql: &str) -> Result<bool> {
+    let Some(statement) = statement::parse(sql)? else {
+        return Ok(false);
+    };
+    let engine = engine.clone();
+    crate::grpc::blocking(move || engine.run_statement(&statement)).await?;
+    Ok(true)
 }
 
 /// Plans a query (for its schema or to bind parameters) without running it.
@@ -267,6 +290,12 @@ pub async fn plan(
     limits: &SqlLimits,
 ) -> Result<datafusion::dataframe::DataFrame> {
     check_query(sql, limits)?;
+    if statement::parse(sql)?.is_some() {
+        return Err(ApiError::invalid(
+            "CREATE DATABASE and ALTER DATABASE change the server: send them with ExecuteUpdate \
+             (Flight SQL's CommandStatementUpdate) or to /api/v3/query_sql",
+        ));
+    }
     let ctx = session(engine, database)?;
     Ok(ctx.sql_with_options(sql, read_only()).await?)
 }

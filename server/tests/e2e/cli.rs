@@ -193,3 +193,56 @@ async fn import_and_sql_against_a_server_and_a_data_dir() {
     assert!(ok, "{err}");
     assert!(out.contains("| 2500 |"), "{out}");
 }
+
+/// Parquet files under a data directory's tables.
+fn parquet_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                parquet_files(&path)
+            } else {
+                usize::from(path.extension().is_some_and(|x| x == "parquet"))
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn compact_merges_a_data_directory_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    let data = dir.path().join("data");
+    let data_arg = data.to_string_lossy().into_owned();
+    let lines = dir.path().join("lines.lp").to_string_lossy().into_owned();
+    // Three imports of the same rows: three files of one partition, each
+    // row three times.
+    for _ in 0..3 {
+        let (ok, _, err) = ingot(&["import", "--data-dir", &data_arg, &lines], "");
+        assert!(ok, "{err}");
+    }
+    assert_eq!(parquet_files(&data.join("tables")), 3);
+    let (ok, out, err) = ingot(&["compact", "--data-dir", &data_arg], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("compacted 1 partitions: 3 files"), "{out}");
+    assert_eq!(parquet_files(&data.join("tables")), 1);
+    let (ok, out, err) = ingot(
+        &[
+            "sql",
+            "--data-dir",
+            &data_arg,
+            "SELECT count(*) AS n, sum(v) AS s FROM lines",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("| 2500 | 3123750 |"), "{out}");
+    // Nothing left to do: a second run merges nothing.
+    let (ok, out, err) = ingot(&["compact", "--data-dir", &data_arg], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("compacted 0 partitions"), "{out}");
+}

@@ -240,3 +240,137 @@ async fn influx_writes_and_sql_queries() {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
 }
+
+/// Retention through the server: the `--retention-period` default for new
+/// databases, InfluxDB 3's `/api/v3/configure/database`, `ALTER DATABASE` over
+/// `/api/v3/query_sql`, a write past the horizon answered 400 with its line,
+/// and the period kept across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_is_set_and_enforced_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::spawn(dir.path(), &["--retention-period", "30d"]);
+    let client = http();
+    let configure = server.http_url("/api/v3/configure/database");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = 86_400;
+
+    let response = client
+        .post(&configure)
+        .json(&json!({"db": "plant", "retention_period": "90d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created, json!({"db": "plant", "retention_period": "90d"}));
+    let again = client
+        .post(&configure)
+        .json(&json!({"db": "plant"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let listed: Value = client
+        .get(&configure)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .contains(&json!({"db": "public", "retention_period": "30d"})),
+        "the flag's period: {listed}"
+    );
+
+    let write = |db: &'static str, body: String| {
+        let url = server.http_url(&format!("/api/v3/write_lp?db={db}&precision=second"));
+        let client = client.clone();
+        async move { client.post(url).body(body).send().await.unwrap() }
+    };
+    let body = format!(
+        "m,device=a v=1 {}\nm,device=a v=2 {}\n",
+        now - 10 * day,
+        now - 60 * day
+    );
+    let response = write("plant", body.clone()).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = write("public", body).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["line"], 2, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("retention period of 30d"),
+        "{error}"
+    );
+
+    // ALTER DATABASE over the SQL endpoint hides the 60-day-old row at once.
+    assert_eq!(
+        query_json(&server, "plant", "SELECT count(*) AS n FROM m").await,
+        json!([{"n": 2}])
+    );
+    query_json(
+        &server,
+        "plant",
+        "ALTER DATABASE plant SET retention_period = '30d'",
+    )
+    .await;
+    assert_eq!(
+        query_json(&server, "plant", "SELECT count(*) AS n FROM m").await,
+        json!([{"n": 1}])
+    );
+    let response = client
+        .put(&configure)
+        .json(&json!({"db": "nowhere", "retention_period": "1d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = client
+        .put(&configure)
+        .json(&json!({"db": "plant", "retention_period": "soon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    server.terminate();
+    let server = TestServer::spawn(dir.path(), &[]);
+    let listed: Value = client
+        .get(server.http_url("/api/v3/configure/database"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .contains(&json!({"db": "plant", "retention_period": "30d"})),
+        "{listed}"
+    );
+    assert_eq!(
+        query_json(&server, "plant", "SELECT count(*) AS n FROM m").await,
+        json!([{"n": 1}])
+    );
+    let metrics = client
+        .get(server.http_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ingot_expired_rows_total"), "{metrics}");
+}

@@ -1,0 +1,304 @@
+//! Ingot's own SQL statements: the ones that manage databases, which
+//! DataFusion's SQL does not have.
+//!
+//! ```sql
+//! CREATE DATABASE [IF NOT EXISTS] plant [WITH (retention_period = '30d')]
+//! ALTER DATABASE plant SET retention_period = '90d'
+//! ALTER DATABASE plant UNSET retention_period      -- keep rows forever
+//! ```
+//!
+//! `ttl` is read as another name for `retention_period` (GreptimeDB's
+//! spelling, as in `ALTER DATABASE plant SET 'ttl' = '7d'`), and a period of
+//! `none` or `forever` keeps rows forever. [`parse`] recognizes these by
+//! their first words and leaves every other statement to DataFusion.
+
+use std::time::Duration;
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::error::{Error, Result};
+use crate::retention::parse_period;
+
+/// A statement Ingot runs itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// `CREATE DATABASE`; `retention` is `None` when the statement names no
+    /// period (the database then gets [`crate::Options::default_retention`]),
+    /// `Some(None)` for a period of `none`.
+    CreateDatabase {
+        name: String,
+        if_not_exists: bool,
+        retention: Option<Option<Duration>>,
+    },
+    /// `ALTER DATABASE ... SET` / `UNSET retention_period`.
+    SetRetention {
+        database: String,
+        retention: Option<Duration>,
+    },
+}
+
+/// Reads `sql` as one of Ingot's own statements: `Ok(None)` when it is not
+/// one (DataFusion plans it), an error when it starts like one but is wrong.
+pub fn parse(sql: &str) -> Result<Option<Statement>> {
+    let words = leading_words(sql, 2);
+    let kind = match words.as_slice() {
+        [a, b] if a == "create" && b == "database" => Kind::Create,
+        [a, b] if a == "alter" && b == "database" => Kind::Alter,
+        _ => return Ok(None),
+    };
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| Error::InvalidInput(format!("SQL error: {e}")))?;
+    let tokens: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon | Token::EOF))
+        .collect();
+    let mut p = Parser { tokens, at: 2 };
+    let statement = match kind {
+        Kind::Create => p.create()?,
+        Kind::Alter => p.alter()?,
+    };
+    if let Some(t) = p.tokens.get(p.at) {
+        return Err(p.unexpected(t, "the end of the statement"));
+    }
+    Ok(Some(statement))
+}
+
+enum Kind {
+    Create,
+    Alter,
+}
+
+/// The first `n` words of `sql`, lowercased, skipping comments.
+fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return Vec::new();
+    };
+    tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(n)
+        .map_while(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+const SYNTAX: &str = "CREATE DATABASE [IF NOT EXISTS] name [WITH (retention_period = '30d')], \
+                      ALTER DATABASE name SET retention_period = '30d', \
+                      ALTER DATABASE name UNSET retention_period";
+
+struct Parser {
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+impl Parser {
+    fn create(&mut self) -> Result<Statement> {
+        let if_not_exists = self.keywords(&["if", "not", "exists"]);
+        let name = self.name()?;
+        let mut retention = None;
+        if self.keywords(&["with"]) {
+            self.expect(&Token::LParen, "(")?;
+            loop {
+                self.option_key()?;
+                self.expect(&Token::Eq, "=")?;
+                retention = Some(parse_period(&self.string()?)?);
+                if !self.eat(&Token::Comma) {
+                    break;
+                }
+            }
+            self.expect(&Token::RParen, ")")?;
+        }
+        Ok(Statement::CreateDatabase {
+            name,
+            if_not_exists,
+            retention,
+        })
+    }
+
+    fn alter(&mut self) -> Result<Statement> {
+        let database = self.name()?;
+        let retention = if self.keywords(&["set"]) {
+            self.option_key()?;
+            self.expect(&Token::Eq, "=")?;
+            parse_period(&self.string()?)?
+        } else if self.keywords(&["unset"]) {
+            self.option_key()?;
+            None
+        } else {
+            return Err(self.unexpected_here("SET or UNSET"));
+        };
+        Ok(Statement::SetRetention {
+            database,
+            retention,
+        })
+    }
+
+    /// `retention_period` or `ttl`, bare or quoted.
+    fn option_key(&mut self) -> Result<()> {
+        let key = match self.tokens.get(self.at) {
+            Some(Token::Word(w)) => w.value.to_ascii_lowercase(),
+            Some(Token::SingleQuotedString(s)) => s.to_ascii_lowercase(),
+            _ => return Err(self.unexpected_here("retention_period")),
+        };
+        if key != "retention_period" && key != "ttl" {
+            return Err(Error::InvalidInput(format!(
+                "unknown database option {key:?}: the one option is retention_period (or ttl)"
+            )));
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    fn name(&mut self) -> Result<String> {
+        match self.tokens.get(self.at) {
+            Some(Token::Word(w)) => {
+                self.at += 1;
+                Ok(match w.quote_style {
+                    Some(_) => w.value.clone(),
+                    None => w.value.to_ascii_lowercase(),
+                })
+            }
+            _ => Err(self.unexpected_here("a database name")),
+        }
+    }
+
+    fn string(&mut self) -> Result<String> {
+        match self.tokens.get(self.at) {
+            Some(Token::SingleQuotedString(s)) => {
+                self.at += 1;
+                Ok(s.clone())
+            }
+            _ => Err(self.unexpected_here("a quoted period such as '30d'")),
+        }
+    }
+
+    /// Consumes the words `words` (case-insensitive) if they come next.
+    fn keywords(&mut self, words: &[&str]) -> bool {
+        let all = words.iter().enumerate().all(|(i, word)| {
+            matches!(self.tokens.get(self.at + i),
+                Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+        });
+        if all {
+            self.at += words.len();
+        }
+        all
+    }
+
+    fn eat(&mut self, token: &Token) -> bool {
+        let next = self.tokens.get(self.at) == Some(token);
+        if next {
+            self.at += 1;
+        }
+        next
+    }
+
+    fn expect(&mut self, token: &Token, shown: &str) -> Result<()> {
+        if self.eat(token) {
+            Ok(())
+        } else {
+            Err(self.unexpected_here(shown))
+        }
+    }
+
+    fn unexpected_here(&self, wanted: &str) -> Error {
+        match self.tokens.get(self.at) {
+            Some(t) => self.unexpected(t, wanted),
+            None => Error::InvalidInput(format!(
+                "SQL error: the statement ends where {wanted} was expected; the forms are {SYNTAX}"
+            )),
+        }
+    }
+
+    fn unexpected(&self, found: &Token, wanted: &str) -> Error {
+        Error::InvalidInput(format!(
+            "SQL error: expected {wanted}, found {found}; the forms are {SYNTAX}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn days(n: u64) -> Duration {
+        Duration::from_secs(n * 86_400)
+    }
+
+    #[test]
+    fn reads_the_database_statements() {
+        assert_eq!(
+            parse("CREATE DATABASE plant").unwrap(),
+            Some(Statement::CreateDatabase {
+                name: "plant".into(),
+                if_not_exists: false,
+                retention: None
+            })
+        );
+        assert_eq!(
+            parse("create database if not exists \"Plant-2\" with (retention_period = '30d');")
+                .unwrap(),
+            Some(Statement::CreateDatabase {
+                name: "Plant-2".into(),
+                if_not_exists: true,
+                retention: Some(Some(days(30)))
+            })
+        );
+        assert_eq!(
+            parse("ALTER DATABASE plant SET 'ttl' = '7d'").unwrap(),
+            Some(Statement::SetRetention {
+                database: "plant".into(),
+                retention: Some(days(7))
+            })
+        );
+        assert_eq!(
+            parse("-- keep it all\nALTER DATABASE plant SET retention_period = 'none'").unwrap(),
+            Some(Statement::SetRetention {
+                database: "plant".into(),
+                retention: None
+            })
+        );
+        assert_eq!(
+            parse("alter database plant unset ttl").unwrap(),
+            Some(Statement::SetRetention {
+                database: "plant".into(),
+                retention: None
+            })
+        );
+    }
+
+    #[test]
+    fn leaves_other_sql_to_datafusion() {
+        for sql in [
+            "SELECT 1",
+            "CREATE TABLE t (a INT)",
+            "select 'create database x'",
+            "",
+        ] {
+            assert_eq!(parse(sql).unwrap(), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        for (sql, says) in [
+            (
+                "ALTER DATABASE plant SET colour = 'red'",
+                "unknown database option",
+            ),
+            ("ALTER DATABASE plant SET ttl = 'soon'", "not a duration"),
+            ("ALTER DATABASE plant RENAME TO x", "expected SET or UNSET"),
+            (
+                "CREATE DATABASE plant WITH (ttl = '1d'",
+                "ends where ) was expected",
+            ),
+            ("CREATE DATABASE plant extra", "end of the statement"),
+        ] {
+            let err = parse(sql).unwrap_err().to_string();
+            assert!(err.contains(says), "{sql}: {err}");
+        }
+    }
+}
