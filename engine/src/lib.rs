@@ -51,6 +51,7 @@ mod query;
 mod readers;
 mod retention;
 pub mod statement;
+mod system;
 mod wal;
 mod write;
 
@@ -62,4 +63,5 @@ pub use manifest::FileMeta;
 pub use options::{Options, Precision, WalSync};
 pub use query::CATALOG_NAME;
 pub use retention::{format_period, parse_period};
+pub use system::SYSTEM_SCHEMA;
 pub use write::WriteSummary;

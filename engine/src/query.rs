@@ -53,6 +53,7 @@ use crate::engine::{DEFAULT_DATABASE, Shared};
 use crate::last_rows::LastRowsRule;
 use crate::manifest::FileMeta;
 use crate::memtable::Chunk;
+use crate::system::{SYSTEM_SCHEMA, SystemSchema};
 
 /// Name of Ingot's DataFusion catalog.
 pub const CATALOG_NAME: &str = "ingot";
@@ -93,10 +94,17 @@ struct IngotCatalog {
 
 impl CatalogProvider for IngotCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.shared.catalog_read().database_names()
+        let mut names = self.shared.catalog_read().database_names();
+        names.push(SYSTEM_SCHEMA.to_string());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_SCHEMA {
+            return Some(Arc::new(SystemSchema {
+                shared: self.shared.clone(),
+            }));
+        }
         let exists = self
             .shared
             .catalog_read()

@@ -57,6 +57,11 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
             "{what} name {name:?} contains a control character"
         )));
     }
+    if what == "database" && name == crate::system::SYSTEM_SCHEMA {
+        return Err(Error::InvalidWrite(format!(
+            "database name {name:?} is reserved for the system tables; pick another name"
+        )));
+    }
     Ok(())
 }
 
