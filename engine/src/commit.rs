@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use tracing::error;
 
+use crate::delete::Tombstone;
 use crate::engine::{FlushMsg, Shared};
 use crate::error::{Error, Result};
 use crate::options::WalSync;
@@ -47,6 +48,8 @@ pub(crate) struct WriteRequest {
     pub writes: Vec<TableWrite>,
     /// Memtable bytes the writer reserved for it.
     pub reserved: usize,
+    /// A delete instead of a write (`writes` is then empty).
+    pub delete: Option<Tombstone>,
     pub reply: Sender<Reply>,
 }
 
@@ -302,7 +305,14 @@ fn commit_group(shared: &Shared, log: &mut Log, group: &mut Vec<WriteRequest>) {
             {
                 let mut state = shared.state_mut();
                 for (w, seq) in group.drain(..).zip(seqs) {
-                    let applied = shared.apply(&mut state, &w.database, seq, w.writes, w.reserved);
+                    let applied = match w.delete {
+                        Some(mut tombstone) => {
+                            tombstone.seq = seq;
+                            shared.add_tombstone(&mut state, tombstone);
+                            Ok(())
+                        }
+                        None => shared.apply(&mut state, &w.database, seq, w.writes, w.reserved),
+                    };
                     replies.push((w.reply, applied.map(|_| seq)));
                 }
             }

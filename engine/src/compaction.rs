@@ -59,6 +59,7 @@ use tracing::{info, warn};
 
 use crate::catalog::{ColumnKind, FieldType, TableSchema, tag_type};
 use crate::dedup::align;
+use crate::delete::{Tombstone, remove_deleted};
 use crate::engine::Shared;
 use crate::error::{Error, Result};
 use crate::flush::{Storage, file_path, now_ns};
@@ -139,8 +140,11 @@ pub(crate) fn run_compactor(shared: Arc<Shared>, runtime: Runtime, rx: Receiver<
 fn compact(shared: &Shared, runtime: &Runtime, policy: Policy) -> Result<Vec<CompactionRecord>> {
     let mut done = Vec::new();
     loop {
-        let manifest = shared.state_read().manifest.clone();
-        let jobs = pick(&manifest, policy);
+        let (manifest, tombstones) = {
+            let state = shared.state_read();
+            (state.manifest.clone(), state.tombstones.clone())
+        };
+        let jobs = pick(&manifest, policy, &tombstones);
         if jobs.is_empty() {
             break;
         }
@@ -306,6 +310,9 @@ pub(crate) struct Job {
     pub inputs: Vec<FileMeta>,
     /// The level of the output: 1 for merged flushes, 2 for a whole partition.
     pub level: u8,
+    /// Every delete known when the job was picked; the merge applies each
+    /// to the inputs it still applies to.
+    pub tombstones: Vec<Arc<Tombstone>>,
 }
 
 /// Why a partition is compacted.
@@ -323,7 +330,7 @@ pub(crate) enum Policy {
 
 /// The merges the manifest needs under `policy`, the partitions with the most
 /// files first.
-pub(crate) fn pick(manifest: &Manifest, policy: Policy) -> Vec<Job> {
+pub(crate) fn pick(manifest: &Manifest, policy: Policy, tombstones: &[Arc<Tombstone>]) -> Vec<Job> {
     let mut partitions: BTreeMap<(&str, &str, i64), Vec<&FileMeta>> = BTreeMap::new();
     for f in &manifest.files {
         partitions
@@ -333,12 +340,18 @@ pub(crate) fn pick(manifest: &Manifest, policy: Policy) -> Vec<Job> {
     }
     let mut jobs = Vec::new();
     for ((database, table, partition), mut files) in partitions {
-        if files.len() < 2 {
+        // A file that a delete still applies to is rewritten without the
+        // deleted rows, alone if need be.
+        let deleting = files
+            .iter()
+            .any(|f| tombstones.iter().any(|t| t.applies_to_file(f)));
+        if files.len() < 2 && !deleting {
             continue;
         }
         files.sort_by_key(|f| f.max_seq);
         let cold = match policy {
             Policy::Everything => true,
+            Policy::Background { .. } if deleting => true,
             Policy::Background {
                 cold_after_ns,
                 now_ns,
@@ -369,6 +382,11 @@ pub(crate) fn pick(manifest: &Manifest, policy: Policy) -> Vec<Job> {
             partition,
             inputs,
             level,
+            tombstones: tombstones
+                .iter()
+                .filter(|t| t.database == database && t.table == table)
+                .cloned()
+                .collect(),
         });
     }
     jobs.sort_by_key(|j| std::cmp::Reverse(j.inputs.len()));
@@ -513,7 +531,13 @@ pub(crate) async fn merge(
             .max()
             .unwrap_or(0);
         let stream = builder.with_batch_size(batch_rows).build()?;
-        let mut input = Input::new(rank, stream, sorted, fetched);
+        let deletes = job
+            .tombstones
+            .iter()
+            .filter(|t| t.applies_to_file(f))
+            .cloned()
+            .collect();
+        let mut input = Input::new(rank, stream, sorted, fetched, deletes);
         input.advance(&schema, &key, table, &converter).await?;
         inputs.push(input);
     }
@@ -686,6 +710,8 @@ struct Input {
     pos: usize,
     /// Bytes of the largest row group, which the reader holds while decoding.
     fetched: usize,
+    /// Deletes to apply to the file's rows as they are read.
+    deletes: Vec<Arc<Tombstone>>,
 }
 
 impl Input {
@@ -694,6 +720,7 @@ impl Input {
         stream: ParquetRecordBatchStream<StoreReader>,
         sorted: bool,
         fetched: usize,
+        deletes: Vec<Arc<Tombstone>>,
     ) -> Self {
         Self {
             rank,
@@ -703,6 +730,7 @@ impl Input {
             rows: None,
             pos: 0,
             fetched,
+            deletes,
         }
     }
 
@@ -786,13 +814,14 @@ impl Input {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
+        let deletes: Vec<&Tombstone> = self.deletes.iter().map(|t| t.as_ref()).collect();
         let batch = if self.sorted {
             loop {
                 match stream.next().await {
                     Some(b) => {
-                        let b = b?;
+                        let b = remove_deleted(&align(&b?, schema)?, &deletes)?;
                         if b.num_rows() > 0 {
-                            break Some(align(&b, schema)?);
+                            break Some(b);
                         }
                     }
                     None => break None,
@@ -801,7 +830,7 @@ impl Input {
         } else {
             let mut all = Vec::new();
             while let Some(b) = stream.next().await {
-                all.push(align(&b?, schema)?);
+                all.push(remove_deleted(&align(&b?, schema)?, &deletes)?);
             }
             self.stream = None;
             let whole = concat_batches(schema, &all)?;
@@ -979,6 +1008,13 @@ impl Output {
             tag_ranges,
             level: job.level,
             written_at: crate::flush::now_ns(),
+            deletes_applied: job
+                .tombstones
+                .iter()
+                .map(|t| t.seq)
+                .chain(job.inputs.iter().map(|f| f.deletes_applied))
+                .max()
+                .unwrap_or(0),
         }))
     }
 }

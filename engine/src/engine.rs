@@ -16,7 +16,7 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +32,7 @@ use tracing::{error, info, warn};
 use crate::catalog::Catalog;
 use crate::commit::{Committer, WriteRequest};
 use crate::compaction::{CompactMsg, CompactionRecord, run_compactor};
+use crate::delete::{Tombstone, still_needed};
 use crate::error::{Error, Result};
 use crate::flush::{Storage, flush_memtable, now_ns};
 use crate::last_rows::LastRowsCache;
@@ -43,7 +44,7 @@ use crate::retention::check_period;
 use crate::statement::Statement;
 use crate::wal::{self, WalWriter};
 use crate::write::{
-    TableWrite, WriteSummary, check_name, count_points, decode_entry, encode_entry,
+    Entry, TableWrite, WriteSummary, check_name, count_points, decode_record, encode_entry,
     first_line_before, first_line_writing, normalize_batch, parse_line_protocol,
 };
 
@@ -101,6 +102,9 @@ pub(crate) struct Shared {
     pub readers: Arc<Readers>,
     /// The most recent compactions, newest last.
     pub compactions: Mutex<VecDeque<CompactionRecord>>,
+    /// The group commit, set once the WAL is replayed (deletes go through
+    /// it from query plans).
+    pub committer: OnceLock<Arc<Committer>>,
 }
 
 /// Running totals behind [`Engine::stats`].
@@ -160,6 +164,8 @@ pub(crate) struct State {
     pub manifest: Arc<Manifest>,
     /// Counts the manifest's changes since open (for [`Readers`]).
     pub version: u64,
+    /// Deletes that may still remove rows somewhere, oldest first.
+    pub tombstones: Vec<Arc<Tombstone>>,
 }
 
 pub(crate) enum FlushMsg {
@@ -236,6 +242,7 @@ impl Engine {
             state: RwLock::new(State {
                 active: Memtable::default(),
                 frozen: Vec::new(),
+                tombstones: manifest.tombstones.iter().cloned().map(Arc::new).collect(),
                 manifest: Arc::new(manifest),
                 version: 0,
             }),
@@ -249,6 +256,7 @@ impl Engine {
             next_file_id: AtomicU64::new(next_file_id),
             readers: Arc::new(Readers::default()),
             compactions: Mutex::new(VecDeque::new()),
+            committer: OnceLock::new(),
             options,
         });
         shared.catalog_mut().ensure_database(DEFAULT_DATABASE);
@@ -260,6 +268,7 @@ impl Engine {
         let (compact_tx, compact_rx) = bounded::<CompactMsg>(16);
         let mut threads = Vec::new();
         let committer = Committer::start(&shared, wal, flush_tx.clone())?;
+        let _ = shared.committer.set(committer.clone());
         let s = shared.clone();
         let ctx = compact_tx.clone();
         threads.push(
@@ -397,6 +406,7 @@ impl Engine {
             payload,
             writes,
             reserved,
+            delete: None,
             reply,
         };
         match self.inner.committer.commit(shared, request, result) {
@@ -680,6 +690,11 @@ impl Shared {
         let current = self.state_read().manifest.clone();
         let mut next = (*current).clone();
         let out = change(&mut next)?;
+        // Deletes that neither the WAL nor any file still needs go.
+        next.tombstones = still_needed(&self.state_read().tombstones, &next)
+            .iter()
+            .map(|t| (**t).clone())
+            .collect();
         // The catalog as of now: it only grows while files are written, so
         // a manifest may name tables that no file has yet, never the reverse.
         next.catalog = self.catalog_read().snapshot();
@@ -696,6 +711,7 @@ impl Shared {
             .collect();
         let version = {
             let mut state = self.state_mut();
+            state.tombstones = still_needed(&state.tombstones, &next);
             state.manifest = Arc::new(next);
             state.version += 1;
             swap(&mut state);
@@ -753,6 +769,34 @@ impl Shared {
     }
 
     /// Applies one decoded write to the active memtable.
+    /// Logs a delete in the WAL and makes it take effect; returns once it is
+    /// durable under the sync policy, with its sequence number.
+    pub(crate) fn commit_delete(&self, tombstone: Tombstone) -> Result<u64> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let committer = self.committer.get().ok_or(Error::Closed)?;
+        let payload = crate::write::encode_delete(&tombstone)?;
+        let (reply, result) = bounded(1);
+        let request = WriteRequest {
+            database: tombstone.database.clone(),
+            payload,
+            writes: Vec::new(),
+            reserved: 0,
+            delete: Some(tombstone),
+            reply,
+        };
+        committer.commit(self, request, result)
+    }
+
+    /// Records a committed delete (once: replay may meet one the manifest
+    /// already holds).
+    pub(crate) fn add_tombstone(&self, state: &mut State, tombstone: Tombstone) {
+        if !state.tombstones.iter().any(|t| t.seq == tombstone.seq) {
+            state.tombstones.push(Arc::new(tombstone));
+        }
+    }
+
     pub(crate) fn apply(
         &self,
         state: &mut State,
@@ -829,11 +873,20 @@ fn replay(shared: &Arc<Shared>, runtime: &tokio::runtime::Runtime) -> Result<u64
     let floor = shared.state_read().manifest.persisted_seq;
     let mut records = 0u64;
     let last = wal::replay(&shared.wal_dir, floor, |seq, payload| {
-        let (database, writes) = decode_entry(payload).map_err(|reason| Error::WalCorrupted {
+        let entry = decode_record(payload).map_err(|reason| Error::WalCorrupted {
             path: shared.wal_dir.clone(),
             offset: 0,
             reason: format!("record {seq} does not decode: {reason}"),
         })?;
+        let (database, writes) = match entry {
+            Entry::Write(database, writes) => (database, writes),
+            Entry::Delete(mut tombstone) => {
+                tombstone.seq = seq;
+                shared.add_tombstone(&mut shared.state_mut(), tombstone);
+                records += 1;
+                return Ok(());
+            }
+        };
         {
             let schemas: Vec<_> = writes
                 .iter()
@@ -895,10 +948,10 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
         }
     }
     loop {
-        let (frozen, manifest) = {
+        let (frozen, manifest, tombstones) = {
             let state = shared.state_read();
             match state.frozen.first() {
-                Some(f) => (f.clone(), state.manifest.clone()),
+                Some(f) => (f.clone(), state.manifest.clone(), state.tombstones.clone()),
                 None => return Ok(()),
             }
         };
@@ -916,6 +969,7 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             &mut next_file_id,
             shared.partition_width,
             shared.options.row_group_rows,
+            &tombstones,
         ))?;
         let (rows, bytes): (u64, u64) = files
             .iter()

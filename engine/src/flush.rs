@@ -18,6 +18,7 @@ use tracing::debug;
 
 use crate::catalog::{Catalog, TableSchema};
 use crate::dedup::sort_dedup;
+use crate::delete::{Tombstone, remove_deleted};
 use crate::error::{Error, Result};
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
@@ -113,7 +114,11 @@ pub(crate) async fn flush_memtable(
     next_file_id: &mut u64,
     partition_width: i64,
     row_group_rows: usize,
+    tombstones: &[Arc<Tombstone>],
 ) -> Result<Vec<Persisted>> {
+    // Every delete known now is applied to the rows written before it; the
+    // files record the newest, which covers every older one.
+    let deletes_applied = tombstones.iter().map(|t| t.seq).max().unwrap_or(0);
     let mut files = Vec::new();
     let mut keys: Vec<_> = frozen.tables().keys().collect();
     keys.sort();
@@ -125,8 +130,22 @@ pub(crate) async fn flush_memtable(
             ))
         })?;
         for (&start, chunks) in &frozen.tables()[key] {
-            let inputs: Vec<(u64, RecordBatch)> =
-                chunks.iter().map(|c| (c.seq, c.batch.clone())).collect();
+            let mut inputs: Vec<(u64, RecordBatch)> = Vec::with_capacity(chunks.len());
+            for c in chunks.iter() {
+                let deletes: Vec<&Tombstone> = tombstones
+                    .iter()
+                    .filter(|t| t.applies_to_chunk(database, table, c.seq))
+                    .map(|t| t.as_ref())
+                    .collect();
+                let batch = remove_deleted(&c.batch, &deletes)?;
+                if batch.num_rows() > 0 {
+                    inputs.push((c.seq, batch));
+                }
+            }
+            if inputs.is_empty() {
+                // Every row was deleted.
+                continue;
+            }
             let sort_started = Instant::now();
             let sorted = sort_dedup(&schema, &inputs)?;
             let batch = sorted.batch.clone();
@@ -165,6 +184,7 @@ pub(crate) async fn flush_memtable(
                 tag_ranges: Some(tag_ranges(&batch, &schema)?),
                 level: 0,
                 written_at: now_ns(),
+                deletes_applied,
             };
             files.push(Persisted { meta, last_rows });
         }

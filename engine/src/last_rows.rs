@@ -416,6 +416,11 @@ fn last_rows_scan(scan: &TableScan, aggregate: &Aggregate) -> DfResult<Option<Ta
     let Some(table) = ingot_table(scan) else {
         return Ok(None);
     };
+    // A delete may have removed a series' last row, and then the row before
+    // it is the answer: read the table whole until the delete is applied.
+    if table.has_deletes() {
+        return Ok(None);
+    }
     let schema = table.table_schema();
     let groups_are_tags = aggregate
         .group_expr

@@ -38,6 +38,7 @@ mod catalog;
 mod commit;
 mod compaction;
 mod dedup;
+pub mod delete;
 mod engine;
 mod error;
 mod flush;

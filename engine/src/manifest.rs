@@ -18,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::CatalogSnapshot;
+use crate::delete::Tombstone;
 use crate::error::{Error, Result};
 use crate::wal::sync_dir;
 
@@ -60,6 +61,10 @@ pub struct FileMeta {
     /// written before Ingot recorded it.
     #[serde(default)]
     pub written_at: i64,
+    /// The sequence number of the newest delete applied to the file's rows
+    /// when it was written (0: none); older deletes no longer apply to it.
+    #[serde(default)]
+    pub deletes_applied: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -69,6 +74,10 @@ pub(crate) struct Manifest {
     pub next_file_id: u64,
     pub catalog: CatalogSnapshot,
     pub files: Vec<FileMeta>,
+    /// Deletes that may still remove rows of the files, or of WAL records
+    /// after `persisted_seq`; absent in manifests written before deletes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tombstones: Vec<Tombstone>,
 }
 
 impl Manifest {

@@ -40,15 +40,17 @@ use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::prelude::{col, lit};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as StorePath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{ColumnKind, TableSchema};
 use crate::dedup::{align, sort_dedup};
+use crate::delete::{Tombstone, remove_deleted};
 use crate::engine::{DEFAULT_DATABASE, Shared};
 use crate::last_rows::LastRowsRule;
 use crate::manifest::FileMeta;
@@ -166,6 +168,18 @@ pub(crate) struct IngotTable {
     horizon: Option<i64>,
 }
 
+/// What a scan reads, as of one instant.
+struct Snapshot {
+    /// The sources, by partition.
+    parts: BTreeMap<i64, Vec<Source>>,
+    /// Files the time range pruned.
+    pruned: usize,
+    /// Keeps the files readable until the reads are done.
+    pin: Arc<ReadPin>,
+    /// The table's deletes that may still hide rows.
+    tombstones: Vec<Arc<Tombstone>>,
+}
+
 /// One thing a scan reads: a Parquet file or a memtable chunk.
 #[derive(Clone)]
 enum Source {
@@ -209,7 +223,7 @@ impl IngotTable {
     /// Every source of the table, as of one instant, with a pin that keeps
     /// the files readable while it is held.
     pub(crate) fn all_sources(&self) -> (Vec<FileMeta>, Vec<Arc<Chunk>>, Arc<ReadPin>) {
-        let (parts, _, pin) = self.snapshot(TimeRange::ALL);
+        let Snapshot { parts, pin, .. } = self.snapshot(TimeRange::ALL);
         let mut files = Vec::new();
         let mut chunks = Vec::new();
         for source in parts.into_values().flatten() {
@@ -224,9 +238,15 @@ impl IngotTable {
     /// The table's sources that may hold rows in `range`, by partition, as
     /// of one instant; also how many files the range pruned, and the pin
     /// that keeps those files until the reads are done.
-    fn snapshot(&self, range: TimeRange) -> (BTreeMap<i64, Vec<Source>>, usize, Arc<ReadPin>) {
+    fn snapshot(&self, range: TimeRange) -> Snapshot {
         let state = self.shared.state_read();
         let pin = self.shared.readers.pin(state.version);
+        let tombstones = state
+            .tombstones
+            .iter()
+            .filter(|t| t.database == self.database && t.table == self.schema.name())
+            .cloned()
+            .collect();
         let mut parts: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
         let mut pruned = 0;
         for f in &state.manifest.files {
@@ -260,7 +280,40 @@ impl IngotTable {
                 }
             }
         }
-        (parts, pruned, pin)
+        Snapshot {
+            parts,
+            pruned,
+            pin,
+            tombstones,
+        }
+    }
+
+    /// Whether a delete may still hide rows of this table.
+    pub(crate) fn has_deletes(&self) -> bool {
+        self.shared
+            .state_read()
+            .tombstones
+            .iter()
+            .any(|t| t.database == self.database && t.table == self.schema.name())
+    }
+
+    /// `exec` (rows of this table) without the rows `deletes` remove.
+    fn without_deleted(
+        &self,
+        state: &dyn Session,
+        exec: Arc<dyn ExecutionPlan>,
+        deletes: &[&Tombstone],
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let Some(keep) = deletes
+            .iter()
+            .map(|t| Expr::IsNotTrue(Box::new(t.to_expr())))
+            .reduce(Expr::and)
+        else {
+            return Ok(exec);
+        };
+        let df_schema = DFSchema::try_from(exec.schema())?;
+        let predicate = state.create_physical_expr(keep, &df_schema)?;
+        Ok(Arc::new(FilterExec::try_new(predicate, exec)?))
     }
 
     pub(crate) async fn read_file(&self, file: &FileMeta) -> DfResult<Vec<RecordBatch>> {
@@ -357,7 +410,7 @@ impl IngotTable {
 }
 
 /// A literal of the time column's type.
-fn timestamp_literal(ns: i64) -> Expr {
+pub(crate) fn timestamp_literal(ns: i64) -> Expr {
     lit(ScalarValue::TimestampNanosecond(
         Some(ns),
         Some("UTC".into()),
@@ -472,12 +525,12 @@ impl TimeRange {
     }
 }
 
-fn is_time(expr: &Expr) -> bool {
+pub(crate) fn is_time(expr: &Expr) -> bool {
     matches!(expr, Expr::Column(c) if c.name == crate::catalog::TIME_COLUMN)
 }
 
 /// A timestamp literal as nanoseconds since the epoch.
-fn timestamp_ns(expr: &Expr) -> Option<i64> {
+pub(crate) fn timestamp_ns(expr: &Expr) -> Option<i64> {
     let Expr::Literal(value, _) = expr else {
         return None;
     };
@@ -675,7 +728,7 @@ fn conjunct_may_match(
 }
 
 /// The tag a (possibly cast) column reference names.
-fn tag_column<'a>(expr: &'a Expr, table: &TableSchema) -> Option<&'a str> {
+pub(crate) fn tag_column<'a>(expr: &'a Expr, table: &TableSchema) -> Option<&'a str> {
     match expr {
         Expr::Column(c) => table
             .column(&c.name)
@@ -687,7 +740,7 @@ fn tag_column<'a>(expr: &'a Expr, table: &TableSchema) -> Option<&'a str> {
     }
 }
 
-fn string_literal(expr: &Expr) -> Option<&str> {
+pub(crate) fn string_literal(expr: &Expr) -> Option<&str> {
     fn string(value: &ScalarValue) -> Option<&str> {
         match value {
             ScalarValue::Utf8(Some(s))
@@ -775,6 +828,54 @@ impl TableProvider for IngotTable {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
+    /// `DELETE FROM t WHERE ...`: logs a delete of the matching rows in the
+    /// WAL and answers how many visible rows it removed, one per (series,
+    /// time), in DataFusion's DML shape (one row, column `count`).
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let external = |e: crate::error::Error| DataFusionError::External(Box::new(e));
+        let tombstone =
+            Tombstone::from_filters(&self.database, &self.schema, &filters).map_err(external)?;
+        let mut deleted = 0u64;
+        if !tombstone.is_empty() {
+            // The visible rows it matches, counted just before it commits.
+            let plan = self.scan(state, None, &filters, None).await?;
+            let df_schema = DFSchema::try_from(plan.schema())?;
+            let matches = filters
+                .iter()
+                .cloned()
+                .reduce(Expr::and)
+                .unwrap_or(lit(true));
+            let predicate = state.create_physical_expr(matches, &df_schema)?;
+            let plan = Arc::new(
+                FilterExecBuilder::new(predicate, plan)
+                    .apply_projection(Some(vec![self.schema.time_index()]))?
+                    .build()?,
+            );
+            let mut stream = execute_stream(plan, state.task_ctx())?;
+            while let Some(batch) = stream.next().await {
+                deleted += batch?.num_rows() as u64;
+            }
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || shared.commit_delete(tombstone))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+                .map_err(external)?;
+        }
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("count", arrow::datatypes::DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::UInt64Array::from(vec![deleted]))],
+        )?;
+        let memory = MemorySourceConfig::try_new(&[vec![batch]], schema, None)?;
+        Ok(DataSourceExec::from_data_source(memory))
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
@@ -828,7 +929,19 @@ impl IngotTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
         let range = TimeRange::from_filters(filters);
-        let (snapshot, files_pruned_by_time, pin) = self.snapshot(range);
+        let Snapshot {
+            parts: snapshot,
+            pruned: files_pruned_by_time,
+            pin,
+            tombstones,
+        } = self.snapshot(range);
+        let file_deletes = |f: &FileMeta| -> Vec<&Tombstone> {
+            tombstones
+                .iter()
+                .filter(|t| t.applies_to_file(f))
+                .map(|t| t.as_ref())
+                .collect()
+        };
         let mut counts = ScanCounts {
             files_pruned_by_time,
             ..ScanCounts::default()
@@ -850,7 +963,13 @@ impl IngotTable {
                 .collect();
             for group in overlap_groups(sources) {
                 if let [Source::File(f)] = group.as_slice() {
-                    plain_files.push(f.clone());
+                    let deletes = file_deletes(f);
+                    if deletes.is_empty() {
+                        plain_files.push(f.clone());
+                    } else {
+                        let exec = self.file_exec(f, &pin)?;
+                        partial_files.push(self.without_deleted(state, exec, &deletes)?);
+                    }
                     continue;
                 }
                 // Only rows in the windows where sources overlap can be
@@ -862,18 +981,38 @@ impl IngotTable {
                 let mut inputs = Vec::new();
                 for source in &group {
                     match source {
-                        Source::Chunk(c) => inputs.push((c.seq, c.batch.clone())),
+                        Source::Chunk(c) => {
+                            let deletes: Vec<&Tombstone> = tombstones
+                                .iter()
+                                .filter(|t| {
+                                    t.applies_to_chunk(&self.database, self.schema.name(), c.seq)
+                                })
+                                .map(|t| t.as_ref())
+                                .collect();
+                            let batch = remove_deleted(&c.batch, &deletes)
+                                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                            inputs.push((c.seq, batch));
+                        }
                         Source::File(f) => {
+                            let deletes = file_deletes(f);
                             let inside = clip(&windows, f.min_time, f.max_time);
                             if inside.is_empty() {
-                                plain_files.push(f.clone());
+                                if deletes.is_empty() {
+                                    plain_files.push(f.clone());
+                                } else {
+                                    let exec = self.file_exec(f, &pin)?;
+                                    partial_files
+                                        .push(self.without_deleted(state, exec, &deletes)?);
+                                }
                                 continue;
                             }
                             if inside != [(f.min_time, f.max_time)] {
-                                partial_files
-                                    .push(self.file_rows_exec(state, f, &inside, false, &pin)?);
+                                let outside =
+                                    self.file_rows_exec(state, f, &inside, false, &pin)?;
+                                partial_files.push(self.without_deleted(state, outside, &deletes)?);
                             }
                             let rows = self.file_rows_exec(state, f, &inside, true, &pin)?;
+                            let rows = self.without_deleted(state, rows, &deletes)?;
                             for b in collect(rows, state.task_ctx()).await? {
                                 counts.rows_merged_from_files += b.num_rows();
                                 inputs.push((f.max_seq, b));

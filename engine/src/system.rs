@@ -16,8 +16,11 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
-use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
+use datafusion::catalog::{MemTable, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
 use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 
 use crate::engine::Shared;
 use crate::retention::format_period;
@@ -46,11 +49,37 @@ impl SchemaProvider for SystemSchema {
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        Ok(Some(Arc::new(table)))
+        Ok(Some(Arc::new(SystemTable(table))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         TABLES.contains(&name)
+    }
+}
+
+/// A system table: its rows as of the query, listed as a view (like
+/// `information_schema`'s tables), since it holds no data of its own.
+#[derive(Debug)]
+struct SystemTable(MemTable);
+
+#[async_trait]
+impl TableProvider for SystemTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
     }
 }
 

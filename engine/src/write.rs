@@ -20,6 +20,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
 use crate::catalog::{ColumnKind, FieldType, KIND_METADATA_KEY, TIME_COLUMN, arrow_field};
+use crate::delete::Tombstone;
 use crate::error::{Error, Result};
 use crate::line_protocol::{self, FieldValue, ParsedLine};
 use crate::options::Precision;
@@ -522,6 +523,36 @@ fn put_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
+}
+
+/// Version byte of a WAL payload that holds a delete.
+const DELETE_VERSION: u8 = 2;
+
+/// Encodes a delete as a WAL payload: `2 u8 | the tombstone as JSON`.
+pub(crate) fn encode_delete(tombstone: &Tombstone) -> Result<Vec<u8>> {
+    let mut out = vec![DELETE_VERSION];
+    serde_json::to_writer(&mut out, tombstone)
+        .map_err(|e| Error::Internal(format!("a delete does not serialize: {e}")))?;
+    Ok(out)
+}
+
+/// One WAL record.
+pub(crate) enum Entry {
+    /// A write request: its database and one batch per table.
+    Write(String, Vec<TableWrite>),
+    /// A delete (its `seq` is the record's).
+    Delete(Tombstone),
+}
+
+/// Decodes a WAL payload: a write ([`encode_entry`]) or a delete
+/// ([`encode_delete`]).
+pub(crate) fn decode_record(payload: &[u8]) -> std::result::Result<Entry, String> {
+    match payload.first() {
+        Some(&DELETE_VERSION) => serde_json::from_slice(&payload[1..])
+            .map(Entry::Delete)
+            .map_err(|e| format!("delete record does not decode: {e}")),
+        _ => decode_entry(payload).map(|(database, writes)| Entry::Write(database, writes)),
+    }
 }
 
 /// Decodes [`encode_entry`]'s payload. An error here means the WAL holds a

@@ -1,5 +1,6 @@
 //! Model test: random sequences of writes (duplicates, out-of-order and late
-//! rows, new columns, null fields), flushes and reopens, applied both to the
+//! rows, new columns, null fields), deletes, flushes, compactions and
+//! reopens, applied both to the
 //! engine and to a `BTreeMap` that implements the duplicate rule directly.
 //! After every step the engine's answer must equal the model's.
 
@@ -49,6 +50,32 @@ fn random_write(rng: &mut StdRng, step: usize, model: &mut Model) -> String {
         lp.push_str(&format!("m,s={series} {} {time}\n", fields.join(",")));
     }
     lp
+}
+
+/// A DELETE of one series (or all) over a time range around existing rows,
+/// applied to the model too.
+fn random_delete(rng: &mut StdRng, model: &mut Model) -> String {
+    let keys: Vec<&(String, i64)> = model.keys().collect();
+    let (_, a) = keys[rng.random_range(0..keys.len())];
+    let (_, b) = keys[rng.random_range(0..keys.len())];
+    let (lo, hi) = (*a.min(b), *a.max(b));
+    let series = rng
+        .random_bool(0.7)
+        .then(|| format!("s{}", rng.random_range(0..4)));
+    model.retain(|(s, t), _| !(series.as_ref().is_none_or(|x| x == s) && lo <= *t && *t <= hi));
+    let ts = |t: i64| {
+        chrono::DateTime::from_timestamp_nanos(t)
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    };
+    let mut sql = format!(
+        "DELETE FROM m WHERE time >= '{}' AND time <= '{}'",
+        ts(lo),
+        ts(hi)
+    );
+    if let Some(series) = series {
+        sql.push_str(&format!(" AND s = '{series}'"));
+    }
+    sql
 }
 
 fn engine_rows(engine: &Engine, rt: &tokio::runtime::Runtime) -> Model {
@@ -151,6 +178,13 @@ fn run(seed: u64, steps: usize) {
                 drop(engine);
                 engine = Engine::open(dir.path(), Options::default()).unwrap();
             }
+            2 => {
+                engine.compact().unwrap();
+            }
+            3 if !model.is_empty() => {
+                let sql = random_delete(&mut rng, &mut model);
+                rt.block_on(engine.sql(&sql)).unwrap();
+            }
             _ => {
                 let lp = random_write(&mut rng, step, &mut model);
                 engine
@@ -165,7 +199,11 @@ fn run(seed: u64, steps: usize) {
 
 #[test]
 fn engine_matches_model() {
-    for seed in 0..6 {
+    let seeds: u64 = std::env::var("INGOT_MODEL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    for seed in 0..seeds {
         run(seed, 40);
     }
 }

@@ -103,6 +103,15 @@ impl From<DataFusionError> for ApiError {
     fn from(e: DataFusionError) -> Self {
         let message = e.to_string();
         match e.find_root() {
+            // The engine's own error, raised inside a plan (a DELETE with a
+            // predicate it cannot take, say): mapped as the engine maps it.
+            DataFusionError::External(inner)
+                if inner
+                    .downcast_ref::<ingot_engine::Error>()
+                    .is_some_and(|e| e.is_invalid_input()) =>
+            {
+                ApiError::invalid(inner.to_string())
+            }
             DataFusionError::ResourcesExhausted(_) => ApiError::ResourceExhausted(message),
             DataFusionError::Internal(_)
             | DataFusionError::IoError(_)

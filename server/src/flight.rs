@@ -735,12 +735,13 @@ impl FlightSqlService for FlightSqlServer {
         Ok(i64::try_from(summary.rows).unwrap_or(i64::MAX))
     }
 
-    /// `ExecuteUpdate`: Ingot's own statements (`CREATE DATABASE`, `ALTER
-    /// DATABASE ... SET retention_period`), which answer 0 rows affected.
+    /// `ExecuteUpdate`: `DELETE` (answering the rows it removed) and Ingot's
+    /// own statements (`CREATE DATABASE`, `ALTER DATABASE ... SET
+    /// retention_period`, answering 0).
     async fn do_put_statement_update(
         &self,
         command: CommandStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         crate::sql::check_query(&command.query, &self.state.limits).map_err(status)?;
         if crate::sql::run_statement(&self.state.engine, &command.query)
@@ -749,9 +750,26 @@ impl FlightSqlService for FlightSqlServer {
         {
             return Ok(0);
         }
-        Err(Status::invalid_argument(
-            "ExecuteUpdate runs CREATE DATABASE and ALTER DATABASE; run queries with Execute",
-        ))
+        let handle = Handle {
+            database: database(&request),
+            sql: command.query,
+            params: None,
+        };
+        let batches = self.plan(&handle).await?.collect().await.map_err(status)?;
+        // DML answers one row with its count; anything else, the rows it made.
+        let count = batches
+            .first()
+            .filter(|b| b.num_columns() == 1 && b.schema().field(0).name() == "count")
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::UInt64Array>()
+                    .map(|c| c.value(0))
+            });
+        Ok(match count {
+            Some(n) => i64::try_from(n).unwrap_or(i64::MAX),
+            None => batches.iter().map(|b| b.num_rows() as i64).sum(),
+        })
     }
 
     async fn do_get_fallback(

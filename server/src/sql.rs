@@ -224,9 +224,9 @@ fn close_level(stack: &mut Vec<Level>) {
     }
 }
 
-/// A read-only session whose default schema is `database` ("" = "public").
-/// DDL, DML and `SET` are refused: a query cannot create tables over
-/// arbitrary files or write anywhere.
+/// A session whose default schema is `database` ("" = "public"). DDL and
+/// `SET` are refused: a query cannot create tables over arbitrary files.
+/// `DELETE` runs (Ingot's tables take it; other DML gets "not implemented").
 pub fn session(engine: &Engine, database: &str) -> Result<SessionContext> {
     let ctx = engine.session();
     if !database.is_empty() && database != DEFAULT_DATABASE {
@@ -242,10 +242,10 @@ pub fn session(engine: &Engine, database: &str) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-fn read_only() -> SQLOptions {
+fn statement_options() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
-        .with_allow_dml(false)
+        .with_allow_dml(true)
         .with_allow_statements(false)
 }
 
@@ -266,7 +266,7 @@ pub async fn execute(
         )));
     }
     let ctx = session(engine, database)?;
-    let df = ctx.sql_with_options(sql, read_only()).await?;
+    let df = ctx.sql_with_options(sql, statement_options()).await?;
     Ok(df.execute_stream().await?)
 }
 
@@ -297,7 +297,7 @@ pub async fn plan(
         ));
     }
     let ctx = session(engine, database)?;
-    Ok(ctx.sql_with_options(sql, read_only()).await?)
+    Ok(ctx.sql_with_options(sql, statement_options()).await?)
 }
 
 #[cfg(test)]

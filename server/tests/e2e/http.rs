@@ -374,3 +374,59 @@ async fn retention_is_set_and_enforced_over_http() {
         .unwrap();
     assert!(metrics.contains("ingot_expired_rows_total"), "{metrics}");
 }
+
+/// `DELETE` over `/api/v3/query_sql` and Flight SQL's `ExecuteUpdate`: each
+/// answers the rows it removed, and a delete on a field is a 400 that
+/// deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_over_http_and_flight_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(dir.path(), &[]);
+    let client = http();
+    let response = client
+        .post(server.http_url("/api/v3/write_lp?db=plant&precision=second"))
+        .body("m,device=a v=1 10\nm,device=a v=2 20\nm,device=b v=3 10\nm,device=c v=4 10\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    assert_eq!(
+        query_json(
+            &server,
+            "plant",
+            "DELETE FROM m WHERE device = 'a' AND time > '1970-01-01T00:00:15Z'"
+        )
+        .await,
+        json!([{"count": 1}])
+    );
+    let response = client
+        .get(server.http_url("/api/v3/query_sql"))
+        .query(&[("db", "plant"), ("q", "DELETE FROM m WHERE v > 1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE takes only tag and time predicates"),
+        "{error}"
+    );
+
+    let mut flight = server.client().await;
+    flight.set_flight_header(ingot_server::DATABASE_HEADER, "plant");
+    assert_eq!(
+        flight
+            .execute_update("DELETE FROM m WHERE device IN ('b', 'c')")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        query_json(&server, "plant", "SELECT device, v FROM m").await,
+        json!([{"device": "a", "v": 1.0}])
+    );
+}
