@@ -208,7 +208,7 @@ pub struct Catalog {
 }
 
 /// The persisted form of a catalog (inside the manifest).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct CatalogSnapshot {
     pub databases: BTreeMap<String, BTreeMap<String, Vec<Column>>>,
     /// Retention periods in nanoseconds, by database; absent in manifests

@@ -36,7 +36,7 @@ use crate::delete::{Tombstone, still_needed};
 use crate::error::{Error, Result};
 use crate::flush::{Storage, flush_memtable, now_ns};
 use crate::last_rows::LastRowsCache;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ManifestStore};
 use crate::memtable::Memtable;
 use crate::options::{Options, Precision};
 use crate::readers::Readers;
@@ -94,8 +94,9 @@ pub(crate) struct Shared {
     pub stats: Counters,
     /// The last row of every series in the files, per table.
     pub last_rows: LastRowsCache,
-    /// Held while the manifest is read, changed, stored and swapped in.
-    manifest_lock: Mutex<()>,
+    /// Where the manifest is recorded; held while it is read, changed,
+    /// recorded and swapped in.
+    manifest_lock: Mutex<ManifestStore>,
     /// The next id for a Parquet file; recorded in each manifest change.
     next_file_id: AtomicU64,
     /// The manifest versions running reads use, and the files waiting for them.
@@ -223,7 +224,7 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| Error::io(&dir, e))?;
-        let manifest = Manifest::load(&dir)?;
+        let (manifest_store, manifest) = ManifestStore::open(&dir)?;
         runtime.block_on(remove_orphans(&storage, &manifest))?;
         let next_file_id = manifest.next_file_id.max(1);
         let runtime_env =
@@ -252,7 +253,7 @@ impl Engine {
             closed: AtomicBool::new(false),
             stats: Counters::default(),
             last_rows: LastRowsCache::default(),
-            manifest_lock: Mutex::new(()),
+            manifest_lock: Mutex::new(manifest_store),
             next_file_id: AtomicU64::new(next_file_id),
             readers: Arc::new(Readers::default()),
             compactions: Mutex::new(VecDeque::new()),
@@ -686,7 +687,7 @@ impl Shared {
         change: impl FnOnce(&mut Manifest) -> Result<T>,
         swap: impl FnOnce(&mut State),
     ) -> Result<T> {
-        let _one_at_a_time = self.manifest_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut store = self.manifest_lock.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.state_read().manifest.clone();
         let mut next = (*current).clone();
         let out = change(&mut next)?;
@@ -701,7 +702,7 @@ impl Shared {
         next.next_file_id = next
             .next_file_id
             .max(self.next_file_id.load(Ordering::Acquire));
-        next.store(&self.dir)?;
+        store.commit(&current, &mut next)?;
         let live: HashSet<&str> = next.files.iter().map(|f| f.path.as_str()).collect();
         let dropped: Vec<StorePath> = current
             .files

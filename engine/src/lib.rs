@@ -30,7 +30,8 @@
 //! grouped by tags) read only each series' last row, kept per table from
 //! every flush (`last_rows`).
 //!
-//! Files on disk: `{dir}/wal/*.wal`, `{dir}/MANIFEST`, `{dir}/LOCK`, and
+//! Files on disk: `{dir}/wal/*.wal`, `{dir}/MANIFEST` and `{dir}/MANIFEST.log`
+//! (a checkpoint and the edits after it, `manifest`), `{dir}/LOCK`, and
 //! `{dir}/tables/{database}/{table}/day=YYYY-MM-DD/{id}.parquet`; the byte
 //! layouts are in `engine/docs/format.md`.
 
