@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::delete::Tombstone;
 use crate::engine::{FlushMsg, Shared};
@@ -173,12 +173,20 @@ impl Committer {
                 Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
             }
         }
-        if log.poisoned.is_none()
-            && log.wal.size() >= shared.options.wal_segment_bytes
-            && let Err(e) = log.wal.rotate()
-        {
-            error!(error = %e, "WAL rotation failed");
-            log.poisoned = Some(e.to_string());
+        if log.poisoned.is_none() && log.wal.size() >= shared.options.wal_segment_bytes {
+            match log.wal.sync() {
+                Err(e) => {
+                    error!(error = %e, "WAL fsync failed; refusing writes until reopened");
+                    log.poisoned = Some(e.to_string());
+                }
+                // A segment that cannot be started (a full disk) leaves the
+                // current one growing; the next group tries again.
+                Ok(()) => {
+                    if let Err(e) = log.wal.rotate() {
+                        warn!(error = %e, "starting a new WAL segment failed; tried again after the next write");
+                    }
+                }
+            }
         }
     }
 
@@ -250,6 +258,20 @@ impl Drop for Handoff<'_> {
     }
 }
 
+/// The error each writer of a failed group gets: the I/O error itself when
+/// the write was undone (so that a full disk reads as one), otherwise
+/// [`Error::WalPoisoned`].
+fn copy_of(e: &Error, undone: bool) -> Error {
+    match e {
+        Error::Io { path, source } if undone => Error::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        Error::WalPoisoned(reason) => Error::WalPoisoned(reason.clone()),
+        e => Error::WalPoisoned(e.to_string()),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -273,9 +295,14 @@ fn commit_group(shared: &Shared, log: &mut Log, group: &mut Vec<WriteRequest>) {
             }
         }
     }
+    // A write that failed and was undone (a full disk) fails this group
+    // only: the log is as it was, and the next group may find space again.
+    let mut undone = false;
     if result.is_ok() {
         result = log.wal.write_out();
-        if result.is_ok() {
+        if result.is_err() && !log.wal.is_broken() {
+            undone = true;
+        } else if result.is_ok() {
             match shared.options.wal_sync {
                 WalSync::Always => {
                     let started = Instant::now();
@@ -291,8 +318,12 @@ fn commit_group(shared: &Shared, log: &mut Log, group: &mut Vec<WriteRequest>) {
             }
         }
         if let Err(e) = &result {
-            error!(error = %e, "WAL write failed; refusing writes until reopened");
-            log.poisoned = Some(e.to_string());
+            if undone {
+                warn!(error = %e, writes = group.len(), "WAL write failed and was undone; the writes are refused");
+            } else {
+                error!(error = %e, "WAL write failed; refusing writes until reopened");
+                log.poisoned = Some(e.to_string());
+            }
         }
     }
     match result {
@@ -321,12 +352,9 @@ fn commit_group(shared: &Shared, log: &mut Log, group: &mut Vec<WriteRequest>) {
             }
         }
         Err(e) => {
-            let message = e.to_string();
             for w in group.drain(..) {
                 shared.release_memory(w.reserved);
-                let _ = w
-                    .reply
-                    .send(Reply::Done(Err(Error::WalPoisoned(message.clone()))));
+                let _ = w.reply.send(Reply::Done(Err(copy_of(&e, undone))));
             }
         }
     }

@@ -263,7 +263,11 @@ impl Engine {
         shared.catalog_mut().ensure_database(DEFAULT_DATABASE);
 
         let last_seq = replay(&shared, &runtime)?;
-        let wal = WalWriter::create(&wal_dir, last_seq + 1)?;
+        let wal = WalWriter::create_with(
+            &wal_dir,
+            last_seq + 1,
+            shared.options.wal_write_fault.clone(),
+        )?;
 
         let (flush_tx, flush_rx) = bounded::<FlushMsg>(16);
         let (compact_tx, compact_rx) = bounded::<CompactMsg>(16);

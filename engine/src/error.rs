@@ -161,6 +161,19 @@ impl Error {
         )
     }
 
+    /// True when the disk (or a quota) is full: HTTP 507 / RESOURCE_EXHAUSTED.
+    /// Nothing of the failed write was kept, and writes succeed again once
+    /// space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -356,9 +356,14 @@ impl ManifestStore {
             self.log_bytes = LOG_HEADER_LEN as u64;
         }
         let file = self.log.as_mut().expect("the log was just opened");
-        file.write_all(&record)
-            .and_then(|_| file.sync_data())
-            .map_err(|e| Error::io(&path, e))?;
+        if let Err(e) = file.write_all(&record).and_then(|_| file.sync_data()) {
+            // Part of the record may be in the file (a full disk). Nothing
+            // may follow it there: the next change writes a checkpoint,
+            // which replaces the log; until then, open cuts it as a torn tail.
+            self.log = None;
+            self.records = CHECKPOINT_EVERY;
+            return Err(Error::io(&path, e));
+        }
         self.records += 1;
         self.log_bytes += record.len() as u64;
         Ok(())

@@ -1,6 +1,7 @@
 //! Engine options.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use object_store::ObjectStore;
@@ -126,6 +127,10 @@ pub struct Options {
     /// `None`, the default, keeps them forever. Each database's own period is
     /// set with [`crate::Engine::set_retention`] and kept in the catalog.
     pub default_retention: Option<Duration>,
+    /// Test hook: while the flag is set, WAL writes fail half-way as on a
+    /// full disk. Not for production use.
+    #[doc(hidden)]
+    pub wal_write_fault: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Options {
@@ -145,6 +150,7 @@ impl Default for Options {
             compaction_trigger_files: 8,
             compaction_cold_after: Duration::from_secs(300),
             default_retention: None,
+            wal_write_fault: None,
         }
     }
 }

@@ -16,8 +16,10 @@
 //! anywhere else is [`Error::WalCorrupted`], never skipped.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
 
@@ -66,14 +68,28 @@ pub(crate) struct WalWriter {
     dir: PathBuf,
     path: PathBuf,
     file: File,
+    /// Bytes of whole records (and the header) in the segment.
     size: u64,
     next_seq: u64,
+    /// `next_seq` as of the last successful [`WalWriter::write_out`].
+    written_seq: u64,
     buf: Vec<u8>,
+    /// A failed write could not be undone: the segment's end is unknown.
+    broken: bool,
+    /// Test hook: while set, writes fail as on a full disk.
+    fault: Option<Arc<AtomicBool>>,
 }
 
 impl WalWriter {
     /// Starts a new segment whose first record will get `next_seq`.
+    #[cfg(test)]
     pub fn create(dir: &Path, next_seq: u64) -> Result<Self> {
+        Self::create_with(dir, next_seq, None)
+    }
+
+    /// Starts a new segment whose first record will get `next_seq`; writes
+    /// fail while `fault` is set (a test hook).
+    pub fn create_with(dir: &Path, next_seq: u64, fault: Option<Arc<AtomicBool>>) -> Result<Self> {
         let path = segment_path(dir, next_seq);
         let mut file = OpenOptions::new()
             .write(true)
@@ -95,7 +111,10 @@ impl WalWriter {
             file,
             size: HEADER_LEN as u64,
             next_seq,
+            written_seq: next_seq,
             buf: Vec::new(),
+            broken: false,
+            fault,
         })
     }
 
@@ -116,16 +135,58 @@ impl WalWriter {
     }
 
     /// Writes the buffered records to the segment (one `write` call).
+    ///
+    /// If the write fails (a full disk, say), the records are dropped: the
+    /// segment is cut back to its last whole record and their sequence
+    /// numbers are handed out again, so the log stays as if they had never
+    /// been appended and later writes can go on once space is back. If even
+    /// that fails, the writer is [`broken`](WalWriter::is_broken).
     pub fn write_out(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(&self.buf)
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.size += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
+        match self.write_buffer() {
+            Ok(()) => {
+                self.size += self.buf.len() as u64;
+                self.buf.clear();
+                self.written_seq = self.next_seq;
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.clear();
+                self.next_seq = self.written_seq;
+                let undone = self
+                    .file
+                    .set_len(self.size)
+                    .and_then(|_| self.file.seek(SeekFrom::Start(self.size)));
+                if let Err(undo) = undone {
+                    warn!(path = %self.path.display(), error = %undo, "cannot cut a failed WAL write back");
+                    self.broken = true;
+                }
+                Err(Error::io(&self.path, e))
+            }
+        }
+    }
+
+    fn write_buffer(&mut self) -> std::io::Result<()> {
+        if self
+            .fault
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Acquire))
+        {
+            // Part of it reaches the file, as when a disk fills mid-write.
+            self.file.write_all(&self.buf[..self.buf.len() / 2])?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device (injected)",
+            ));
+        }
+        self.file.write_all(&self.buf)
+    }
+
+    /// A failed write left the segment in a state it could not undo.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     /// Makes everything written so far durable.
@@ -141,7 +202,7 @@ impl WalWriter {
     pub fn rotate(&mut self) -> Result<()> {
         self.write_out()?;
         self.sync()?;
-        *self = WalWriter::create(&self.dir, self.next_seq)?;
+        *self = WalWriter::create_with(&self.dir, self.next_seq, self.fault.clone())?;
         Ok(())
     }
 }

@@ -30,6 +30,10 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The disk is full: HTTP 507, gRPC RESOURCE_EXHAUSTED. Nothing of the
+    /// request was kept; it can be retried once space is freed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -67,6 +71,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("{prefix}: {m}")),
             ApiError::Unauthenticated(m) => ApiError::Unauthenticated(m),
             ApiError::ResourceExhausted(m) => ApiError::ResourceExhausted(format!("{prefix}: {m}")),
+            ApiError::InsufficientStorage(m) => {
+                ApiError::InsufficientStorage(format!("{prefix}: {m}"))
+            }
             ApiError::Internal(m) => ApiError::Internal(format!("{prefix}: {m}")),
         }
     }
@@ -92,6 +99,9 @@ impl From<ingot_engine::Error> for ApiError {
             E::NotFound(m) => ApiError::NotFound(m),
             E::AlreadyExists(m) => ApiError::AlreadyExists(m),
             E::ResourceExhausted { .. } => ApiError::ResourceExhausted(e.to_string()),
+            e if e.is_storage_full() => ApiError::InsufficientStorage(format!(
+                "{e}: the disk is full; nothing of the request was stored, retry once space is freed"
+            )),
             E::DataFusion(d) => d.into(),
             e if e.is_invalid_input() => ApiError::invalid(e.to_string()),
             e => ApiError::Internal(e.to_string()),
@@ -131,7 +141,9 @@ impl From<ApiError> for tonic::Status {
             ApiError::AlreadyExists(m) => tonic::Status::already_exists(m),
             ApiError::PayloadTooLarge(m) => tonic::Status::resource_exhausted(m),
             ApiError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
-            ApiError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
+            ApiError::ResourceExhausted(m) | ApiError::InsufficientStorage(m) => {
+                tonic::Status::resource_exhausted(m)
+            }
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "gRPC request failed");
                 tonic::Status::internal(m)
@@ -149,6 +161,7 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::ResourceExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // Writes are logged where they are counted (`metrics`); only the
@@ -164,5 +177,31 @@ impl IntoResponse for ApiError {
             e => serde_json::json!({ "error": e.to_string() }),
         };
         (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_and_resource_exhausted() {
+        let full = || {
+            ApiError::from(ingot_engine::Error::Io {
+                path: "wal/00000000000000000001.wal".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ),
+            })
+        };
+        assert!(matches!(full(), ApiError::InsufficientStorage(_)));
+        assert_eq!(
+            full().into_response().status(),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        let status = tonic::Status::from(full());
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("retry once space is freed"));
     }
 }
