@@ -31,6 +31,86 @@ enum Command {
     Ingest(IngestArgs),
     /// Loads a preset through the embedded API, flushes it, and times q1..q8.
     Query(QueryArgs),
+    /// Builds a data directory of many small files (one flush each) and
+    /// times opening it: the manifest's checkpoint and edit log at scale.
+    Open(OpenArgs),
+}
+
+#[derive(clap::Args)]
+struct OpenArgs {
+    /// Files to create, one row and one flush each.
+    #[arg(long, default_value_t = 20_000)]
+    files: usize,
+    /// Times to reopen the directory.
+    #[arg(long, default_value_t = 3)]
+    opens: usize,
+}
+
+/// Creates `--files` files through the engine, one flush each, then closes
+/// and reopens the directory and reports how long each open took.
+fn open_many_files(args: OpenArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let options = || {
+        let mut o = ingot_engine::Options::default();
+        o.compaction = false;
+        o
+    };
+    let engine = ingot_engine::Engine::open(dir.path(), options())?;
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..args.files {
+        engine.write_lines(
+            "public",
+            &format!(
+                "readings,device_id=dev-{i} temperature=21.5 {}\n",
+                1_767_225_600 + i
+            ),
+            ingot_engine::Precision::Second,
+        )?;
+        let t = Instant::now();
+        engine.flush()?;
+        slowest = slowest.max(t.elapsed());
+    }
+    let building = started.elapsed();
+    engine.close()?;
+    drop(engine);
+    let size = |name: &str| std::fs::metadata(dir.path().join(name)).map_or(0, |m| m.len());
+    println!(
+        "open  files={} built in {:.1} s ({:.2} ms per flush, slowest {:.1} ms)",
+        args.files,
+        building.as_secs_f64(),
+        building.as_secs_f64() * 1e3 / args.files.max(1) as f64,
+        slowest.as_secs_f64() * 1e3,
+    );
+    println!(
+        "  MANIFEST {} bytes, MANIFEST.log {} bytes",
+        size("MANIFEST"),
+        size("MANIFEST.log")
+    );
+    let mut times = Vec::new();
+    for _ in 0..args.opens.max(1) {
+        let t = Instant::now();
+        let engine = ingot_engine::Engine::open(dir.path(), options())?;
+        times.push(t.elapsed());
+        assert_eq!(
+            engine.files().len(),
+            args.files,
+            "every file is in the manifest"
+        );
+        engine.close()?;
+    }
+    times.sort();
+    println!(
+        "  open            {:>8.1} ms median of {} ({})",
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times.len(),
+        times
+            .iter()
+            .map(|t| format!("{:.1}", t.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -188,6 +268,7 @@ fn main() {
     let result = match cli.command {
         Command::Ingest(args) => ingest(args),
         Command::Query(args) => run_queries(args),
+        Command::Open(args) => open_many_files(args),
     };
     if let Err(e) = result {
         eprintln!("ingot-bench: {e}");
