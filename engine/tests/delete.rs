@@ -5,23 +5,13 @@
 //! physically by compaction.
 
 use arrow::array::{Array, RecordBatch, UInt64Array};
-use arrow::util::pretty::pretty_format_batches;
-use ingot_engine::{Engine, Error, Options, Precision};
+use ingot_engine::{Engine, Error};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{manual, query, runtime, write};
 
 fn sql(engine: &Engine, sql: &str) -> Result<Vec<RecordBatch>, Error> {
     runtime().block_on(engine.sql(sql))
-}
-
-fn query(engine: &Engine, text: &str) -> String {
-    let batches = sql(engine, text).expect(text);
-    pretty_format_batches(&batches).unwrap().to_string()
 }
 
 /// Runs a DELETE and returns its count.
@@ -35,18 +25,6 @@ fn delete(engine: &Engine, text: &str) -> u64 {
         .downcast_ref::<UInt64Array>()
         .unwrap()
         .value(0)
-}
-
-fn manual() -> Options {
-    let mut o = Options::default();
-    o.compaction = false;
-    o
-}
-
-fn write(engine: &Engine, lp: &str) {
-    engine
-        .write_lines("public", lp, Precision::Second)
-        .expect("write");
 }
 
 /// Devices a and b, times 10..40 s: 10 and 20 in a file, 20 again (a

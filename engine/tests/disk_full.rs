@@ -7,17 +7,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::util::pretty::pretty_format_batches;
 use ingot_engine::{Engine, Options, Precision};
 
-fn query(engine: &Engine, sql: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let batches = rt.block_on(engine.sql(sql)).expect(sql);
-    pretty_format_batches(&batches).unwrap().to_string()
-}
+mod common;
+use common::query;
 
 const ALL: &str = "SELECT device, v FROM m ORDER BY device";
 

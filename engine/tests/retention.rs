@@ -5,39 +5,12 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow::array::{Int64Array, RecordBatch};
-use arrow::util::pretty::pretty_format_batches;
 use ingot_engine::{Engine, Error, Options, Precision};
 
+mod common;
+use common::{count, manual, query, runtime, write};
+
 const DAY: u64 = 86_400;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn query(engine: &Engine, sql: &str) -> String {
-    let batches = runtime().block_on(engine.sql(sql)).expect("query");
-    pretty_format_batches(&batches).unwrap().to_string()
-}
-
-fn count(engine: &Engine, sql: &str) -> i64 {
-    let batches: Vec<RecordBatch> = runtime().block_on(engine.sql(sql)).expect("query");
-    batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .value(0)
-}
-
-fn manual() -> Options {
-    let mut o = Options::default();
-    o.compaction = false;
-    o
-}
 
 /// Seconds since the epoch, `days_ago` days back from now.
 fn ago(days_ago: u64) -> u64 {
@@ -46,12 +19,6 @@ fn ago(days_ago: u64) -> u64 {
         .unwrap()
         .as_secs();
     now - days_ago * DAY
-}
-
-fn write(engine: &Engine, lp: &str) {
-    engine
-        .write_lines("public", lp, Precision::Second)
-        .expect("write");
 }
 
 /// Device `old` has rows 40 and 35 days ago only, in files; device `new`

@@ -3,17 +3,10 @@
 
 use std::time::Duration;
 
-use arrow::util::pretty::pretty_format_batches;
 use ingot_engine::{Engine, Options, Precision};
 
-fn query(engine: &Engine, sql: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let batches = rt.block_on(engine.sql(sql)).expect(sql);
-    pretty_format_batches(&batches).unwrap().to_string()
-}
+mod common;
+use common::{query, runtime};
 
 #[test]
 fn system_tables_show_files_compactions_and_databases() {
@@ -91,11 +84,7 @@ fn system_tables_show_files_compactions_and_databases() {
 +----------+------------------+-------------------+--------+"
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let err = rt
+    let err = runtime()
         .block_on(engine.sql("CREATE DATABASE system"))
         .unwrap_err();
     assert!(err.to_string().contains("reserved"), "{err}");
