@@ -121,6 +121,7 @@ pub(crate) struct Counters {
     pub compaction_bytes_written: AtomicU64,
     pub files_expired: AtomicU64,
     pub rows_expired: AtomicU64,
+    pub rows_deleted: AtomicU64,
 }
 
 /// What an engine has done since it was opened (for metrics and tests).
@@ -154,6 +155,8 @@ pub struct EngineStats {
     /// retention period, and the rows they held.
     pub files_expired: u64,
     pub rows_expired: u64,
+    /// Rows removed by `DELETE`, as each counted them when it ran.
+    pub rows_deleted: u64,
 }
 
 /// The data a query can see: the memtable, memtables being flushed, and the
@@ -602,6 +605,7 @@ impl Engine {
             files_awaiting_deletion: shared.readers.waiting() as u64,
             files_expired: c.files_expired.load(Ordering::Relaxed),
             rows_expired: c.rows_expired.load(Ordering::Relaxed),
+            rows_deleted: c.rows_deleted.load(Ordering::Relaxed),
         }
     }
 

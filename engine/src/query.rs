@@ -864,6 +864,10 @@ impl TableProvider for IngotTable {
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?
                 .map_err(external)?;
+            self.shared
+                .stats
+                .rows_deleted
+                .fetch_add(deleted, std::sync::atomic::Ordering::Relaxed);
         }
         let schema = Arc::new(arrow::datatypes::Schema::new(vec![
             arrow::datatypes::Field::new("count", arrow::datatypes::DataType::UInt64, false),

@@ -185,7 +185,7 @@ struct EngineCollector {
 impl Collector for EngineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.engine.stats();
-        let counters: [(&str, &str, u64); 9] = [
+        let counters: [(&str, &str, u64); 10] = [
             (
                 "wal_records",
                 "Write requests appended to the WAL",
@@ -219,6 +219,11 @@ impl Collector for EngineCollector {
                 "Rows in files removed by retention",
                 s.rows_expired,
             ),
+            (
+                "deleted_rows",
+                "Rows removed by DELETE statements (as each DELETE counted them)",
+                s.rows_deleted,
+            ),
         ];
         for (name, help, value) in counters {
             let c = ConstCounter::new(value);
@@ -251,6 +256,21 @@ impl Collector for EngineCollector {
         for (name, help, value) in gauges {
             let g = ConstGauge::new(value);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        // Live files per table: how far compaction is behind, table by table.
+        let mut per_table: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for f in self.engine.files() {
+            *per_table.entry((f.database, f.table)).or_default() += 1;
+        }
+        let mut family = encoder.encode_descriptor(
+            "table_files",
+            "Live Parquet files of each table",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for ((database, table), n) in &per_table {
+            let labels = [("database", database.as_str()), ("table", table.as_str())];
+            ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

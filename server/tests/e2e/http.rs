@@ -373,6 +373,10 @@ async fn retention_is_set_and_enforced_over_http() {
         .await
         .unwrap();
     assert!(metrics.contains("ingot_expired_rows_total"), "{metrics}");
+    assert!(
+        metrics.contains(r#"ingot_table_files{database="plant",table="m"} 1"#),
+        "{metrics}"
+    );
 }
 
 /// `DELETE` over `/api/v3/query_sql` and Flight SQL's `ExecuteUpdate`: each
@@ -428,5 +432,34 @@ async fn deletes_over_http_and_flight_sql() {
     assert_eq!(
         query_json(&server, "plant", "SELECT device, v FROM m").await,
         json!([{"device": "a", "v": 1.0}])
+    );
+
+    // What was deleted, and the files each table has, are in /metrics.
+    assert_eq!(
+        query_json(&server, "plant", "SELECT count(*) AS n FROM system.files").await,
+        json!([{"n": 0}])
+    );
+    let response = client
+        .post(server.http_url("/api/v3/write_lp?db=plant&precision=second"))
+        .body(
+            "m,device=a v=5 30
+",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let metrics = client
+        .get(server.http_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ingot_deleted_rows_total 3"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE ingot_table_files gauge"),
+        "{metrics}"
     );
 }
