@@ -210,7 +210,7 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
                 .all(|id| m.files.iter().any(|f| f.id == *id));
             if live {
                 m.files.retain(|f| !input_ids.contains(&f.id));
-                m.files.extend(merged.file.clone());
+                m.files.extend(merged.file.clone().map(Arc::new));
             }
             Ok(live)
         },

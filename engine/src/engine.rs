@@ -616,7 +616,8 @@ impl Engine {
 
     /// The persisted Parquet files, as recorded in the manifest.
     pub fn files(&self) -> Vec<crate::manifest::FileMeta> {
-        self.inner.shared.state_read().manifest.files.clone()
+        let manifest = self.inner.shared.state_read().manifest.clone();
+        manifest.files.iter().map(|f| (**f).clone()).collect()
     }
 
     /// The data directory.
@@ -986,7 +987,8 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
         let n_files = files.len();
         shared.edit_manifest(
             |next| {
-                next.files.extend(files.iter().map(|f| f.meta.clone()));
+                next.files
+                    .extend(files.iter().map(|f| Arc::new(f.meta.clone())));
                 next.persisted_seq = next.persisted_seq.max(frozen.max_seq());
                 Ok(())
             },

@@ -238,8 +238,11 @@ impl IngotTable {
             }
             _ => (Vec::new(), BTreeSet::new(), 0),
         };
-        let mut missing: Vec<&FileMeta> =
-            files.iter().filter(|f| !covered.contains(&f.id)).collect();
+        let mut missing: Vec<&FileMeta> = files
+            .iter()
+            .filter(|f| !covered.contains(&f.id))
+            .map(|f| f.as_ref())
+            .collect();
         missing.sort_by_key(|f| f.max_seq);
         for f in missing {
             let batches = self.read_file(f).await?;

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +93,8 @@ pub(crate) struct Manifest {
     pub persisted_seq: u64,
     pub next_file_id: u64,
     pub catalog: CatalogSnapshot,
-    pub files: Vec<FileMeta>,
+    /// Shared, so that a change copies the list, not every file's record.
+    pub files: Vec<Arc<FileMeta>>,
     /// Deletes that may still remove rows of the files, or of WAL records
     /// after `persisted_seq`; absent in manifests written before deletes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -193,7 +195,7 @@ impl Edit {
                 .files
                 .iter()
                 .filter(|f| !now.contains(&f.id))
-                .cloned()
+                .map(|f| (**f).clone())
                 .collect(),
             removed: current
                 .files
@@ -213,7 +215,7 @@ impl Edit {
             let gone: HashSet<u64> = self.removed.into_iter().collect();
             m.files.retain(|f| !gone.contains(&f.id));
         }
-        m.files.extend(self.added);
+        m.files.extend(self.added.into_iter().map(Arc::new));
         if let Some(catalog) = self.catalog {
             m.catalog = catalog;
         }
@@ -441,7 +443,7 @@ mod tests {
         if i.is_multiple_of(10) && next.files.len() >= 2 {
             next.files.drain(..2);
         }
-        next.files.push(file(i));
+        next.files.push(Arc::new(file(i)));
         if i.is_multiple_of(100) {
             next.catalog.databases.entry(format!("db{i}")).or_default();
         }

@@ -183,7 +183,7 @@ struct Snapshot {
 /// One thing a scan reads: a Parquet file or a memtable chunk.
 #[derive(Clone)]
 enum Source {
-    File(FileMeta),
+    File(Arc<FileMeta>),
     Chunk(Arc<Chunk>),
 }
 
@@ -219,10 +219,9 @@ impl IngotTable {
         col(crate::catalog::TIME_COLUMN).gt_eq(timestamp_literal(horizon))
     }
 
-    /// Every file and memtable chunk of the table, as of one instant.
     /// Every source of the table, as of one instant, with a pin that keeps
     /// the files readable while it is held.
-    pub(crate) fn all_sources(&self) -> (Vec<FileMeta>, Vec<Arc<Chunk>>, Arc<ReadPin>) {
+    pub(crate) fn all_sources(&self) -> (Vec<Arc<FileMeta>>, Vec<Arc<Chunk>>, Arc<ReadPin>) {
         let Snapshot { parts, pin, .. } = self.snapshot(TimeRange::ALL);
         let mut files = Vec::new();
         let mut chunks = Vec::new();
@@ -547,7 +546,7 @@ pub(crate) fn timestamp_ns(expr: &Expr) -> Option<i64> {
 /// exact when no filter narrows the scan (files hold each (series, time) once
 /// and do not overlap one another), which lets DataFusion answer `count(*)`,
 /// `min(time)` and `max(time)` without reading them.
-fn files_statistics(schema: &SchemaRef, files: &[FileMeta], exact: bool) -> Statistics {
+fn files_statistics(schema: &SchemaRef, files: &[Arc<FileMeta>], exact: bool) -> Statistics {
     let mut stats = Statistics::new_unknown(schema);
     let rows: usize = files.iter().map(|f| f.rows as usize).sum();
     let bytes: usize = files.iter().map(|f| f.bytes as usize).sum();

@@ -133,12 +133,13 @@ fn files(shared: &Shared) -> DfResult<RecordBatch> {
     let manifest = shared.state_read().manifest.clone();
     let files = &manifest.files;
     let text = |f: fn(&crate::manifest::FileMeta) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(files.iter().map(f)))
+        Arc::new(StringArray::from_iter_values(files.iter().map(|m| f(m))))
     };
     let number = |f: fn(&crate::manifest::FileMeta) -> u64| -> ArrayRef {
-        Arc::new(UInt64Array::from_iter_values(files.iter().map(f)))
+        Arc::new(UInt64Array::from_iter_values(files.iter().map(|m| f(m))))
     };
-    let time = |f: fn(&crate::manifest::FileMeta) -> i64| time_array(files.iter().map(f).collect());
+    let time =
+        |f: fn(&crate::manifest::FileMeta) -> i64| time_array(files.iter().map(|m| f(m)).collect());
     batch(
         vec![
             Field::new("database", DataType::Utf8, false),
