@@ -103,17 +103,6 @@ impl Tombstone {
                 self.constrain(tag, values);
                 Ok(())
             }
-            Expr::BinaryExpr(BinaryExpr {
-                op: Operator::Or, ..
-            }) => {
-                // `tag = 'a' OR tag = 'b'`, which DataFusion makes of short IN lists.
-                let mut tag = None;
-                let mut values = Vec::new();
-                equalities(expr, table, &mut tag, &mut values).ok_or_else(unsupported)?;
-                let tag = tag.ok_or_else(unsupported)?;
-                self.constrain(&tag, values);
-                Ok(())
-            }
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 if let Some((op, v)) = time_comparison(left, *op, right) {
                     match op {
@@ -129,6 +118,8 @@ impl Tombstone {
                     }
                     return Ok(());
                 }
+                // `tag = 'v'`, or `tag = 'a' OR tag = 'b'` (DataFusion's form
+                // of a short IN list).
                 let mut tag = None;
                 let mut values = Vec::new();
                 equalities(expr, table, &mut tag, &mut values).ok_or_else(unsupported)?;
