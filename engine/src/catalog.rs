@@ -205,6 +205,9 @@ pub struct Catalog {
     /// The retention a database gets when a write or a `CREATE DATABASE`
     /// without one creates it ([`crate::Options::default_retention`]).
     default_retention: Option<Duration>,
+    /// Counts the drops since open: a write resolved against an older count
+    /// may name a table that is gone, and is resolved again before it commits.
+    drops: u64,
 }
 
 /// The persisted form of a catalog (inside the manifest).
@@ -244,6 +247,7 @@ impl Catalog {
             databases,
             retention,
             default_retention: None,
+            drops: 0,
         }
     }
 
@@ -296,6 +300,29 @@ impl Catalog {
             Some(d) => self.retention.insert(database.to_string(), d),
             None => self.retention.remove(database),
         };
+    }
+
+    /// How many drops this catalog has seen since open.
+    pub(crate) fn drops(&self) -> u64 {
+        self.drops
+    }
+
+    /// Removes `table` of `database`, or the whole database when `table` is
+    /// `None` (with its retention period); false if there was nothing to
+    /// remove.
+    pub(crate) fn drop(&mut self, database: &str, table: Option<&str>) -> bool {
+        let removed = match table {
+            Some(table) => self
+                .databases
+                .get_mut(database)
+                .is_some_and(|tables| tables.remove(table).is_some()),
+            None => {
+                self.retention.remove(database);
+                self.databases.remove(database).is_some()
+            }
+        };
+        self.drops += 1;
+        removed
     }
 
     pub fn database_names(&self) -> Vec<String> {

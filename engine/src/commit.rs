@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use tracing::{error, warn};
 
-use crate::delete::Tombstone;
+use crate::delete::{Dropped, Tombstone};
 use crate::engine::{FlushMsg, Shared};
 use crate::error::{Error, Result};
 use crate::options::WalSync;
@@ -40,17 +40,34 @@ use crate::write::TableWrite;
 /// Most write requests one group commit takes.
 pub(crate) const MAX_GROUP: usize = 1024;
 
-/// One write on its way to the WAL and the memtable.
+/// One write, delete or drop on its way to the WAL and the memtable.
 pub(crate) struct WriteRequest {
     pub database: String,
     /// The WAL record.
     pub payload: Vec<u8>,
-    pub writes: Vec<TableWrite>,
+    pub change: Change,
     /// Memtable bytes the writer reserved for it.
     pub reserved: usize,
-    /// A delete instead of a write (`writes` is then empty).
-    pub delete: Option<Tombstone>,
     pub reply: Sender<Reply>,
+}
+
+/// What a request changes.
+pub(crate) enum Change {
+    /// Rows, one batch per table, resolved against the catalog when it had
+    /// seen `resolved_at` drops ([`crate::catalog::Catalog::drops`]).
+    Write {
+        writes: Vec<TableWrite>,
+        resolved_at: u64,
+    },
+    Delete(Tombstone),
+    /// A drop commits in a group of its own.
+    Drop(Dropped),
+}
+
+impl WriteRequest {
+    fn is_drop(&self) -> bool {
+        matches!(self.change, Change::Drop(_))
+    }
 }
 
 /// What a queued writer hears.
@@ -163,7 +180,13 @@ impl Committer {
         let _handoff = Handoff(self);
         let mut group: Vec<WriteRequest> = {
             let mut queue = lock(&self.queue);
-            let n = queue.waiting.len().min(MAX_GROUP);
+            // A drop changes the catalog that the writes after it were
+            // resolved against: it ends the group, or is a group alone.
+            let n = match queue.waiting.iter().position(WriteRequest::is_drop) {
+                Some(0) => 1,
+                Some(at) => at.min(MAX_GROUP),
+                None => queue.waiting.len().min(MAX_GROUP),
+            };
             queue.waiting.drain(..n).collect()
         };
         let mut log = lock(&self.log);
@@ -276,9 +299,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Resolves again the writes of `group` that were resolved before a drop:
+/// a table they name may be gone, to be created anew by them. A write that
+/// no longer fits the catalog (another writer re-created its table with
+/// other types) is refused, with the rest of the group going ahead.
+fn resolve_after_drops(shared: &Shared, group: &mut Vec<WriteRequest>) {
+    let drops = shared.catalog_read().drops();
+    let stale = |w: &WriteRequest| matches!(w.change, Change::Write { resolved_at, .. } if resolved_at != drops);
+    if !group.iter().any(stale) {
+        return;
+    }
+    let mut catalog = shared.catalog_mut();
+    let mut refused = Vec::new();
+    group.retain(|w| {
+        let Change::Write { writes, .. } = &w.change else {
+            return true;
+        };
+        let schemas: Vec<_> = writes
+            .iter()
+            .map(|w| (w.table.as_str(), w.batch.schema()))
+            .collect();
+        let refs: Vec<_> = schemas.iter().map(|(t, s)| (*t, s.as_ref())).collect();
+        match catalog.resolve(&w.database, &refs) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.push((w.reply.clone(), w.reserved, e));
+                false
+            }
+        }
+    });
+    drop(catalog);
+    for (reply, reserved, e) in refused {
+        shared.release_memory(reserved);
+        let _ = reply.send(Reply::Done(Err(e)));
+    }
+}
+
 /// Appends a group to the WAL, makes it durable under the sync policy,
 /// applies it to the memtable and answers each writer.
 fn commit_group(shared: &Shared, log: &mut Log, group: &mut Vec<WriteRequest>) {
+    resolve_after_drops(shared, group);
     let mut seqs = Vec::with_capacity(group.len());
     let mut result: Result<()> = match &log.poisoned {
         Some(reason) => Err(Error::WalPoisoned(reason.clone())),
@@ -334,15 +394,29 @@ fn commit_group(shared: &Shared, log: &mut Log, group: &mut Vec<WriteRequest>) {
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
             let mut replies = Vec::with_capacity(group.len());
             {
+                // A drop changes the catalog and the state together (the
+                // catalog's lock first, as everywhere).
+                let mut catalog = group
+                    .iter()
+                    .any(WriteRequest::is_drop)
+                    .then(|| shared.catalog_mut());
                 let mut state = shared.state_mut();
                 for (w, seq) in group.drain(..).zip(seqs) {
-                    let applied = match w.delete {
-                        Some(mut tombstone) => {
+                    let applied = match w.change {
+                        Change::Write { writes, .. } => {
+                            shared.apply(&mut state, &w.database, seq, writes, w.reserved)
+                        }
+                        Change::Delete(mut tombstone) => {
                             tombstone.seq = seq;
                             shared.add_tombstone(&mut state, tombstone);
                             Ok(())
                         }
-                        None => shared.apply(&mut state, &w.database, seq, w.writes, w.reserved),
+                        Change::Drop(mut dropped) => {
+                            dropped.seq = seq;
+                            let catalog = catalog.as_mut().expect("taken for a drop");
+                            shared.apply_drop(catalog, &mut state, dropped);
+                            Ok(())
+                        }
                     };
                     replies.push((w.reply, applied.map(|_| seq)));
                 }

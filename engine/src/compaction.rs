@@ -140,11 +140,21 @@ pub(crate) fn run_compactor(shared: Arc<Shared>, runtime: Runtime, rx: Receiver<
 fn compact(shared: &Shared, runtime: &Runtime, policy: Policy) -> Result<Vec<CompactionRecord>> {
     let mut done = Vec::new();
     loop {
-        let (manifest, tombstones) = {
+        let (manifest, tombstones, drops) = {
             let state = shared.state_read();
-            (state.manifest.clone(), state.tombstones.clone())
+            (
+                state.manifest.clone(),
+                state.tombstones.clone(),
+                state.drops.clone(),
+            )
         };
-        let jobs = pick(&manifest, policy, &tombstones);
+        let mut jobs = pick(&manifest, policy, &tombstones);
+        // The files of a dropped table leave at the next manifest change.
+        jobs.retain(|j| {
+            !j.inputs
+                .iter()
+                .any(|f| drops.iter().any(|d| d.covers_file(f)))
+        });
         if jobs.is_empty() {
             break;
         }

@@ -1,4 +1,5 @@
-//! Deletes: `DELETE FROM t WHERE <tag and time predicates>`.
+//! Deletes: `DELETE FROM t WHERE <tag and time predicates>`, `DROP TABLE`
+//! and `DROP DATABASE`.
 //!
 //! A delete is a **tombstone**: a table, a time range, a set of values for
 //! some tags, and the WAL sequence number the delete got. It is logged in the
@@ -18,6 +19,17 @@
 //!
 //! Tombstones live in the engine's state and in the manifest (the ones a
 //! flush has passed; the rest are still in the WAL).
+//!
+//! A **drop** ([`Dropped`]) removes a whole table, or every table of a
+//! database, as written before it. It is a WAL record too; the commit that
+//! applies it removes the table from the catalog and its rows from the
+//! memtables, and from then on every manifest change leaves out the table's
+//! files written before the drop (a flush or a compaction that was already
+//! under way when the drop came writes such files, and loses them at its
+//! manifest change). A table of the same name written after the drop is a
+//! new table, with a schema of its own. A drop is kept (in the state and
+//! the manifest) until a flush has passed it: until then the WAL may still
+//! hold writes before it, which replay must leave out.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -201,6 +213,31 @@ impl Tombstone {
             }
         }
         Ok(BooleanArray::from(hit))
+    }
+}
+
+/// `DROP TABLE` (`table` is named) or `DROP DATABASE` (`table` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Dropped {
+    pub database: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The drop's WAL sequence number; 0 until it is committed.
+    #[serde(default)]
+    pub seq: u64,
+}
+
+impl Dropped {
+    /// Whether it removes the rows of `table` written with `seq` (or, for a
+    /// file, written at or below `seq`).
+    pub fn covers(&self, database: &str, table: &str, seq: u64) -> bool {
+        seq < self.seq
+            && self.database == database
+            && self.table.as_deref().is_none_or(|t| t == table)
+    }
+
+    pub fn covers_file(&self, f: &FileMeta) -> bool {
+        self.covers(&f.database, &f.table, f.max_seq)
     }
 }
 

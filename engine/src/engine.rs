@@ -30,9 +30,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{error, info, warn};
 
 use crate::catalog::Catalog;
-use crate::commit::{Committer, WriteRequest};
+use crate::commit::{Change, Committer, WriteRequest};
 use crate::compaction::{CompactMsg, CompactionRecord, run_compactor};
-use crate::delete::{Tombstone, still_needed};
+use crate::delete::{Dropped, Tombstone, still_needed};
 use crate::error::{Error, Result};
 use crate::flush::{Storage, flush_memtable, now_ns};
 use crate::last_rows::LastRowsCache;
@@ -44,8 +44,8 @@ use crate::retention::check_period;
 use crate::statement::Statement;
 use crate::wal::{self, WalWriter};
 use crate::write::{
-    Entry, TableWrite, WriteSummary, check_name, count_points, decode_record, encode_entry,
-    first_line_before, first_line_writing, normalize_batch, parse_line_protocol,
+    Entry, TableWrite, WriteSummary, check_name, count_points, decode_record, encode_drop,
+    encode_entry, first_line_before, first_line_writing, normalize_batch, parse_line_protocol,
 };
 
 /// The default database.
@@ -170,6 +170,9 @@ pub(crate) struct State {
     pub version: u64,
     /// Deletes that may still remove rows somewhere, oldest first.
     pub tombstones: Vec<Arc<Tombstone>>,
+    /// Drops a flush has not yet passed ([`crate::delete`]): files they
+    /// cover are invisible, and left out of the next manifest change.
+    pub drops: Vec<Dropped>,
 }
 
 pub(crate) enum FlushMsg {
@@ -247,6 +250,7 @@ impl Engine {
                 active: Memtable::default(),
                 frozen: Vec::new(),
                 tombstones: manifest.tombstones.iter().cloned().map(Arc::new).collect(),
+                drops: manifest.drops.clone(),
                 manifest: Arc::new(manifest),
                 version: 0,
             }),
@@ -391,14 +395,16 @@ impl Engine {
         }
         let period = shared.catalog_read().retention(database);
         crate::retention::check_writes(database, period, &writes, now_ns())?;
-        {
+        let resolved_at = {
             let schemas: Vec<_> = writes
                 .iter()
                 .map(|w| (w.table.as_str(), w.batch.schema()))
                 .collect();
             let refs: Vec<_> = schemas.iter().map(|(t, s)| (*t, s.as_ref())).collect();
-            shared.catalog_mut().resolve(database, &refs)?;
-        }
+            let mut catalog = shared.catalog_mut();
+            catalog.resolve(database, &refs)?;
+            catalog.drops()
+        };
         let reserved: usize = writes.iter().map(|w| w.batch.get_array_memory_size()).sum();
         shared.reserve_memory(reserved, &self.inner.flush_tx)?;
         let payload = match encode_entry(database, &writes) {
@@ -412,9 +418,11 @@ impl Engine {
         let request = WriteRequest {
             database: database.to_string(),
             payload,
-            writes,
+            change: Change::Write {
+                writes,
+                resolved_at,
+            },
             reserved,
-            delete: None,
             reply,
         };
         match self.inner.committer.commit(shared, request, result) {
@@ -433,12 +441,16 @@ impl Engine {
         crate::query::session(self.inner.shared.clone())
     }
 
-    /// Runs one SQL statement and collects its result.
-    /// Ingot's own statements ([`crate::statement`]) run here and answer no
-    /// rows.
+    /// Runs one SQL statement, in the default database, and collects its
+    /// result. Ingot's own statements ([`crate::statement`]) run here and
+    /// answer no rows.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         if let Some(statement) = crate::statement::parse(sql)? {
-            self.run_statement(&statement)?;
+            let engine = self.clone();
+            // A drop waits for the WAL and the manifest: off the runtime.
+            tokio::task::spawn_blocking(move || engine.run_statement(&statement, DEFAULT_DATABASE))
+                .await
+                .map_err(|e| Error::Internal(format!("the statement's task failed: {e}")))??;
             return Ok(Vec::new());
         }
         let ctx = self.session();
@@ -447,9 +459,10 @@ impl Engine {
     }
 
     /// Runs one of Ingot's own statements, as parsed by
-    /// [`crate::statement::parse`]. Blocking for as long as a manifest
-    /// update takes (one fsync or two).
-    pub fn run_statement(&self, statement: &Statement) -> Result<()> {
+    /// [`crate::statement::parse`]; a table it names without a database is
+    /// in `database`. Blocking for as long as a WAL append and a manifest
+    /// update take (an fsync or three).
+    pub fn run_statement(&self, statement: &Statement, database: &str) -> Result<()> {
         match statement {
             Statement::CreateDatabase {
                 name,
@@ -466,7 +479,67 @@ impl Engine {
                 database,
                 retention,
             } => self.set_retention(database, *retention),
+            Statement::DropTable {
+                database: named,
+                table,
+                if_exists,
+            } => match self.drop_table(named.as_deref().unwrap_or(database), table) {
+                Err(Error::NotFound(_)) if *if_exists => Ok(()),
+                done => done,
+            },
+            Statement::DropDatabase { name, if_exists } => match self.drop_database(name) {
+                Err(Error::NotFound(_)) if *if_exists => Ok(()),
+                done => done,
+            },
         }
+    }
+
+    /// Drops `table` of `database`: its rows are gone from queries at once,
+    /// its files are deleted once no running query reads them, and a later
+    /// write of that name creates a new table. Durable (logged in the WAL)
+    /// before it returns.
+    pub fn drop_table(&self, database: &str, table: &str) -> Result<()> {
+        if self
+            .inner
+            .shared
+            .catalog_read()
+            .table(database, table)
+            .is_none()
+        {
+            return Err(Error::NotFound(format!(
+                "table {table:?} does not exist in database {database:?}"
+            )));
+        }
+        self.inner.shared.commit_drop(Dropped {
+            database: database.to_string(),
+            table: Some(table.to_string()),
+            seq: 0,
+        })?;
+        // The background task deletes the files no query reads any more.
+        let _ = self.inner.compact_tx.try_send(CompactMsg::Look);
+        Ok(())
+    }
+
+    /// Drops `database` with every table in it, as [`Engine::drop_table`]
+    /// drops one; a later write to it creates it anew, with the default
+    /// retention. The default database cannot be dropped.
+    pub fn drop_database(&self, database: &str) -> Result<()> {
+        if database == DEFAULT_DATABASE {
+            return Err(Error::InvalidInput(format!(
+                "the default database {DEFAULT_DATABASE:?} cannot be dropped; drop its tables \
+                 with DROP TABLE"
+            )));
+        }
+        if !self.inner.shared.catalog_read().has_database(database) {
+            return Err(no_database(database));
+        }
+        self.inner.shared.commit_drop(Dropped {
+            database: database.to_string(),
+            table: None,
+            seq: 0,
+        })?;
+        let _ = self.inner.compact_tx.try_send(CompactMsg::Look);
+        Ok(())
     }
 
     /// Persists everything written so far to Parquet and returns when it is
@@ -669,7 +742,7 @@ impl Shared {
         self.catalog.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+    pub(crate) fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
         self.catalog.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -700,27 +773,60 @@ impl Shared {
         let current = self.state_read().manifest.clone();
         let mut next = (*current).clone();
         let out = change(&mut next)?;
+        // The catalog as of now, and the drops it reflects (read under the
+        // catalog's lock, which a drop holds while it changes both). The
+        // catalog only grows while files are written, so a manifest may name
+        // tables that no file has yet, never the reverse.
+        let drops = {
+            let catalog = self.catalog_read();
+            next.catalog = catalog.snapshot();
+            self.state_read().drops.clone()
+        };
+        // Files of dropped tables go, including any a flush or compaction
+        // under way at the drop has just added.
+        let mut removed = Vec::new();
+        if !drops.is_empty() {
+            next.files.retain(|f| {
+                let covered = drops.iter().any(|d| d.covers_file(f));
+                if covered {
+                    removed.push(f.clone());
+                }
+                !covered
+            });
+        }
+        next.drops = drops
+            .into_iter()
+            .filter(|d| d.seq > next.persisted_seq)
+            .collect();
         // Deletes that neither the WAL nor any file still needs go.
         next.tombstones = still_needed(&self.state_read().tombstones, &next)
             .iter()
             .map(|t| (**t).clone())
             .collect();
-        // The catalog as of now: it only grows while files are written, so
-        // a manifest may name tables that no file has yet, never the reverse.
-        next.catalog = self.catalog_read().snapshot();
         next.next_file_id = next
             .next_file_id
             .max(self.next_file_id.load(Ordering::Acquire));
         store.commit(&current, &mut next)?;
         let live: HashSet<&str> = next.files.iter().map(|f| f.path.as_str()).collect();
-        let dropped: Vec<StorePath> = current
+        let mut dropped: Vec<StorePath> = current
             .files
             .iter()
             .filter(|f| !live.contains(f.path.as_str()))
             .map(|f| StorePath::from(f.path.as_str()))
             .collect();
+        if !removed.is_empty() {
+            let before: HashSet<&str> = current.files.iter().map(|f| f.path.as_str()).collect();
+            dropped.extend(
+                removed
+                    .iter()
+                    .filter(|f| !before.contains(f.path.as_str()))
+                    .map(|f| StorePath::from(f.path.as_str())),
+            );
+        }
         let version = {
             let mut state = self.state_mut();
+            let persisted = next.persisted_seq;
+            state.drops.retain(|d| d.seq > persisted);
             state.tombstones = still_needed(&state.tombstones, &next);
             state.manifest = Arc::new(next);
             state.version += 1;
@@ -791,12 +897,51 @@ impl Shared {
         let request = WriteRequest {
             database: tombstone.database.clone(),
             payload,
-            writes: Vec::new(),
+            change: Change::Delete(tombstone),
             reserved: 0,
-            delete: Some(tombstone),
             reply,
         };
         committer.commit(self, request, result)
+    }
+
+    /// Logs a drop in the WAL and applies it; then records it in the
+    /// manifest, which frees the dropped files (once no running query reads
+    /// them). Returns once it is durable.
+    fn commit_drop(&self, dropped: Dropped) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let committer = self.committer.get().ok_or(Error::Closed)?;
+        let payload = encode_drop(&dropped)?;
+        let (reply, result) = bounded(1);
+        let request = WriteRequest {
+            database: dropped.database.clone(),
+            payload,
+            change: Change::Drop(dropped),
+            reserved: 0,
+            reply,
+        };
+        committer.commit(self, request, result)?;
+        self.edit_manifest(|_| Ok(()), |_| {})
+    }
+
+    /// Applies a committed drop: the catalog loses the table (or database),
+    /// the memtables its rows, and queries its files at once.
+    pub(crate) fn apply_drop(&self, catalog: &mut Catalog, state: &mut State, dropped: Dropped) {
+        catalog.drop(&dropped.database, dropped.table.as_deref());
+        state.active.drop_rows(&dropped);
+        for frozen in state.frozen.iter_mut() {
+            // A flush may hold the old copy: the files it writes from it
+            // are left out of its manifest change.
+            *frozen = Arc::new(frozen.without(&dropped));
+        }
+        state
+            .tombstones
+            .retain(|t| !dropped.covers(&t.database, &t.table, t.seq));
+        self.last_rows.forget(&dropped);
+        if !state.drops.iter().any(|d| d.seq == dropped.seq) {
+            state.drops.push(dropped);
+        }
     }
 
     /// Records a committed delete (once: replay may meet one the manifest
@@ -888,7 +1033,7 @@ fn replay(shared: &Arc<Shared>, runtime: &tokio::runtime::Runtime) -> Result<u64
             offset: 0,
             reason: format!("record {seq} does not decode: {reason}"),
         })?;
-        let (database, writes) = match entry {
+        let (database, mut writes) = match entry {
             Entry::Write(database, writes) => (database, writes),
             Entry::Delete(mut tombstone) => {
                 tombstone.seq = seq;
@@ -896,7 +1041,29 @@ fn replay(shared: &Arc<Shared>, runtime: &tokio::runtime::Runtime) -> Result<u64
                 records += 1;
                 return Ok(());
             }
+            Entry::Drop(mut dropped) => {
+                dropped.seq = seq;
+                let mut catalog = shared.catalog_mut();
+                shared.apply_drop(&mut catalog, &mut shared.state_mut(), dropped);
+                records += 1;
+                return Ok(());
+            }
         };
+        // Writes to a table that a drop the manifest knows removed later:
+        // the catalog may already hold a new table of that name.
+        {
+            let state = shared.state_read();
+            writes.retain(|w| {
+                !state
+                    .drops
+                    .iter()
+                    .any(|d| d.covers(&database, &w.table, seq))
+            });
+        }
+        if writes.is_empty() {
+            records += 1;
+            return Ok(());
+        }
         {
             let schemas: Vec<_> = writes
                 .iter()
@@ -958,10 +1125,18 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
         }
     }
     loop {
-        let (frozen, manifest, tombstones) = {
+        // The memtable and the catalog of one instant (a drop changes both
+        // under the catalog's lock).
+        let (frozen, manifest, tombstones, catalog) = {
+            let catalog = shared.catalog_read();
             let state = shared.state_read();
             match state.frozen.first() {
-                Some(f) => (f.clone(), state.manifest.clone(), state.tombstones.clone()),
+                Some(f) => (
+                    f.clone(),
+                    state.manifest.clone(),
+                    state.tombstones.clone(),
+                    catalog.clone(),
+                ),
                 None => return Ok(()),
             }
         };
@@ -969,7 +1144,6 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
         // id is taken for good once the manifest records a higher counter.
         let partitions: usize = frozen.tables().values().map(|p| p.len()).sum();
         let first_id = shared.reserve_file_ids(partitions as u64);
-        let catalog = shared.catalog_read().clone();
         let mut next_file_id = first_id;
         let started = Instant::now();
         let files = runtime.block_on(flush_memtable(
@@ -996,7 +1170,13 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
                 state.frozen.remove(0);
             },
         )?;
+        // A drop that came during the flush took the files of its tables
+        // out of the change.
+        let drops = shared.state_read().drops.clone();
         for f in &files {
+            if drops.iter().any(|d| d.covers_file(&f.meta)) {
+                continue;
+            }
             if let Some(table) = catalog.table(&f.meta.database, &f.meta.table) {
                 let first_file = !manifest
                     .files

@@ -40,6 +40,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::{ColumnKind, TIME_COLUMN, TableSchema};
 use crate::dedup::{align, sort_dedup};
+use crate::delete::Dropped;
 use crate::error::Result;
 use crate::manifest::FileMeta;
 use crate::query::IngotTable;
@@ -119,6 +120,14 @@ impl LastRowsCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((database.to_string(), table.to_string()), Arc::new(rows));
+    }
+
+    /// Forgets the tables a drop removes.
+    pub(crate) fn forget(&self, dropped: &Dropped) {
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(database, table), _| !dropped.covers(database, table, 0));
     }
 
     /// Compaction replaced files `inputs` of a table by `output`, holding the

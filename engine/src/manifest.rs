@@ -7,7 +7,7 @@
 //! manifest; it is replaced atomically (written to `MANIFEST.tmp`, fsynced,
 //! renamed, the directory fsynced). Each change after it is one record
 //! appended to `MANIFEST.log` and fsynced: the files added and the ids
-//! removed, the new counters, and the catalog and deletes when they changed.
+//! removed, the new counters, and the catalog, deletes and drops when they changed.
 //! Opening reads the checkpoint and applies the log. Every
 //! [`CHECKPOINT_EVERY`] records, or once the log outgrows the checkpoint, the
 //! next change writes a new checkpoint and starts a new log.
@@ -32,7 +32,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::CatalogSnapshot;
-use crate::delete::Tombstone;
+use crate::delete::{Dropped, Tombstone};
 use crate::error::{Error, Result};
 use crate::wal::sync_dir;
 
@@ -99,6 +99,10 @@ pub(crate) struct Manifest {
     /// after `persisted_seq`; absent in manifests written before deletes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tombstones: Vec<Tombstone>,
+    /// Drops a flush has not yet passed: the WAL after `persisted_seq` may
+    /// still hold writes of their tables from before them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drops: Vec<Dropped>,
     /// Counts checkpoints; the edit log names the one it follows.
     #[serde(default)]
     pub generation: u64,
@@ -182,6 +186,9 @@ struct Edit {
     /// All the deletes still needed, when they changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tombstones: Option<Vec<Tombstone>>,
+    /// All the drops still needed, when they changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drops: Option<Vec<Dropped>>,
 }
 
 impl Edit {
@@ -205,6 +212,7 @@ impl Edit {
                 .collect(),
             catalog: (next.catalog != current.catalog).then(|| next.catalog.clone()),
             tombstones: (next.tombstones != current.tombstones).then(|| next.tombstones.clone()),
+            drops: (next.drops != current.drops).then(|| next.drops.clone()),
         }
     }
 
@@ -221,6 +229,9 @@ impl Edit {
         }
         if let Some(tombstones) = self.tombstones {
             m.tombstones = tombstones;
+        }
+        if let Some(drops) = self.drops {
+            m.drops = drops;
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 
+use crate::delete::Dropped;
 use crate::error::Result;
 use crate::write::time_values;
 
@@ -67,6 +68,38 @@ impl Memtable {
             .iter()
             .find(|((d, t), _)| d == database && t == table)
             .map(|(_, p)| p)
+    }
+
+    /// Removes the rows a drop covers. The memory stays accounted until the
+    /// memtable is flushed.
+    pub fn drop_rows(&mut self, dropped: &Dropped) {
+        let mut removed = 0;
+        for ((database, table), partitions) in self.tables.iter_mut() {
+            for chunks in partitions.values_mut() {
+                chunks.retain(|c| {
+                    let covered = dropped.covers(database, table, c.seq);
+                    if covered {
+                        removed += c.batch.num_rows();
+                    }
+                    !covered
+                });
+            }
+            partitions.retain(|_, chunks| !chunks.is_empty());
+        }
+        self.tables.retain(|_, partitions| !partitions.is_empty());
+        self.rows -= removed;
+    }
+
+    /// A copy without the rows a drop covers (chunks are shared).
+    pub fn without(&self, dropped: &Dropped) -> Memtable {
+        let mut copy = Memtable {
+            tables: self.tables.clone(),
+            bytes: self.bytes,
+            rows: self.rows,
+            max_seq: self.max_seq,
+        };
+        copy.drop_rows(dropped);
+        copy
     }
 
     /// Adds one normalized batch written with sequence number `seq`, split by

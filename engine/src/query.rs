@@ -252,6 +252,9 @@ impl IngotTable {
             if f.database != self.database || f.table != self.schema.name() {
                 continue;
             }
+            if state.drops.iter().any(|d| d.covers_file(f)) {
+                continue;
+            }
             if range.overlaps(f.min_time, f.max_time) {
                 parts
                     .entry(f.partition)

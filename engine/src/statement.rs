@@ -1,10 +1,12 @@
-//! Ingot's own SQL statements: the ones that manage databases, which
-//! DataFusion's SQL does not have.
+//! Ingot's own SQL statements: the ones that manage databases and drop
+//! tables, which DataFusion's SQL does not have for Ingot's catalog.
 //!
 //! ```sql
 //! CREATE DATABASE [IF NOT EXISTS] plant [WITH (retention_period = '30d')]
 //! ALTER DATABASE plant SET retention_period = '90d'
 //! ALTER DATABASE plant UNSET retention_period      -- keep rows forever
+//! DROP TABLE [IF EXISTS] [plant.]readings
+//! DROP DATABASE [IF EXISTS] plant
 //! ```
 //!
 //! `ttl` is read as another name for `retention_period` (GreptimeDB's
@@ -36,6 +38,17 @@ pub enum Statement {
         database: String,
         retention: Option<Duration>,
     },
+    /// `DROP TABLE`; `database` is `None` when the table is not qualified
+    /// (the session's database is meant).
+    DropTable {
+        database: Option<String>,
+        table: String,
+        if_exists: bool,
+    },
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 /// Reads `sql` as one of Ingot's own statements: `Ok(None)` when it is not
@@ -45,6 +58,8 @@ pub fn parse(sql: &str) -> Result<Option<Statement>> {
     let kind = match words.as_slice() {
         [a, b] if a == "create" && b == "database" => Kind::Create,
         [a, b] if a == "alter" && b == "database" => Kind::Alter,
+        [a, b] if a == "drop" && b == "table" => Kind::DropTable,
+        [a, b] if a == "drop" && (b == "database" || b == "schema") => Kind::DropDatabase,
         _ => return Ok(None),
     };
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
@@ -58,6 +73,24 @@ pub fn parse(sql: &str) -> Result<Option<Statement>> {
     let statement = match kind {
         Kind::Create => p.create()?,
         Kind::Alter => p.alter()?,
+        Kind::DropTable => {
+            let if_exists = p.keywords(&["if", "exists"]);
+            let first = p.name("a table name")?;
+            let (database, table) = if p.eat(&Token::Period) {
+                (Some(first), p.name("a table name")?)
+            } else {
+                (None, first)
+            };
+            Statement::DropTable {
+                database,
+                table,
+                if_exists,
+            }
+        }
+        Kind::DropDatabase => Statement::DropDatabase {
+            if_exists: p.keywords(&["if", "exists"]),
+            name: p.name("a database name")?,
+        },
     };
     if let Some(t) = p.tokens.get(p.at) {
         return Err(p.unexpected(t, "the end of the statement"));
@@ -68,6 +101,8 @@ pub fn parse(sql: &str) -> Result<Option<Statement>> {
 enum Kind {
     Create,
     Alter,
+    DropTable,
+    DropDatabase,
 }
 
 /// The first `n` words of `sql`, lowercased, skipping comments.
@@ -88,7 +123,9 @@ fn leading_words(sql: &str, n: usize) -> Vec<String> {
 
 const SYNTAX: &str = "CREATE DATABASE [IF NOT EXISTS] name [WITH (retention_period = '30d')], \
                       ALTER DATABASE name SET retention_period = '30d', \
-                      ALTER DATABASE name UNSET retention_period";
+                      ALTER DATABASE name UNSET retention_period, \
+                      DROP TABLE [IF EXISTS] [database.]table, \
+                      DROP DATABASE [IF EXISTS] name";
 
 struct Parser {
     tokens: Vec<Token>,
@@ -98,7 +135,7 @@ struct Parser {
 impl Parser {
     fn create(&mut self) -> Result<Statement> {
         let if_not_exists = self.keywords(&["if", "not", "exists"]);
-        let name = self.name()?;
+        let name = self.name("a database name")?;
         let mut retention = None;
         if self.keywords(&["with"]) {
             self.expect(&Token::LParen, "(")?;
@@ -120,7 +157,7 @@ impl Parser {
     }
 
     fn alter(&mut self) -> Result<Statement> {
-        let database = self.name()?;
+        let database = self.name("a database name")?;
         let retention = if self.keywords(&["set"]) {
             self.option_key()?;
             self.expect(&Token::Eq, "=")?;
@@ -153,7 +190,8 @@ impl Parser {
         Ok(())
     }
 
-    fn name(&mut self) -> Result<String> {
+    /// A name, as SQL reads identifiers: lowercased unless quoted.
+    fn name(&mut self, what: &str) -> Result<String> {
         match self.tokens.get(self.at) {
             Some(Token::Word(w)) => {
                 self.at += 1;
@@ -162,7 +200,7 @@ impl Parser {
                     None => w.value.to_ascii_lowercase(),
                 })
             }
-            _ => Err(self.unexpected_here("a database name")),
+            _ => Err(self.unexpected_here(what)),
         }
     }
 
@@ -268,6 +306,42 @@ mod tests {
                 retention: None
             })
         );
+    }
+
+    #[test]
+    fn reads_drops() {
+        assert_eq!(
+            parse("DROP TABLE readings").unwrap(),
+            Some(Statement::DropTable {
+                database: None,
+                table: "readings".into(),
+                if_exists: false
+            })
+        );
+        assert_eq!(
+            parse("drop table if exists plant.\"Cpu\";").unwrap(),
+            Some(Statement::DropTable {
+                database: Some("plant".into()),
+                table: "Cpu".into(),
+                if_exists: true
+            })
+        );
+        assert_eq!(
+            parse("DROP DATABASE IF EXISTS plant").unwrap(),
+            Some(Statement::DropDatabase {
+                name: "plant".into(),
+                if_exists: true
+            })
+        );
+        assert_eq!(
+            parse("DROP SCHEMA plant").unwrap(),
+            Some(Statement::DropDatabase {
+                name: "plant".into(),
+                if_exists: false
+            })
+        );
+        let err = parse("DROP TABLE a, b").unwrap_err().to_string();
+        assert!(err.contains("end of the statement"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
 use crate::catalog::{ColumnKind, FieldType, KIND_METADATA_KEY, TIME_COLUMN, arrow_field};
-use crate::delete::Tombstone;
+use crate::delete::{Dropped, Tombstone};
 use crate::error::{Error, Result};
 use crate::line_protocol::{self, FieldValue, ParsedLine};
 use crate::options::Precision;
@@ -536,21 +536,37 @@ pub(crate) fn encode_delete(tombstone: &Tombstone) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Version byte of a WAL payload that holds a drop.
+const DROP_VERSION: u8 = 3;
+
+/// Encodes `DROP TABLE` / `DROP DATABASE` as a WAL payload: `3 u8 | JSON`.
+pub(crate) fn encode_drop(dropped: &Dropped) -> Result<Vec<u8>> {
+    let mut out = vec![DROP_VERSION];
+    serde_json::to_writer(&mut out, dropped)
+        .map_err(|e| Error::Internal(format!("a drop does not serialize: {e}")))?;
+    Ok(out)
+}
+
 /// One WAL record.
 pub(crate) enum Entry {
     /// A write request: its database and one batch per table.
     Write(String, Vec<TableWrite>),
     /// A delete (its `seq` is the record's).
     Delete(Tombstone),
+    /// A drop (its `seq` is the record's).
+    Drop(Dropped),
 }
 
-/// Decodes a WAL payload: a write ([`encode_entry`]) or a delete
-/// ([`encode_delete`]).
+/// Decodes a WAL payload: a write ([`encode_entry`]), a delete
+/// ([`encode_delete`]) or a drop ([`encode_drop`]).
 pub(crate) fn decode_record(payload: &[u8]) -> std::result::Result<Entry, String> {
     match payload.first() {
         Some(&DELETE_VERSION) => serde_json::from_slice(&payload[1..])
             .map(Entry::Delete)
             .map_err(|e| format!("delete record does not decode: {e}")),
+        Some(&DROP_VERSION) => serde_json::from_slice(&payload[1..])
+            .map(Entry::Drop)
+            .map_err(|e| format!("drop record does not decode: {e}")),
         _ => decode_entry(payload).map(|(database, writes)| Entry::Write(database, writes)),
     }
 }

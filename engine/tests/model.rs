@@ -1,6 +1,6 @@
 //! Model test: random sequences of writes (duplicates, out-of-order and late
-//! rows, new columns, null fields), deletes, flushes, compactions and
-//! reopens, applied both to the
+//! rows, new columns, null fields), deletes, drops of the table, flushes,
+//! compactions and reopens, applied both to the
 //! engine and to a `BTreeMap` that implements the duplicate rule directly.
 //! After every step the engine's answer must equal the model's.
 
@@ -180,6 +180,10 @@ fn run(seed: u64, steps: usize) {
             }
             2 => {
                 engine.compact().unwrap();
+            }
+            4 if rng.random_bool(0.25) => {
+                rt.block_on(engine.sql("DROP TABLE IF EXISTS m")).unwrap();
+                model.clear();
             }
             3 if !model.is_empty() => {
                 let sql = random_delete(&mut rng, &mut model);

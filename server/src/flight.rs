@@ -737,14 +737,14 @@ impl FlightSqlService for FlightSqlServer {
 
     /// `ExecuteUpdate`: `DELETE` (answering the rows it removed) and Ingot's
     /// own statements (`CREATE DATABASE`, `ALTER DATABASE ... SET
-    /// retention_period`, answering 0).
+    /// retention_period`, `DROP TABLE`, `DROP DATABASE`, answering 0).
     async fn do_put_statement_update(
         &self,
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         crate::sql::check_query(&command.query, &self.state.limits).map_err(status)?;
-        if crate::sql::run_statement(&self.state.engine, &command.query)
+        if crate::sql::run_statement(&self.state.engine, &database(&request), &command.query)
             .await
             .map_err(status)?
         {

@@ -6,7 +6,7 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use ingot_engine::statement::Statement;
@@ -35,8 +35,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/api/v3/configure/database",
             get(list_databases)
                 .post(create_database)
-                .put(update_database),
+                .put(update_database)
+                .delete(drop_database),
         )
+        .route("/api/v3/configure/table", delete(drop_table))
         .route("/metrics", get(metrics))
         .layer(from_fn_with_state(state.auth.clone(), http_auth));
     Router::new()
@@ -205,7 +207,7 @@ async fn create_database(
         },
     };
     let engine = state.engine.clone();
-    blocking(move || engine.run_statement(&statement)).await?;
+    blocking(move || engine.run_statement(&statement, DEFAULT_DATABASE)).await?;
     Ok(Json(database_json(&state, &config.db)?).into_response())
 }
 
@@ -224,6 +226,46 @@ async fn update_database(
     let name = config.db.clone();
     blocking(move || engine.set_retention(&name, period)).await?;
     Ok(Json(database_json(&state, &config.db)?).into_response())
+}
+
+/// `?db=` (and `&table=`) of the configure API's `DELETE`s.
+#[derive(Debug, Deserialize)]
+struct DropParams {
+    db: Option<String>,
+    table: Option<String>,
+}
+
+/// `DELETE /api/v3/configure/database?db=`: drops a database with its
+/// tables; 404 if it does not exist.
+async fn drop_database(
+    State(state): State<AppState>,
+    Query(p): Query<DropParams>,
+) -> Result<StatusCode> {
+    let Some(database) = p.db.filter(|d| !d.is_empty()) else {
+        return Err(ApiError::invalid("name the database to drop: ?db=name"));
+    };
+    let engine = state.engine.clone();
+    blocking(move || engine.drop_database(&database)).await?;
+    Ok(StatusCode::OK)
+}
+
+/// `DELETE /api/v3/configure/table?db=&table=`: drops a table; 404 if it
+/// does not exist.
+async fn drop_table(
+    State(state): State<AppState>,
+    Query(p): Query<DropParams>,
+) -> Result<StatusCode> {
+    let Some(table) = p.table.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::invalid(
+            "name the table to drop: ?db=database&table=name",
+        ));
+    };
+    let database =
+        p.db.filter(|d| !d.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let engine = state.engine.clone();
+    blocking(move || engine.drop_table(&database, &table)).await?;
+    Ok(StatusCode::OK)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -311,13 +311,15 @@ async fn close(backend: Target) -> Result<(), BoxError> {
 
 async fn run_query(backend: &mut Target, database: &str, query: &str) -> Result<String, BoxError> {
     if let Some(statement) = ingot_engine::statement::parse(query)? {
+        let database = database.to_string();
         match backend {
             Target::Server(client) => {
                 client.execute_update(query).await?;
             }
             Target::Local(engine) => {
                 let engine = engine.clone();
-                tokio::task::spawn_blocking(move || engine.run_statement(&statement)).await??;
+                tokio::task::spawn_blocking(move || engine.run_statement(&statement, &database))
+                    .await??;
             }
         }
         return Ok("OK".to_string());

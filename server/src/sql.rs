@@ -258,7 +258,7 @@ pub async fn execute(
     limits: &SqlLimits,
 ) -> Result<SendableRecordBatchStream> {
     check_query(sql, limits)?;
-    if run_statement(engine, sql).await? {
+    if run_statement(engine, database, sql).await? {
         let schema = Arc::new(Schema::empty());
         return Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
@@ -271,14 +271,19 @@ pub async fn execute(
 }
 
 /// Runs `sql` if it is one of Ingot's own statements (`CREATE DATABASE`,
-/// `ALTER DATABASE ... SET retention_period`); false when it is not, and
+/// `ALTER DATABASE ... SET retention_period`, `DROP TABLE`, `DROP
+/// DATABASE`), with `database` as the session's; false when it is not, and
 /// DataFusion should plan it.
-pub async fn run_statement(engine: &Engine, sql: &str) -> Result<bool> {
+pub async fn run_statement(engine: &Engine, database: &str, sql: &str) -> Result<bool> {
     let Some(statement) = statement::parse(sql)? else {
         return Ok(false);
     };
     let engine = engine.clone();
-    crate::grpc::blocking(move || engine.run_statement(&statement)).await?;
+    let database = match database {
+        "" => DEFAULT_DATABASE.to_string(),
+        d => d.to_string(),
+    };
+    crate::grpc::blocking(move || engine.run_statement(&statement, &database)).await?;
     Ok(true)
 }
 
@@ -292,8 +297,8 @@ pub async fn plan(
     check_query(sql, limits)?;
     if statement::parse(sql)?.is_some() {
         return Err(ApiError::invalid(
-            "CREATE DATABASE and ALTER DATABASE change the server: send them with ExecuteUpdate \
-             (Flight SQL's CommandStatementUpdate) or to /api/v3/query_sql",
+            "CREATE DATABASE, ALTER DATABASE and DROP change the server: send them with \
+             ExecuteUpdate (Flight SQL's CommandStatementUpdate) or to /api/v3/query_sql",
         ));
     }
     let ctx = session(engine, database)?;

@@ -464,3 +464,77 @@ async fn deletes_over_http_and_flight_sql() {
         "{metrics}"
     );
 }
+
+/// `DROP TABLE` over Flight SQL (in the session's database) and over
+/// `/api/v3/query_sql`, and InfluxDB 3's `DELETE /api/v3/configure/table`
+/// and `/database`: each drop is gone from queries at once, a missing name is
+/// a 404, and the default database is not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_over_http_and_flight_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(dir.path(), &[]);
+    let client = http();
+    let response = client
+        .post(server.http_url("/api/v3/write_lp?db=plant&precision=second"))
+        .body("m,device=a v=1 10\nk,device=a v=2 20\nj,device=a v=3 10\nh,device=a v=4 10\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let tables = "SELECT table_name FROM information_schema.tables \
+                  WHERE table_schema = 'plant' ORDER BY table_name";
+
+    let mut flight = server.client().await;
+    flight.set_flight_header(ingot_server::DATABASE_HEADER, "plant");
+    assert_eq!(flight.execute_update("DROP TABLE m").await.unwrap(), 0);
+    assert_eq!(
+        query_json(&server, "plant", "DROP TABLE IF EXISTS plant.k").await,
+        json!([])
+    );
+    let response = client
+        .delete(server.http_url("/api/v3/configure/table?db=plant&table=j"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        query_json(&server, "plant", tables).await,
+        json!([{"table_name": "h"}])
+    );
+    let response = client
+        .delete(server.http_url("/api/v3/configure/table?db=plant&table=j"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    let response = client
+        .delete(server.http_url("/api/v3/configure/database?db=plant"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let databases: Value = client
+        .get(server.http_url("/api/v3/configure/database"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        databases,
+        json!([{"db": "public", "retention_period": "none"}])
+    );
+    for (url, status) in [
+        ("/api/v3/configure/database?db=plant", StatusCode::NOT_FOUND),
+        (
+            "/api/v3/configure/database?db=public",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/api/v3/configure/database", StatusCode::BAD_REQUEST),
+    ] {
+        let response = client.delete(server.http_url(url)).send().await.unwrap();
+        assert_eq!(response.status(), status, "{url}");
+    }
+}
