@@ -322,16 +322,22 @@ pub fn parse_queries(text: &str) -> Vec<(String, String)> {
 /// `bench/expected.py` (one JSON array per line; timestamps as nanoseconds).
 /// Floats agree to 1e-9 relative; everything else exactly, in order.
 pub fn check_result(batches: &[RecordBatch], expected_jsonl: &str) -> Result<(), String> {
+    let expected: Vec<Vec<serde_json::Value>> = expected_jsonl
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad expected line {l:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    same_rows(&result_rows(batches)?, &expected)
+}
+
+/// A query's result as rows of JSON values, in the form `check_result`
+/// compares: timestamps as nanoseconds, integers as i64, tags as strings.
+pub fn result_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<serde_json::Value>>, String> {
     use arrow::array::{Array, AsArray};
     use arrow::compute::cast;
     use arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondType};
     use serde_json::Value;
 
-    let expected: Vec<Vec<Value>> = expected_jsonl
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad expected line {l:?}: {e}")))
-        .collect::<Result<_, _>>()?;
     let mut got: Vec<Vec<Value>> = Vec::new();
     for b in batches {
         let mut columns: Vec<Vec<Value>> = Vec::new();
@@ -368,10 +374,19 @@ pub fn check_result(batches: &[RecordBatch], expected_jsonl: &str) -> Result<(),
             got.push(columns.iter().map(|c| c[r].clone()).collect());
         }
     }
+    Ok(got)
+}
+
+/// Whether two results agree: floats to 1e-9 relative (sums taken in
+/// another order differ in the last bits), everything else exactly, in order.
+pub fn same_rows(
+    got: &[Vec<serde_json::Value>],
+    expected: &[Vec<serde_json::Value>],
+) -> Result<(), String> {
     if got.len() != expected.len() {
         return Err(format!("{} rows, expected {}", got.len(), expected.len()));
     }
-    for (r, (g, e)) in got.iter().zip(&expected).enumerate() {
+    for (r, (g, e)) in got.iter().zip(expected).enumerate() {
         let same = g.len() == e.len()
             && g.iter()
                 .zip(e)

@@ -5,6 +5,7 @@
 //! acknowledgement latency, peak RSS and bytes per point on disk after flush.
 
 mod remote;
+mod soak;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,39 @@ enum Command {
     /// Builds a data directory of many small files (one flush each) and
     /// times opening it: the manifest's checkpoint and edit log at scale.
     Open(OpenArgs),
+    /// Writes days of `small`-sized telemetry with late and duplicate rows,
+    /// compaction on; reports files per partition, write amplification, peak
+    /// RSS, and q1..q8 against the same rows loaded in one go.
+    Soak(SoakArgs),
+}
+
+#[derive(clap::Args)]
+struct SoakArgs {
+    /// Simulated days, each a `small` day (1 000 devices, 8.64 M rows).
+    #[arg(long, default_value_t = 7)]
+    days: u64,
+    /// Rows that arrive late, percent.
+    #[arg(long, default_value_t = 5.0)]
+    late_percent: f64,
+    /// Rows sent twice, percent.
+    #[arg(long, default_value_t = 1.0)]
+    duplicate_percent: f64,
+    /// The latest a late row arrives, minutes after its time.
+    #[arg(long, default_value_t = 360)]
+    max_lag_minutes: u64,
+    /// The memtable budget, MiB.
+    #[arg(long, default_value_t = 256)]
+    memtable_mib: usize,
+    /// How long a partition goes without writes before it is compacted
+    /// whole, ms (scaled down with the simulated days).
+    #[arg(long, default_value_t = 2_000)]
+    cold_after_ms: u64,
+    /// Warm runs per query; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Where the two data directories go (default: a temporary directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -269,6 +303,7 @@ fn main() {
         Command::Ingest(args) => ingest(args),
         Command::Query(args) => run_queries(args),
         Command::Open(args) => open_many_files(args),
+        Command::Soak(args) => soak(args),
     };
     if let Err(e) = result {
         eprintln!("ingot-bench: {e}");
@@ -740,16 +775,22 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Peak resident set size of this process (VmHWM), 0 where unavailable.
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+use soak::peak_rss;
+
+fn soak(args: SoakArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let temp = tempfile::tempdir()?;
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let config = soak::Config {
+        days: args.days.max(2),
+        late_percent: args.late_percent,
+        duplicate_percent: args.duplicate_percent,
+        max_lag_minutes: args.max_lag_minutes,
+        memtable_mib: args.memtable_mib,
+        cold_after: Duration::from_millis(args.cold_after_ms),
+        runs: args.runs,
+    };
+    soak::run(&config, &dir)
 }

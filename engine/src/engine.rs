@@ -116,6 +116,7 @@ pub(crate) struct Counters {
     pub wal_fsync_nanos: AtomicU64,
     flushes: AtomicU64,
     files_written: AtomicU64,
+    bytes_flushed: AtomicU64,
     pub compactions: AtomicU64,
     pub bytes_compacted: AtomicU64,
     pub compaction_bytes_written: AtomicU64,
@@ -136,8 +137,9 @@ pub struct EngineStats {
     pub wal_fsync_nanos: u64,
     /// Completed flushes of a frozen memtable.
     pub flushes: u64,
-    /// Parquet files written by flushes.
+    /// Parquet files written by flushes, and their bytes.
     pub files_written: u64,
+    pub bytes_flushed: u64,
     /// Bytes of written data not yet persisted.
     pub memtable_bytes: u64,
     /// Live Parquet files.
@@ -670,6 +672,7 @@ impl Engine {
             wal_fsync_nanos: c.wal_fsync_nanos.load(Ordering::Relaxed),
             flushes: c.flushes.load(Ordering::Relaxed),
             files_written: c.files_written.load(Ordering::Relaxed),
+            bytes_flushed: c.bytes_flushed.load(Ordering::Relaxed),
             memtable_bytes: shared.mem_bytes.load(Ordering::Relaxed) as u64,
             files: shared.state_read().manifest.files.len() as u64,
             compactions: c.compactions.load(Ordering::Relaxed),
@@ -1193,6 +1196,10 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             .stats
             .files_written
             .fetch_add(n_files as u64, Ordering::Relaxed);
+        shared
+            .stats
+            .bytes_flushed
+            .fetch_add(bytes, Ordering::Relaxed);
         let persisted = shared.state_read().manifest.persisted_seq;
         let retired = wal::retire(&shared.wal_dir, persisted)?;
         info!(

@@ -185,7 +185,7 @@ struct EngineCollector {
 impl Collector for EngineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.engine.stats();
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "wal_records",
                 "Write requests appended to the WAL",
@@ -198,6 +198,11 @@ impl Collector for EngineCollector {
             ),
             ("flushes", "Memtable flushes to Parquet", s.flushes),
             ("files_written", "Parquet files written", s.files_written),
+            (
+                "flush_written_bytes",
+                "Bytes of Parquet files written by flushes",
+                s.bytes_flushed,
+            ),
             ("compactions", "Completed compactions", s.compactions),
             (
                 "compaction_read_bytes",

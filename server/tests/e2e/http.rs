@@ -25,6 +25,18 @@ async fn query_json(server: &TestServer, db: &str, sql: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// Writes line protocol with second timestamps to `db` over
+/// `/api/v3/write_lp`; asserts the 204.
+async fn write_seconds(server: &TestServer, db: &str, lines: &str) {
+    let response = http()
+        .post(server.http_url(&format!("/api/v3/write_lp?db={db}&precision=second")))
+        .body(lines.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn influx_writes_and_sql_queries() {
     let dir = tempfile::tempdir().unwrap();
@@ -388,13 +400,12 @@ async fn deletes_over_http_and_flight_sql() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::spawn(dir.path(), &[]);
     let client = http();
-    let response = client
-        .post(server.http_url("/api/v3/write_lp?db=plant&precision=second"))
-        .body("m,device=a v=1 10\nm,device=a v=2 20\nm,device=b v=3 10\nm,device=c v=4 10\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    write_seconds(
+        &server,
+        "plant",
+        "m,device=a v=1 10\nm,device=a v=2 20\nm,device=b v=3 10\nm,device=c v=4 10\n",
+    )
+    .await;
 
     assert_eq!(
         query_json(
@@ -440,16 +451,7 @@ async fn deletes_over_http_and_flight_sql() {
         query_json(&server, "plant", "SELECT count(*) AS n FROM system.files").await,
         json!([{"n": 0}])
     );
-    let response = client
-        .post(server.http_url("/api/v3/write_lp?db=plant&precision=second"))
-        .body(
-            "m,device=a v=5 30
-",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    write_seconds(&server, "plant", "m,device=a v=5 30\n").await;
     let metrics = client
         .get(server.http_url("/metrics"))
         .send()
@@ -474,13 +476,12 @@ async fn drops_over_http_and_flight_sql() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::spawn(dir.path(), &[]);
     let client = http();
-    let response = client
-        .post(server.http_url("/api/v3/write_lp?db=plant&precision=second"))
-        .body("m,device=a v=1 10\nk,device=a v=2 20\nj,device=a v=3 10\nh,device=a v=4 10\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    write_seconds(
+        &server,
+        "plant",
+        "m,device=a v=1 10\nk,device=a v=2 20\nj,device=a v=3 10\nh,device=a v=4 10\n",
+    )
+    .await;
     let tables = "SELECT table_name FROM information_schema.tables \
                   WHERE table_schema = 'plant' ORDER BY table_name";
 
