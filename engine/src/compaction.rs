@@ -555,6 +555,7 @@ pub(crate) async fn merge(
     let mut out = Output {
         pending: Vec::new(),
         pending_rows: 0,
+        pending_bytes: 0,
         dup_groups: Vec::new(),
         last: None,
         writer: None,
@@ -566,6 +567,8 @@ pub(crate) async fn merge(
         writer_budget: budget / 2,
     };
     let mut rows_read = 0u64;
+    // What the inputs hold changes only when one moves to its next batch.
+    let mut inputs_held: usize = inputs.iter().map(Input::memory).sum();
     loop {
         if cancel.load(AtomicOrdering::Acquire) {
             return Err(Error::Closed);
@@ -608,10 +611,10 @@ pub(crate) async fn merge(
         out.last = Some(rows.row(start + run - 1).owned());
         rows_read += run as u64;
         input.pos += run;
-        let held: usize = inputs.iter().map(Input::memory).sum::<usize>() + out.memory();
-        out.peak = out.peak.max(held);
+        out.peak = out.peak.max(inputs_held + out.memory());
         if inputs[b].pos == inputs[b].len() {
             inputs[b].advance(&schema, &key, table, &converter).await?;
+            inputs_held = inputs.iter().map(Input::memory).sum();
         }
     }
     out.flush_pending(storage, table, &key, &scales, path, group_rows)
@@ -898,6 +901,11 @@ struct Output {
     /// Slices of input batches, in merged order.
     pending: Vec<RecordBatch>,
     pending_rows: usize,
+    /// The pending slices' memory as Arrow counts it (each counts the whole
+    /// buffers it shares), summed as they come: merges of interleaved
+    /// inputs add many short slices, and summing them at every step would
+    /// cost the square of their number.
+    pending_bytes: usize,
     /// Runs of pending rows with one (series, time): `(first, last)`.
     dup_groups: Vec<(usize, usize)>,
     /// The key of the last row merged.
@@ -924,17 +932,14 @@ impl Output {
             }
         }
         self.pending_rows += rows.num_rows();
+        self.pending_bytes += rows.get_array_memory_size();
         self.pending.push(rows);
     }
 
     fn memory(&self) -> usize {
         // Slices share their input batches' buffers, counted with the inputs
         // while those are current; count them here too, to be safe.
-        self.pending
-            .iter()
-            .map(|b| b.get_array_memory_size())
-            .sum::<usize>()
-            .min(self.pending_rows * 64)
+        self.pending_bytes.min(self.pending_rows * 64)
             + self.writer.as_ref().map_or(0, |w| w.memory_size())
     }
 
@@ -955,6 +960,7 @@ impl Output {
         let mut batch = concat_batches(schema, &self.pending)?;
         self.pending.clear();
         self.pending_rows = 0;
+        self.pending_bytes = 0;
         if !self.dup_groups.is_empty() {
             batch = collapse(table, &batch, &self.dup_groups)?;
             self.dup_groups.clear();
