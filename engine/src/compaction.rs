@@ -3,8 +3,12 @@
 //!
 //! **Which files** ([`pick`]). A partition's files, in write order (`max_seq`),
 //! are a run of compacted files followed by the files flushes added since.
-//! When the flushed files reach `Options::compaction_trigger_files`, they are
-//! merged into one level-1 file; when the partition has had no new file for
+//! When the small flushed files (under half a row group of rows each) reach
+//! `Options::compaction_trigger_files`, they are merged into one level-1
+//! file; flushed files of a row group or so are read as well as a merge of
+//! them would be, and wait for the partition's one merge when it goes cold,
+//! which keeps the bytes each row is written near two (a flush and that
+//! merge). When the partition has had no new file for
 //! `Options::compaction_cold_after` (or when [`crate::Engine::compact`] asks),
 //! all of its files become one level-2 file. Either way the inputs are
 //! consecutive in write order, so the output, ranked by the largest `max_seq`
@@ -118,6 +122,7 @@ pub(crate) fn run_compactor(shared: Arc<Shared>, runtime: Runtime, rx: Receiver<
                 if shared.options.compaction && !shared.closed.load(AtomicOrdering::Acquire) {
                     let policy = Policy::Background {
                         trigger_files: shared.options.compaction_trigger_files,
+                        small_file_rows: (shared.options.row_group_rows / 2) as u64,
                         cold_after_ns: i64::try_from(
                             shared.options.compaction_cold_after.as_nanos(),
                         )
@@ -331,6 +336,9 @@ pub(crate) enum Policy {
     /// The background schedule: trigger counts and cold partitions.
     Background {
         trigger_files: usize,
+        /// Flushed files with this many rows or more are not merged until
+        /// the partition goes cold.
+        small_file_rows: u64,
         cold_after_ns: i64,
         now_ns: i64,
     },
@@ -374,10 +382,19 @@ pub(crate) fn pick(manifest: &Manifest, policy: Policy, tombstones: &[Arc<Tombst
         let (inputs, level): (Vec<&FileMeta>, u8) = if cold {
             (files, 2)
         } else {
-            let Policy::Background { trigger_files, .. } = policy else {
+            let Policy::Background {
+                trigger_files,
+                small_file_rows,
+                ..
+            } = policy
+            else {
                 unreachable!("only the background policy has partitions that are not cold");
             };
-            let flushed = files.iter().rev().take_while(|f| f.level == 0).count();
+            let flushed = files
+                .iter()
+                .rev()
+                .take_while(|f| f.level == 0 && f.rows < small_file_rows)
+                .count();
             if flushed < trigger_files.max(2) {
                 continue;
             }

@@ -329,6 +329,44 @@ fn background_compaction_merges_flushed_files_while_writes_go_on() {
     engine.close().unwrap();
 }
 
+/// Flushed files of half a row group or more are not merged while the
+/// partition is hot: a merge would write them again without reading them any
+/// faster, and the cold merge writes them once more anyway.
+#[test]
+fn large_flushed_files_wait_for_the_cold_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::default();
+    options.compaction_trigger_files = 2;
+    options.compaction_cold_after = Duration::from_secs(3600);
+    // 100 rows a file: half a row group of 200.
+    options.row_group_rows = 200;
+    let engine = Engine::open(dir.path(), options).unwrap();
+    for f in 0..6i64 {
+        let lp: String = (0..100)
+            .map(|i| format!("m,s=s{} x=1 {}\n", i % 4, f * 100 + i))
+            .collect();
+        write(&engine, &lp);
+        engine.flush().unwrap();
+    }
+    // The compactor looks every second; give it a few looks.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(engine.stats().compactions, 0);
+    assert_eq!(files_per_partition(&engine).values().sum::<usize>(), 6);
+    // Small files still merge.
+    for f in 6..8i64 {
+        write(&engine, &format!("m,s=s0 x=1 {}\n", f * 100));
+        engine.flush().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while engine.stats().compactions == 0 {
+        assert!(Instant::now() < deadline, "the small files were not merged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let last = engine.compactions().last().unwrap().clone();
+    assert_eq!((last.level, last.files_in), (1, 2));
+    assert_eq!(count(&engine, "SELECT count(*) FROM m"), 602);
+}
+
 #[test]
 fn a_cold_partition_becomes_one_file_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
