@@ -311,9 +311,9 @@ fn settle(engine: &Engine, cold_after: Duration) {
     let mut quiet_since = Instant::now();
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(250));
-        let now = engine.stats().compactions;
-        if now != last {
-            last = now;
+        let stats = engine.stats();
+        if stats.compactions != last || stats.compactions_running > 0 {
+            last = stats.compactions;
             quiet_since = Instant::now();
         } else if quiet_since.elapsed() >= quiet_for {
             return;

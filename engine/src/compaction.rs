@@ -8,9 +8,12 @@
 //! file; flushed files of a row group or so are read as well as a merge of
 //! them would be, and wait for the partition's one merge when it goes cold,
 //! which keeps the bytes each row is written near two (a flush and that
-//! merge). When the partition has had no new file for
-//! `Options::compaction_cold_after` (or when [`crate::Engine::compact`] asks),
-//! all of its files become one level-2 file. Either way the inputs are
+//! merge). A partition is cold once it has had no new file for
+//! `Options::compaction_cold_after` and the memtable holds none of its rows
+//! (late rows keep yesterday's partition warm until they stop coming, rather
+//! than have it rewritten after every flush that brings a few); then, or
+//! when [`crate::Engine::compact`] asks, all of its files become one level-2
+//! file. Either way the inputs are
 //! consecutive in write order, so the output, ranked by the largest `max_seq`
 //! of its inputs, sits exactly where they did: every file written before it
 //! holds older writes, every file written after it newer ones.
@@ -35,7 +38,7 @@
 //! orphan that the next open removes; after it, the inputs are the orphans.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
@@ -145,15 +148,31 @@ pub(crate) fn run_compactor(shared: Arc<Shared>, runtime: Runtime, rx: Receiver<
 fn compact(shared: &Shared, runtime: &Runtime, policy: Policy) -> Result<Vec<CompactionRecord>> {
     let mut done = Vec::new();
     loop {
-        let (manifest, tombstones, drops) = {
+        let (manifest, tombstones, drops, unflushed) = {
             let state = shared.state_read();
+            // Partitions with rows not yet flushed are still receiving
+            // writes: another file is on its way.
+            let mut unflushed = HashSet::new();
+            for m in state
+                .frozen
+                .iter()
+                .map(|m| m.as_ref())
+                .chain([&state.active])
+            {
+                for ((database, table), partitions) in m.tables() {
+                    for &start in partitions.keys() {
+                        unflushed.insert((database.clone(), table.clone(), start));
+                    }
+                }
+            }
             (
                 state.manifest.clone(),
                 state.tombstones.clone(),
                 state.drops.clone(),
+                unflushed,
             )
         };
-        let mut jobs = pick(&manifest, policy, &tombstones);
+        let mut jobs = pick(&manifest, policy, &tombstones, &unflushed);
         // The files of a dropped table leave at the next manifest change.
         jobs.retain(|j| {
             !j.inputs
@@ -186,6 +205,7 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
     let Some(table) = shared.catalog_read().table(&job.database, &job.table) else {
         return Ok(None);
     };
+    let _running = Running::start(&shared.stats.compactions_running);
     let started = Instant::now();
     let id = shared.reserve_file_ids(1);
     let path = file_path(
@@ -315,6 +335,22 @@ fn delete_unreachable(shared: &Shared, runtime: &Runtime) {
     }
 }
 
+/// Counts a compaction as under way while it lives.
+struct Running<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Running<'a> {
+    fn start(counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        counter.fetch_add(1, AtomicOrdering::Relaxed);
+        Running(counter)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AtomicOrdering::Relaxed);
+    }
+}
+
 /// One merge to run: files of one partition, consecutive in write order.
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
@@ -348,7 +384,12 @@ pub(crate) enum Policy {
 
 /// The merges the manifest needs under `policy`, the partitions with the most
 /// files first.
-pub(crate) fn pick(manifest: &Manifest, policy: Policy, tombstones: &[Arc<Tombstone>]) -> Vec<Job> {
+pub(crate) fn pick(
+    manifest: &Manifest,
+    policy: Policy,
+    tombstones: &[Arc<Tombstone>],
+    unflushed: &HashSet<(String, String, i64)>,
+) -> Vec<Job> {
     let mut partitions: BTreeMap<(&str, &str, i64), Vec<&FileMeta>> = BTreeMap::new();
     for f in &manifest.files {
         partitions
@@ -377,6 +418,7 @@ pub(crate) fn pick(manifest: &Manifest, policy: Policy, tombstones: &[Arc<Tombst
             } => {
                 let newest = files.iter().map(|f| f.written_at).max().unwrap_or(0);
                 now_ns.saturating_sub(newest) >= cold_after_ns
+                    && !unflushed.contains(&(database.to_string(), table.to_string(), partition))
             }
         };
         let (inputs, level): (Vec<&FileMeta>, u8) = if cold {

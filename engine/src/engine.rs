@@ -118,6 +118,7 @@ pub(crate) struct Counters {
     files_written: AtomicU64,
     bytes_flushed: AtomicU64,
     pub compactions: AtomicU64,
+    pub compactions_running: AtomicU64,
     pub bytes_compacted: AtomicU64,
     pub compaction_bytes_written: AtomicU64,
     pub files_expired: AtomicU64,
@@ -146,6 +147,8 @@ pub struct EngineStats {
     pub files: u64,
     /// Completed compactions.
     pub compactions: u64,
+    /// Compactions under way now (0 or 1).
+    pub compactions_running: u64,
     /// Bytes of Parquet files read by compactions.
     pub bytes_compacted: u64,
     /// Bytes of Parquet files written by compactions.
@@ -676,6 +679,7 @@ impl Engine {
             memtable_bytes: shared.mem_bytes.load(Ordering::Relaxed) as u64,
             files: shared.state_read().manifest.files.len() as u64,
             compactions: c.compactions.load(Ordering::Relaxed),
+            compactions_running: c.compactions_running.load(Ordering::Relaxed),
             bytes_compacted: c.bytes_compacted.load(Ordering::Relaxed),
             compaction_bytes_written: c.compaction_bytes_written.load(Ordering::Relaxed),
             files_awaiting_deletion: shared.readers.waiting() as u64,

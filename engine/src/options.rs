@@ -117,11 +117,13 @@ pub struct Options {
     /// way out, and the Parquet row group being encoded. A partition of any
     /// size compacts within it.
     pub compaction_memory_bytes: usize,
-    /// A partition with this many flushed, not yet compacted files has them
-    /// merged, even while it still receives writes.
+    /// A partition with this many small flushed files (under half a row
+    /// group each), not yet compacted, has them merged, even while it still
+    /// receives writes.
     pub compaction_trigger_files: usize,
-    /// A partition with no new file for this long is merged into one file,
-    /// the layout queries read fastest.
+    /// A partition with no new file for this long, and no rows waiting in
+    /// the memtable, is merged into one file, the layout queries read
+    /// fastest.
     pub compaction_cold_after: Duration,
     /// How long a database created from now on keeps rows (by their time):
     /// `None`, the default, keeps them forever. Each database's own period is
