@@ -350,6 +350,20 @@ impl Catalog {
         }
     }
 
+    /// [`Catalog::resolve`] for the batches of one write request.
+    pub(crate) fn resolve_writes(
+        &mut self,
+        database: &str,
+        writes: &[crate::write::TableWrite],
+    ) -> Result<()> {
+        let schemas: Vec<_> = writes
+            .iter()
+            .map(|w| (w.table.as_str(), w.batch.schema()))
+            .collect();
+        let refs: Vec<_> = schemas.iter().map(|(t, s)| (*t, s.as_ref())).collect();
+        self.resolve(database, &refs)
+    }
+
     /// Checks that every table write agrees with the catalog and adds what is
     /// new. All or nothing: on error the catalog is unchanged.
     pub(crate) fn resolve(&mut self, database: &str, writes: &[(&str, &Schema)]) -> Result<()> {

@@ -315,12 +315,7 @@ fn resolve_after_drops(shared: &Shared, group: &mut Vec<WriteRequest>) {
         let Change::Write { writes, .. } = &w.change else {
             return true;
         };
-        let schemas: Vec<_> = writes
-            .iter()
-            .map(|w| (w.table.as_str(), w.batch.schema()))
-            .collect();
-        let refs: Vec<_> = schemas.iter().map(|(t, s)| (*t, s.as_ref())).collect();
-        match catalog.resolve(&w.database, &refs) {
+        match catalog.resolve_writes(&w.database, writes) {
             Ok(()) => true,
             Err(e) => {
                 refused.push((w.reply.clone(), w.reserved, e));

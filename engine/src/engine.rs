@@ -401,13 +401,8 @@ impl Engine {
         let period = shared.catalog_read().retention(database);
         crate::retention::check_writes(database, period, &writes, now_ns())?;
         let resolved_at = {
-            let schemas: Vec<_> = writes
-                .iter()
-                .map(|w| (w.table.as_str(), w.batch.schema()))
-                .collect();
-            let refs: Vec<_> = schemas.iter().map(|(t, s)| (*t, s.as_ref())).collect();
             let mut catalog = shared.catalog_mut();
-            catalog.resolve(database, &refs)?;
+            catalog.resolve_writes(database, &writes)?;
             catalog.drops()
         };
         let reserved: usize = writes.iter().map(|w| w.batch.get_array_memory_size()).sum();
@@ -1071,14 +1066,7 @@ fn replay(shared: &Arc<Shared>, runtime: &tokio::runtime::Runtime) -> Result<u64
             records += 1;
             return Ok(());
         }
-        {
-            let schemas: Vec<_> = writes
-                .iter()
-                .map(|w| (w.table.as_str(), w.batch.schema()))
-                .collect();
-            let refs: Vec<_> = schemas.iter().map(|(t, s)| (*t, s.as_ref())).collect();
-            shared.catalog_mut().resolve(&database, &refs)?;
-        }
+        shared.catalog_mut().resolve_writes(&database, &writes)?;
         let bytes: usize = writes.iter().map(|w| w.batch.get_array_memory_size()).sum();
         shared.mem_bytes.fetch_add(bytes, Ordering::AcqRel);
         {

@@ -9,46 +9,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, Int64Array, RecordBatch};
-use arrow::util::pretty::pretty_format_batches;
+use arrow::array::{Array, Int64Array};
 use futures::StreamExt;
 use ingot_engine::{Engine, Options, Precision};
 use rand::{Rng, SeedableRng};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn query(engine: &Engine, sql: &str) -> String {
-    let batches = runtime().block_on(engine.sql(sql)).expect("query");
-    pretty_format_batches(&batches).unwrap().to_string()
-}
-
-fn count(engine: &Engine, sql: &str) -> i64 {
-    let batches: Vec<RecordBatch> = runtime().block_on(engine.sql(sql)).expect("query");
-    batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .value(0)
-}
-
-/// Compaction off, so that the tests decide when it runs.
-fn manual() -> Options {
-    let mut o = Options::default();
-    o.compaction = false;
-    o
-}
-
-fn write(engine: &Engine, lp: &str) {
-    engine
-        .write_lines("public", lp, Precision::Second)
-        .expect("write");
-}
+mod common;
+use common::{count, manual, query, runtime, write};
 
 fn files_per_partition(engine: &Engine) -> BTreeMap<(String, i64), usize> {
     let mut out = BTreeMap::new();
