@@ -68,6 +68,10 @@ struct SoakArgs {
     /// Where the two data directories go (default: a temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Width in minutes of the time slices files order rows by (default:
+    /// the engine's, none).
+    #[arg(long)]
+    time_slice_minutes: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -180,6 +184,10 @@ struct QueryArgs {
     /// Time partition width in hours (default: the engine's, one day).
     #[arg(long)]
     partition_hours: Option<u64>,
+    /// Width in minutes of the time slices files order rows by (default:
+    /// the engine's, none; 0 is none).
+    #[arg(long)]
+    time_slice_minutes: Option<u64>,
     /// Where the queries run.
     #[arg(long, value_enum, default_value = "embedded")]
     target: QueryTarget,
@@ -675,6 +683,9 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(hours) = args.partition_hours {
         options.partition_duration = Duration::from_secs(hours * 3600);
     }
+    if let Some(minutes) = args.time_slice_minutes {
+        options.time_slice = (minutes > 0).then(|| Duration::from_secs(minutes * 60));
+    }
     let engine = Engine::open(&dir, options)?;
     if engine.tables("public").is_empty() {
         let mut generator = Generator::new(preset);
@@ -791,6 +802,10 @@ fn soak(args: SoakArgs) -> Result<(), Box<dyn std::error::Error>> {
         memtable_mib: args.memtable_mib,
         cold_after: Duration::from_millis(args.cold_after_ms),
         runs: args.runs,
+        time_slice: args
+            .time_slice_minutes
+            .filter(|&m| m > 0)
+            .map(|m| Duration::from_secs(m * 60)),
     };
     soak::run(&config, &dir)
 }

@@ -50,6 +50,8 @@ pub struct Config {
     pub cold_after: Duration,
     /// Warm runs per query.
     pub runs: usize,
+    /// `Options::time_slice` of both engines.
+    pub time_slice: Option<Duration>,
 }
 
 /// Why a row is held back, and until which request.
@@ -95,6 +97,7 @@ pub fn run(config: &Config, dir: &Path) -> Result<(), Box<dyn std::error::Error>
     let mut options = Options::default();
     options.memtable_budget_bytes = config.memtable_mib << 20;
     options.compaction_cold_after = config.cold_after;
+    options.time_slice = config.time_slice;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

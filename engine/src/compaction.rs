@@ -1,5 +1,6 @@
 //! Compaction: merging a partition's files into fewer, larger files that do
-//! not overlap, sorted by (series, time) and deduplicated with the write rule.
+//! not overlap, sorted as flushes sort (by series and time, within time
+//! slices) and deduplicated with the write rule.
 //!
 //! **Which files** ([`pick`]). A partition's files, in write order (`max_seq`),
 //! are a run of compacted files followed by the files flushes added since.
@@ -19,8 +20,9 @@
 //! holds older writes, every file written after it newer ones.
 //!
 //! **How** ([`merge`]). Every input streams in batches. Each file is sorted by
-//! its series tags, then time; the merge compares rows in Arrow's row format
-//! on (tags, time, input rank) and takes, from the input whose next row is
+//! its time slice (`FileMeta::time_slice_ns`), its series tags, then time;
+//! the merge compares rows in Arrow's row format on (slice, tags, time,
+//! input rank) and takes, from the input whose next row is
 //! smallest, the whole run of rows that sort before every other input's next
 //! row (found by binary search), so rows are compared per run, not per row.
 //! Rows of the same (series, time) from several inputs come out next to each
@@ -43,10 +45,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use arrow::array::{AsArray, BooleanArray};
 use arrow::compute::SortOptions;
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::DataType;
+use arrow::datatypes::TimestampNanosecondType;
+use arrow::error::ArrowError;
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -55,11 +60,15 @@ use futures::{FutureExt, StreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
+};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::statistics::Statistics;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 use tracing::{info, warn};
@@ -69,7 +78,7 @@ use crate::dedup::align;
 use crate::delete::{Tombstone, remove_deleted};
 use crate::engine::Shared;
 use crate::error::{Error, Result};
-use crate::flush::{Storage, file_path, now_ns};
+use crate::flush::{Storage, file_path, now_ns, spanned_slice};
 use crate::manifest::{FileMeta, Manifest};
 use crate::parquet_file::Layout;
 use crate::write::time_values;
@@ -219,6 +228,15 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
         budget: shared.options.compaction_memory_bytes,
         row_group_rows: shared.options.row_group_rows,
         floats_only: false,
+        cold_slice_ns: (job.level == 2)
+            .then(|| {
+                cold_slice_ns(
+                    job.inputs.iter().map(|f| f.rows).sum(),
+                    shared.partition_width,
+                    shared.options.row_group_rows,
+                )
+            })
+            .flatten(),
         cancel: &shared.closed,
     };
     let mut result = runtime.block_on(merge(&shared.storage, &table, job, id, &path, &settings));
@@ -502,6 +520,9 @@ pub(crate) struct Settings<'a> {
     /// Store every float field as a float, even where the inputs hold decimals
     /// (the fallback when a value does not fit the scale).
     pub floats_only: bool,
+    /// The slices to order the output by when no input has any
+    /// ([`cold_slice_ns`] for a cold partition's one file).
+    pub cold_slice_ns: Option<i64>,
     /// Set to stop the merge (the engine is closing).
     pub cancel: &'a AtomicBool,
 }
@@ -521,18 +542,19 @@ pub(crate) async fn merge(
         budget,
         row_group_rows,
         floats_only,
+        cold_slice_ns,
         cancel,
     } = *settings;
     let schema = table.arrow_schema().clone();
-    let mut readers = Vec::with_capacity(job.inputs.len());
+    let mut files = Vec::with_capacity(job.inputs.len());
     for f in &job.inputs {
-        let location = StorePath::from(f.path.as_str());
-        let reader = StoreReader {
+        let mut reader = StoreReader {
             store: storage.store.clone(),
-            path: location,
+            path: StorePath::from(f.path.as_str()),
             size: f.bytes,
         };
-        readers.push(ParquetRecordBatchStreamBuilder::new(reader).await?);
+        let metadata = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await?;
+        files.push((reader, metadata));
     }
     // Floats stay decimals where every input stored them as decimals, at the
     // largest scale any used: a value exact at one scale is exact at a larger
@@ -546,8 +568,8 @@ pub(crate) async fn merge(
                 return None;
             }
             let mut scale = Some(0i8);
-            for r in &readers {
-                if let Ok(field) = r.schema().field_with_name(&c.name) {
+            for (_, metadata) in &files {
+                if let Ok(field) = metadata.schema().field_with_name(&c.name) {
                     scale = match field.data_type() {
                         DataType::Decimal128(_, s) => scale.map(|x| x.max(*s)),
                         _ => None,
@@ -557,28 +579,10 @@ pub(crate) async fn merge(
             scale
         })
         .collect();
-    let key_names = merge_key(table, &job.inputs);
-    let key: Vec<usize> = key_names
-        .iter()
-        .filter_map(|n| table.columns().iter().position(|c| &c.name == n))
-        .collect();
-    let converter = RowConverter::new(
-        key.iter()
-            .map(|_| tag_type())
-            .chain([schema.field(table.time_index()).data_type().clone()])
-            .map(|t| {
-                SortField::new_with_options(
-                    t,
-                    SortOptions {
-                        descending: false,
-                        nulls_first: false,
-                    },
-                )
-            })
-            .collect(),
-    )?;
+    let (key_names, slice_ns) = merge_order(table, &job.inputs, cold_slice_ns);
+    let order = MergeOrder::new(table, &key_names, slice_ns)?;
     let row_bytes = estimated_row_bytes(table);
-    let k = readers.len().max(1);
+    let k = files.len().max(1);
     // A quarter of the budget for the inputs' batches, a quarter for the
     // rows on their way out, half for the row group being encoded.
     let batch_rows = (budget / 4 / k / row_bytes).clamp(MIN_BATCH_ROWS, MAX_BATCH_ROWS);
@@ -587,29 +591,6 @@ pub(crate) async fn merge(
         .max(MIN_BATCH_ROWS)
         .min(row_group_rows)
         .max(1);
-
-    let mut inputs = Vec::with_capacity(k);
-    for (rank, (builder, f)) in readers.into_iter().zip(&job.inputs).enumerate() {
-        let sorted = is_prefix(f.sort_key.as_deref(), &key_names);
-        // The reader fetches a row group's column chunks whole.
-        let fetched = builder
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|rg| rg.compressed_size().max(0) as usize)
-            .max()
-            .unwrap_or(0);
-        let stream = builder.with_batch_size(batch_rows).build()?;
-        let deletes = job
-            .tombstones
-            .iter()
-            .filter(|t| t.applies_to_file(f))
-            .cloned()
-            .collect();
-        let mut input = Input::new(rank, stream, sorted, fetched, deletes);
-        input.advance(&schema, &key, table, &converter).await?;
-        inputs.push(input);
-    }
 
     let mut out = Output {
         pending: Vec::new(),
@@ -626,60 +607,118 @@ pub(crate) async fn merge(
         writer_budget: budget / 2,
     };
     let mut rows_read = 0u64;
-    // What the inputs hold changes only when one moves to its next batch.
-    let mut inputs_held: usize = inputs.iter().map(Input::memory).sum();
-    loop {
-        if cancel.load(AtomicOrdering::Acquire) {
-            return Err(Error::Closed);
+    // Sliced output is merged a slice at a time, each slice's rows read from
+    // every input that holds some: the inputs need not be in slices, and the
+    // merge holds what it would for one slice. Each slice ends a row group.
+    let passes: Vec<Option<(i64, i64)>> = match slice_ns {
+        None => vec![None],
+        Some(width) => {
+            let first = job.inputs.iter().map(|f| f.min_time).min().unwrap_or(0);
+            let last = job.inputs.iter().map(|f| f.max_time).max().unwrap_or(0);
+            (first.div_euclid(width)..=last.div_euclid(width))
+                .map(|k| (k.saturating_mul(width), (k + 1).saturating_mul(width)))
+                .filter(|&(lo, hi)| {
+                    job.inputs
+                        .iter()
+                        .any(|f| f.min_time < hi && f.max_time >= lo)
+                })
+                .map(Some)
+                .collect()
         }
-        // The input with the smallest next row, and the runner-up.
-        let mut best: Option<usize> = None;
-        let mut second: Option<usize> = None;
-        for i in 0..inputs.len() {
-            if inputs[i].done() {
+    };
+    for range in passes {
+        let mut inputs = Vec::with_capacity(k);
+        for (rank, ((reader, metadata), f)) in files.iter().zip(&job.inputs).enumerate() {
+            if range.is_some_and(|(lo, hi)| f.max_time < lo || f.min_time >= hi) {
                 continue;
             }
-            match best {
-                None => best = Some(i),
-                Some(b) if inputs[i].head_cmp(&inputs[b]) == Ordering::Less => {
-                    second = best;
-                    best = Some(i);
+            let sorted = is_prefix(f.sort_key.as_deref(), &key_names)
+                && (f.time_slice_ns.is_none() || f.time_slice_ns == slice_ns);
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+                reader.clone(),
+                metadata.clone(),
+            );
+            let builder = match range {
+                Some((lo, hi)) => within(builder, lo, hi),
+                None => builder,
+            };
+            // The reader fetches a row group's column chunks whole.
+            let fetched = builder
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|rg| rg.compressed_size().max(0) as usize)
+                .max()
+                .unwrap_or(0);
+            let stream = builder.with_batch_size(batch_rows).build()?;
+            let deletes = job
+                .tombstones
+                .iter()
+                .filter(|t| t.applies_to_file(f))
+                .cloned()
+                .collect();
+            let mut input = Input::new(rank, stream, sorted, fetched, deletes);
+            input.advance(&schema, &order).await?;
+            inputs.push(input);
+        }
+        // What the inputs hold changes only when one moves to its next batch.
+        let mut inputs_held: usize = inputs.iter().map(Input::memory).sum();
+        loop {
+            if cancel.load(AtomicOrdering::Acquire) {
+                return Err(Error::Closed);
+            }
+            // The input with the smallest next row, and the runner-up.
+            let mut best: Option<usize> = None;
+            let mut second: Option<usize> = None;
+            for i in 0..inputs.len() {
+                if inputs[i].done() {
+                    continue;
                 }
-                Some(_) => match second {
-                    Some(s) if inputs[i].head_cmp(&inputs[s]) != Ordering::Less => {}
-                    _ => second = Some(i),
-                },
+                match best {
+                    None => best = Some(i),
+                    Some(b) if inputs[i].head_cmp(&inputs[b]) == Ordering::Less => {
+                        second = best;
+                        best = Some(i);
+                    }
+                    Some(_) => match second {
+                        Some(s) if inputs[i].head_cmp(&inputs[s]) != Ordering::Less => {}
+                        _ => second = Some(i),
+                    },
+                }
+            }
+            let Some(b) = best else { break };
+            let run = match second {
+                None => inputs[b].remaining(),
+                Some(s) => inputs[b].run_before(&inputs[s]),
+            };
+            let input = &mut inputs[b];
+            let (batch, rows, start) = input.current();
+            let duplicate = out
+                .last
+                .as_ref()
+                .is_some_and(|last| last.row() == rows.row(start));
+            if !duplicate && out.pending_rows >= out_rows {
+                out.flush_pending(storage, table, &order, &scales, path, group_rows)
+                    .await?;
+            }
+            out.push(batch.slice(start, run), duplicate);
+            out.last = Some(rows.row(start + run - 1).owned());
+            rows_read += run as u64;
+            input.pos += run;
+            out.peak = out.peak.max(inputs_held + out.memory());
+            if inputs[b].pos == inputs[b].len() {
+                inputs[b].advance(&schema, &order).await?;
+                inputs_held = inputs.iter().map(Input::memory).sum();
             }
         }
-        let Some(b) = best else { break };
-        let run = match second {
-            None => inputs[b].remaining(),
-            Some(s) => inputs[b].run_before(&inputs[s]),
-        };
-        let input = &mut inputs[b];
-        let (batch, rows, start) = input.current();
-        let duplicate = out
-            .last
-            .as_ref()
-            .is_some_and(|last| last.row() == rows.row(start));
-        if !duplicate && out.pending_rows >= out_rows {
-            out.flush_pending(storage, table, &key, &scales, path, group_rows)
-                .await?;
-        }
-        out.push(batch.slice(start, run), duplicate);
-        out.last = Some(rows.row(start + run - 1).owned());
-        rows_read += run as u64;
-        input.pos += run;
-        out.peak = out.peak.max(inputs_held + out.memory());
-        if inputs[b].pos == inputs[b].len() {
-            inputs[b].advance(&schema, &key, table, &converter).await?;
-            inputs_held = inputs.iter().map(Input::memory).sum();
+        out.flush_pending(storage, table, &order, &scales, path, group_rows)
+            .await?;
+        if range.is_some() {
+            out.end_row_group().await?;
         }
     }
-    out.flush_pending(storage, table, &key, &scales, path, group_rows)
-        .await?;
     let file = out
-        .finish(storage, path, id, table, &key_names, job)
+        .finish(storage, path, id, table, (&key_names, slice_ns), job)
         .await?;
     Ok(Merged {
         file,
@@ -688,19 +727,94 @@ pub(crate) async fn merge(
     })
 }
 
-/// The order the merge sorts by: the recorded sort key of the largest input,
-/// then the table's other tags in schema order. A file whose own key is a
-/// prefix of this is already in this order: the tags its key leaves out are
-/// the ones its key determines, constant within each of its series.
+/// `builder` reading only the rows with times in `[lo, hi)`: the row groups
+/// whose statistics say they may hold some, filtered on `time`.
+fn within(
+    builder: ParquetRecordBatchStreamBuilder<StoreReader>,
+    lo: i64,
+    hi: i64,
+) -> ParquetRecordBatchStreamBuilder<StoreReader> {
+    let parquet_schema = builder.parquet_schema();
+    let Some(leaf) = parquet_schema
+        .columns()
+        .iter()
+        .position(|c| c.name() == crate::catalog::TIME_COLUMN)
+    else {
+        return builder;
+    };
+    let mask = ProjectionMask::leaves(parquet_schema, [leaf]);
+    let row_groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| match rg.column(leaf).statistics() {
+            Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+                (Some(&min), Some(&max)) => min < hi && max >= lo,
+                _ => true,
+            },
+            _ => true,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let in_range = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+        let times = batch
+            .column(0)
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| ArrowError::CastError("time is not a nanosecond timestamp".into()))?;
+        Ok(times
+            .iter()
+            .map(|t| t.map(|t| lo <= t && t < hi))
+            .collect::<BooleanArray>())
+    });
+    builder
+        .with_row_groups(row_groups)
+        .with_row_filter(RowFilter::new(vec![Box::new(in_range)]))
+}
+
+/// The time slices a cold partition's one file is ordered by: a whole number
+/// of hours, wide enough to hold about a row group of rows each, so that a
+/// query of a few hours over every series reads the row groups of those
+/// hours, as it would read the flushed files of those hours, and a query of
+/// one series finds its rows together within each. `None` when the rows fit
+/// in one row group.
+pub(crate) fn cold_slice_ns(rows: u64, partition_width: i64, row_group_rows: usize) -> Option<i64> {
+    const HOUR: i64 = 3_600_000_000_000;
+    let slices = rows.div_ceil(row_group_rows.max(1) as u64).max(1) as i64;
+    if slices < 2 {
+        return None;
+    }
+    let width = (partition_width / slices / HOUR).max(1) * HOUR;
+    (width < partition_width).then_some(width)
+}
+
+/// The order the merge sorts by: the time slices of the largest sliced
+/// input (else `cold_slice_ns`), and the recorded sort key of the largest
+/// input, then the table's other tags in schema order. Within one slice, a
+/// file with no slices or the same ones whose own key is a prefix of this is
+/// already in this order: the tags its key leaves out are the ones its key
+/// determines, constant within each of its series.
 fn is_prefix(file_key: Option<&[String]>, merge_key: &[String]) -> bool {
     file_key.is_some_and(|k| merge_key.starts_with(k))
 }
 
-fn merge_key(table: &TableSchema, inputs: &[FileMeta]) -> Vec<String> {
+fn merge_order(
+    table: &TableSchema,
+    inputs: &[FileMeta],
+    cold_slice_ns: Option<i64>,
+) -> (Vec<String>, Option<i64>) {
+    let largest = |f: &&FileMeta| f.rows;
+    // A file within one slice records none (its order is the same either way).
+    let slice_ns = inputs
+        .iter()
+        .filter(|f| f.time_slice_ns.is_some())
+        .max_by_key(largest)
+        .and_then(|f| f.time_slice_ns)
+        .or(cold_slice_ns);
     let mut key: Vec<String> = inputs
         .iter()
         .filter(|f| f.sort_key.is_some())
-        .max_by_key(|f| f.rows)
+        .max_by_key(largest)
         .and_then(|f| f.sort_key.clone())
         .unwrap_or_default();
     key.retain(|name| {
@@ -714,7 +828,70 @@ fn merge_key(table: &TableSchema, inputs: &[FileMeta]) -> Vec<String> {
             key.push(name.clone());
         }
     }
-    key
+    (key, slice_ns)
+}
+
+/// Rows in a merge's order as Arrow's row format: the time slice (when the
+/// files are sliced), the key tags, then time.
+struct MergeOrder {
+    /// The key tags' schema positions.
+    key: Vec<usize>,
+    time: usize,
+    slice_ns: Option<i64>,
+    converter: RowConverter,
+}
+
+impl MergeOrder {
+    fn new(table: &TableSchema, key_names: &[String], slice_ns: Option<i64>) -> Result<Self> {
+        let key: Vec<usize> = key_names
+            .iter()
+            .filter_map(|n| table.columns().iter().position(|c| &c.name == n))
+            .collect();
+        let time = table.time_index();
+        let time_type = table.arrow_schema().field(time).data_type().clone();
+        let fields = slice_ns
+            .map(|_| DataType::Int64)
+            .into_iter()
+            .chain(key.iter().map(|_| tag_type()))
+            .chain([time_type])
+            .map(|t| {
+                SortField::new_with_options(
+                    t,
+                    SortOptions {
+                        descending: false,
+                        nulls_first: false,
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            key,
+            time,
+            slice_ns,
+            converter: RowConverter::new(fields)?,
+        })
+    }
+
+    /// The batch's rows in this order's row format.
+    fn rows(&self, batch: &RecordBatch) -> Result<Rows> {
+        let slice = self.slice_ns.map(|width| {
+            let slices: Int64Array = time_values(batch)
+                .iter()
+                .map(|t| t.div_euclid(width))
+                .collect();
+            Arc::new(slices) as ArrayRef
+        });
+        let columns: Vec<ArrayRef> = slice
+            .into_iter()
+            .chain(
+                self.key
+                    .iter()
+                    .chain([&self.time])
+                    .map(|&i| batch.column(i).clone()),
+            )
+            .collect();
+        Ok(self.converter.convert_columns(&columns)?)
+    }
 }
 
 /// A rough size of one row in memory, for sizing batches from the budget:
@@ -734,6 +911,7 @@ fn estimated_row_bytes(table: &TableSchema) -> usize {
 }
 
 /// Reads a Parquet file's byte ranges from the object store.
+#[derive(Clone)]
 struct StoreReader {
     store: Arc<dyn ObjectStore>,
     path: StorePath,
@@ -876,9 +1054,7 @@ impl Input {
     async fn advance(
         &mut self,
         schema: &arrow::datatypes::SchemaRef,
-        key: &[usize],
-        table: &TableSchema,
-        converter: &RowConverter,
+        order: &MergeOrder,
     ) -> Result<()> {
         self.batch = None;
         self.rows = None;
@@ -908,42 +1084,22 @@ impl Input {
             let whole = concat_batches(schema, &all)?;
             drop(all);
             (whole.num_rows() > 0)
-                .then(|| sort_by_key(&whole, key, table, converter))
+                .then(|| sort_by_key(&whole, order))
                 .transpose()?
         };
         let Some(batch) = batch else {
             self.stream = None;
             return Ok(());
         };
-        self.rows = Some(key_rows(&batch, key, table, converter)?);
+        self.rows = Some(order.rows(&batch)?);
         self.batch = Some(batch);
         Ok(())
     }
 }
 
-/// The batch's merge keys in Arrow's row format: the key tags, then time.
-fn key_rows(
-    batch: &RecordBatch,
-    key: &[usize],
-    table: &TableSchema,
-    converter: &RowConverter,
-) -> Result<Rows> {
-    let columns: Vec<ArrayRef> = key
-        .iter()
-        .chain([&table.time_index()])
-        .map(|&i| batch.column(i).clone())
-        .collect();
-    Ok(converter.convert_columns(&columns)?)
-}
-
-/// The batch sorted by the merge key (its rows are unique per key).
-fn sort_by_key(
-    batch: &RecordBatch,
-    key: &[usize],
-    table: &TableSchema,
-    converter: &RowConverter,
-) -> Result<RecordBatch> {
-    let rows = key_rows(batch, key, table, converter)?;
+/// The batch sorted in the merge's order (its rows are unique per key).
+fn sort_by_key(batch: &RecordBatch, order: &MergeOrder) -> Result<RecordBatch> {
+    let rows = order.rows(batch)?;
     let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
     order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
     let indices = UInt32Array::from(order);
@@ -1007,7 +1163,7 @@ impl Output {
         &mut self,
         storage: &Storage,
         table: &TableSchema,
-        key: &[usize],
+        order: &MergeOrder,
         scales: &[Option<i8>],
         path: &StorePath,
         group_rows: usize,
@@ -1030,7 +1186,14 @@ impl Output {
         }
         self.rows += batch.num_rows() as u64;
         if self.writer.is_none() {
-            let layout = Layout::new(&batch, table, key, group_rows, scales)?;
+            let layout = Layout::new(
+                &batch,
+                table,
+                &order.key,
+                order.slice_ns,
+                group_rows,
+                scales,
+            )?;
             let target = BufWriter::new(storage.store.clone(), path.clone());
             self.writer = Some(AsyncArrowWriter::try_new(
                 target,
@@ -1051,6 +1214,14 @@ impl Output {
         Ok(())
     }
 
+    /// Ends the row group being written, if any rows are in it.
+    async fn end_row_group(&mut self) -> Result<()> {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Closes the file, makes it durable, and describes it.
     async fn finish(
         &mut self,
@@ -1058,7 +1229,7 @@ impl Output {
         path: &StorePath,
         id: u64,
         table: &TableSchema,
-        key_names: &[String],
+        (key_names, time_slice_ns): (&[String], Option<i64>),
         job: &Job,
     ) -> Result<Option<FileMeta>> {
         let Some(writer) = self.writer.take() else {
@@ -1080,6 +1251,7 @@ impl Output {
             bytes,
             max_seq: job.inputs.iter().map(|f| f.max_seq).max().unwrap_or(0),
             sort_key: Some(key_names.to_vec()),
+            time_slice_ns: spanned_slice(time_slice_ns, self.min_time, self.max_time),
             tag_ranges,
             level: job.level,
             written_at: crate::flush::now_ns(),

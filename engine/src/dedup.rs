@@ -46,7 +46,8 @@ pub(crate) fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// A batch sorted by series and time, one row per (series, time).
+/// A batch sorted by series and time (within time slices, when sliced), one
+/// row per (series, time).
 pub(crate) struct Sorted {
     pub batch: RecordBatch,
     /// The tag columns (schema positions) in the order the series are sorted
@@ -68,6 +69,18 @@ impl Sorted {
 /// then time, with one row per (series, time). Series are ordered by their
 /// tag values, taking the tags from most to fewest distinct values.
 pub(crate) fn sort_dedup(table: &TableSchema, inputs: &[(u64, RecordBatch)]) -> Result<Sorted> {
+    sort_dedup_sliced(table, inputs, None)
+}
+
+/// [`sort_dedup`], with the rows ordered by (time slice, series, time) when
+/// `slice_ns` is given: slice `k` holds the times in
+/// `[k * slice_ns, (k + 1) * slice_ns)`. The layout of files
+/// ([`crate::Options::time_slice`]).
+pub(crate) fn sort_dedup_sliced(
+    table: &TableSchema,
+    inputs: &[(u64, RecordBatch)],
+    slice_ns: Option<i64>,
+) -> Result<Sorted> {
     let schema = table.arrow_schema();
     // Concatenate in write order, so that a row's position orders the writes.
     let mut by_rank: Vec<&(u64, RecordBatch)> = inputs.iter().collect();
@@ -101,23 +114,41 @@ pub(crate) fn sort_dedup(table: &TableSchema, inputs: &[(u64, RecordBatch)]) -> 
             starts.push(p as u32);
         }
     }
-    // Output row g starts at sorted position starts[g].
+    // Group g covers sorted positions [starts[g], starts[g + 1]).
+    let groups = starts.len();
     let rank_at = |g: usize| series.rank_of_row(order[starts[g] as usize] as usize);
-    let series_ends: Vec<u32> = (0..starts.len())
-        .filter(|&g| g + 1 == starts.len() || rank_at(g) != rank_at(g + 1))
+    let mut series_ends: Vec<u32> = (0..groups)
+        .filter(|&g| g + 1 == groups || rank_at(g) != rank_at(g + 1))
         .map(|g| g as u32)
         .collect();
-    if starts.len() == n {
-        let batch = take_batch(&batch, &UInt32Array::from(order))?;
+    starts.push(n as u32);
+    // Output row r is group `by_slice[r]`; the groups stay in (series, time)
+    // order within each slice.
+    let by_slice = slice_ns.and_then(|width| {
+        let slice_of = |g: usize| times[order[starts[g] as usize] as usize].div_euclid(width);
+        slice_order(groups, slice_of)
+    });
+    if let Some(by_slice) = &by_slice {
+        let mut position = vec![0u32; groups];
+        for (r, &g) in by_slice.iter().enumerate() {
+            position[g as usize] = r as u32;
+        }
+        for end in &mut series_ends {
+            *end = position[*end as usize];
+        }
+    }
+    let group_at = |r: usize| by_slice.as_ref().map_or(r, |o| o[r] as usize);
+    let last_of_group = UInt32Array::from_iter_values(
+        (0..groups).map(|r| order[starts[group_at(r) + 1] as usize - 1]),
+    );
+    if groups == n {
+        let batch = take_batch(&batch, &last_of_group)?;
         return Ok(Sorted {
             batch,
             key_order,
             series_ends,
         });
     }
-    starts.push(n as u32);
-    let last_of_group =
-        UInt32Array::from_iter_values(starts.windows(2).map(|w| order[w[1] as usize - 1]));
     let columns = table
         .columns()
         .iter()
@@ -126,12 +157,14 @@ pub(crate) fn sort_dedup(table: &TableSchema, inputs: &[(u64, RecordBatch)]) -> 
             let indices = match col.kind {
                 ColumnKind::Field(_) if array.null_count() > 0 => {
                     // The latest non-null value of each group, else its last row.
-                    UInt32Array::from_iter_values(starts.windows(2).map(|w| {
-                        (w[0]..w[1])
+                    UInt32Array::from_iter_values((0..groups).map(|r| {
+                        let g = group_at(r);
+                        let (first, end) = (starts[g], starts[g + 1]);
+                        (first..end)
                             .rev()
                             .map(|p| order[p as usize])
                             .find(|&i| array.is_valid(i as usize))
-                            .unwrap_or(order[w[1] as usize - 1])
+                            .unwrap_or(order[end as usize - 1])
                     }))
                 }
                 _ => last_of_group.clone(),
@@ -145,6 +178,38 @@ pub(crate) fn sort_dedup(table: &TableSchema, inputs: &[(u64, RecordBatch)]) -> 
         key_order,
         series_ends,
     })
+}
+
+/// `0..groups` stably ordered by `slice_of`, or `None` when every group is in
+/// one slice (the order is then already right).
+fn slice_order(groups: usize, slice_of: impl Fn(usize) -> i64) -> Option<Vec<u32>> {
+    let slices: Vec<i64> = (0..groups).map(&slice_of).collect();
+    let lo = *slices.iter().min()?;
+    let hi = *slices.iter().max()?;
+    if lo == hi {
+        return None;
+    }
+    let mut by_slice: Vec<u32> = (0..groups as u32).collect();
+    let span = hi.abs_diff(lo) as usize + 1;
+    if span > groups {
+        // Slices spread wider than the rows: a comparison sort.
+        by_slice.sort_by_key(|&g| slices[g as usize]);
+        return Some(by_slice);
+    }
+    // A counting sort, which keeps the groups' order within each slice.
+    let mut next = vec![0usize; span + 1];
+    for &s in &slices {
+        next[(s - lo) as usize + 1] += 1;
+    }
+    for i in 1..next.len() {
+        next[i] += next[i - 1];
+    }
+    for (g, &s) in slices.iter().enumerate() {
+        let k = (s - lo) as usize;
+        by_slice[next[k]] = g as u32;
+        next[k] += 1;
+    }
+    Some(by_slice)
 }
 
 fn take_batch(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
@@ -373,6 +438,41 @@ mod tests {
 | 1970-01-01T00:00:00.000000010Z | b | 5.0 |     |       |
 +--------------------------------+---+-----+-----+-------+";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn sliced_rows_sort_by_slice_then_series_then_time() {
+        // Slices 10 ns wide; a duplicate of (b, 12) across two writes, one
+        // with a null field; rows out of order within and across writes.
+        let (t, inputs) = writes(&[
+            "m,s=b x=1,y=1 12\nm,s=a x=2 25\nm,s=b x=3 3\nm,s=a x=4 11",
+            "m,s=a x=5 1\nm,s=b x=6 12\nm,s=b x=7 27",
+        ]);
+        let sorted = sort_dedup_sliced(&t, &inputs, Some(10)).unwrap();
+        let text = pretty_format_batches(std::slice::from_ref(&sorted.batch))
+            .unwrap()
+            .to_string();
+        let rows: Vec<&str> = text
+            .lines()
+            .skip(3)
+            .filter(|l| l.starts_with("| 1970"))
+            .collect();
+        let expected = [
+            "| 1970-01-01T00:00:00.000000001Z | a | 5.0 |     |",
+            "| 1970-01-01T00:00:00.000000003Z | b | 3.0 |     |",
+            "| 1970-01-01T00:00:00.000000011Z | a | 4.0 |     |",
+            "| 1970-01-01T00:00:00.000000012Z | b | 6.0 | 1.0 |",
+            "| 1970-01-01T00:00:00.000000025Z | a | 2.0 |     |",
+            "| 1970-01-01T00:00:00.000000027Z | b | 7.0 |     |",
+        ];
+        assert_eq!(rows, expected, "{text}");
+        // The last row of each series, wherever its slice put it.
+        let last = pretty_format_batches(&[sorted.last_rows().unwrap()])
+            .unwrap()
+            .to_string();
+        assert!(last.contains("000000025Z | a"), "{last}");
+        assert!(last.contains("000000027Z | b"), "{last}");
+        assert_eq!(sorted.series_ends.len(), 2);
     }
 
     #[test]

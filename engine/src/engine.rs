@@ -34,7 +34,7 @@ use crate::commit::{Change, Committer, WriteRequest};
 use crate::compaction::{CompactMsg, CompactionRecord, run_compactor};
 use crate::delete::{Dropped, Tombstone, still_needed};
 use crate::error::{Error, Result};
-use crate::flush::{Storage, flush_memtable, now_ns};
+use crate::flush::{FileShape, Storage, flush_memtable, now_ns};
 use crate::last_rows::LastRowsCache;
 use crate::manifest::{Manifest, ManifestStore};
 use crate::memtable::Memtable;
@@ -756,6 +756,15 @@ impl Shared {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How flushes cut and order the files they write.
+    pub(crate) fn file_shape(&self) -> FileShape {
+        FileShape::new(
+            self.partition_width,
+            self.options.row_group_rows,
+            self.options.time_slice,
+        )
+    }
+
     /// Takes `n` consecutive file ids; returns the first.
     pub(crate) fn reserve_file_ids(&self, n: u64) -> u64 {
         self.next_file_id.fetch_add(n, Ordering::AcqRel)
@@ -1146,8 +1155,7 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             &frozen,
             &catalog,
             &mut next_file_id,
-            shared.partition_width,
-            shared.options.row_group_rows,
+            shared.file_shape(),
             &tombstones,
         ))?;
         let (rows, bytes): (u64, u64) = files

@@ -1,5 +1,5 @@
 //! Persisting a frozen memtable: per table and partition, sort by (series,
-//! time), deduplicate, encode as Parquet, and put the file in the object store
+//! time) within time slices ([`FileShape`]), deduplicate, encode as Parquet, and put the file in the object store
 //! durably. The caller then records the files in the manifest; until it does,
 //! the files are invisible, and a crash leaves only orphans that the next
 //! open removes.
@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch, StringArray};
 use arrow::compute::{cast, max_string, min_string};
@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::debug;
 
 use crate::catalog::{Catalog, TableSchema};
-use crate::dedup::sort_dedup;
+use crate::dedup::sort_dedup_sliced;
 use crate::delete::{Tombstone, remove_deleted};
 use crate::error::{Error, Result};
 use crate::manifest::FileMeta;
@@ -63,6 +63,38 @@ impl Storage {
         }
         Ok(())
     }
+}
+
+/// How the engine cuts rows into files and orders them inside.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileShape {
+    /// Width of a time partition (ns): a file holds one partition's rows.
+    pub partition_width: i64,
+    pub row_group_rows: usize,
+    /// Rows are ordered by (time slice, series, time), slices this wide
+    /// (ns); `None` orders them by (series, time) alone.
+    pub time_slice_ns: Option<i64>,
+}
+
+impl FileShape {
+    pub fn new(partition_width: i64, row_group_rows: usize, time_slice: Option<Duration>) -> Self {
+        // A slice as wide as the partition is no slice at all.
+        let time_slice_ns = time_slice
+            .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+            .filter(|&w| w > 0 && w < partition_width);
+        Self {
+            partition_width,
+            row_group_rows,
+            time_slice_ns,
+        }
+    }
+}
+
+/// The slice width a file with rows from `min_time` to `max_time` records:
+/// none when they all fall in one slice, as its rows are then in (series,
+/// time) order.
+pub(crate) fn spanned_slice(slice_ns: Option<i64>, min_time: i64, max_time: i64) -> Option<i64> {
+    slice_ns.filter(|&w| min_time.div_euclid(w) != max_time.div_euclid(w))
 }
 
 /// The wall clock in nanoseconds since the epoch.
@@ -112,8 +144,7 @@ pub(crate) async fn flush_memtable(
     frozen: &Memtable,
     catalog: &Catalog,
     next_file_id: &mut u64,
-    partition_width: i64,
-    row_group_rows: usize,
+    shape: FileShape,
     tombstones: &[Arc<Tombstone>],
 ) -> Result<Vec<Persisted>> {
     // Every delete known now is applied to the rows written before it; the
@@ -147,7 +178,7 @@ pub(crate) async fn flush_memtable(
                 continue;
             }
             let sort_started = Instant::now();
-            let sorted = sort_dedup(&schema, &inputs)?;
+            let sorted = sort_dedup_sliced(&schema, &inputs, shape.time_slice_ns)?;
             let batch = sorted.batch.clone();
             let sort_ms = sort_started.elapsed().as_millis() as u64;
             let encode_started = Instant::now();
@@ -155,11 +186,17 @@ pub(crate) async fn flush_memtable(
             let min_time = times.iter().copied().min().unwrap_or(start);
             let max_time = times.iter().copied().max().unwrap_or(start);
             let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
-            let bytes = encode(&batch, &schema, &sorted.key_order, row_group_rows)?;
+            let bytes = encode(
+                &batch,
+                &schema,
+                &sorted.key_order,
+                shape.row_group_rows,
+                shape.time_slice_ns,
+            )?;
             let encode_ms = encode_started.elapsed().as_millis() as u64;
             let id = *next_file_id;
             *next_file_id += 1;
-            let path = file_path(database, table, start, partition_width, id);
+            let path = file_path(database, table, start, shape.partition_width, id);
             let size = bytes.len() as u64;
             storage.put_durable(&path, bytes).await?;
             debug!(%path, rows = batch.num_rows(), size, sort_ms, encode_ms, "file written");
@@ -181,6 +218,7 @@ pub(crate) async fn flush_memtable(
                 bytes: size,
                 max_seq,
                 sort_key: Some(sort_key),
+                time_slice_ns: spanned_slice(shape.time_slice_ns, min_time, max_time),
                 tag_ranges: Some(tag_ranges(&batch, &schema)?),
                 level: 0,
                 written_at: now_ns(),

@@ -68,6 +68,10 @@ pub struct FileMeta {
     /// manifests written before Ingot recorded it.
     #[serde(default)]
     pub sort_key: Option<Vec<String>>,
+    /// When set, the rows are ordered by time slice first (slice `k` holds
+    /// the times in `[k * w, (k + 1) * w)`), then by `sort_key` and time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_slice_ns: Option<i64>,
     /// Smallest and largest value of every tag column that has a value in
     /// the file (a tag missing here is null in every row); `None` in manifests
     /// written before Ingot recorded it. Scans prune files with it.
@@ -438,6 +442,7 @@ mod tests {
             bytes: 4096,
             max_seq: id,
             sort_key: Some(vec!["device_id".into()]),
+            time_slice_ns: None,
             tag_ranges: None,
             level: 0,
             written_at: 0,

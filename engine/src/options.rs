@@ -94,6 +94,16 @@ pub struct Options {
     pub partition_duration: Duration,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Order the rows of the files that flushes write by (time slice,
+    /// series, time), in slices this wide from the epoch, rather than by
+    /// (series, time). A query of a short time range over every series then
+    /// reads the pages of its slices only (one hour of every device of the
+    /// `small` workload: 29 -> 12 ms with one-hour slices), while queries of
+    /// one series or one tag value over long ranges touch every row group
+    /// (one device over 12 hours: 4.5 -> 8.3 ms; one plant over a day: 43 ->
+    /// 59 ms) and files grow about 4%. `None`, the default, keeps (series,
+    /// time). Compaction keeps the order of the files it merges.
+    pub time_slice: Option<Duration>,
     /// Memory all running queries may use together. A query that needs more
     /// spills to disk where its operators can, and otherwise fails with a
     /// "resources exhausted" error; the process does not grow past it.
@@ -144,6 +154,7 @@ impl Default for Options {
             write_stall_timeout: Duration::from_secs(30),
             partition_duration: Duration::from_secs(24 * 3600),
             row_group_rows: 1 << 20,
+            time_slice: None,
             query_memory_limit_bytes: 4 << 30,
             object_store: None,
             declare_file_order: false,
@@ -172,6 +183,7 @@ impl std::fmt::Debug for Options {
             .field("write_stall_timeout", &self.write_stall_timeout)
             .field("partition_duration", &self.partition_duration)
             .field("row_group_rows", &self.row_group_rows)
+            .field("time_slice", &self.time_slice)
             .field("query_memory_limit_bytes", &self.query_memory_limit_bytes)
             .field(
                 "object_store",

@@ -11,8 +11,13 @@
 //! - every numeric field gets dictionary or delta (byte-stream-split for
 //!   floats) encoding, whichever is smaller on a sample of the column.
 //!
-//! Everything is zstd-compressed, with page statistics and the sort order
-//! recorded in the row groups.
+//! Rows come sorted by series, then time; with `Options::time_slice`, by
+//! time slice first: every page then holds one slice's rows, and its
+//! statistics let a query of a short time range over every series skip the
+//! pages of other slices.
+//!
+//! Everything is zstd-compressed, with page statistics, and the sort order
+//! recorded in the row groups where it is one of columns.
 
 use std::sync::Arc;
 
@@ -35,13 +40,14 @@ const MAX_SCALE: i32 = 9;
 const SAMPLE_ROWS: usize = 1 << 17;
 const ZSTD_LEVEL: i32 = 3;
 
-/// Encodes a batch sorted by `sort_tags` (schema positions), then time, as
-/// a Parquet file; the order is recorded in the row groups' sorting columns.
+/// Encodes a batch sorted by `sort_tags` (schema positions), then time
+/// (within time slices `time_slice_ns` wide, when given), as a Parquet file.
 pub(crate) fn encode(
     batch: &RecordBatch,
     schema: &TableSchema,
     sort_tags: &[usize],
     row_group_rows: usize,
+    time_slice_ns: Option<i64>,
 ) -> Result<Vec<u8>> {
     let scales: Vec<Option<i8>> = schema
         .columns()
@@ -52,7 +58,14 @@ pub(crate) fn encode(
             _ => None,
         })
         .collect();
-    let layout = Layout::new(batch, schema, sort_tags, row_group_rows, &scales)?;
+    let layout = Layout::new(
+        batch,
+        schema,
+        sort_tags,
+        time_slice_ns,
+        row_group_rows,
+        &scales,
+    )?;
     let mut out = Vec::new();
     let file_batch = layout.to_file(batch)?;
     let mut writer = ArrowWriter::try_new(&mut out, layout.schema.clone(), Some(layout.props))?;
@@ -73,29 +86,35 @@ pub(crate) struct Layout {
 
 impl Layout {
     /// The layout for rows like `sample` (in the table's schema), sorted by
-    /// `sort_tags` then time; `scales` names the float columns to store as
-    /// decimals, and at which scale.
+    /// `sort_tags` then time, within time slices `time_slice_ns` wide when
+    /// given; `scales` names the float columns to store as decimals, and at
+    /// which scale.
     pub fn new(
         sample: &RecordBatch,
         schema: &TableSchema,
         sort_tags: &[usize],
+        time_slice_ns: Option<i64>,
         row_group_rows: usize,
         scales: &[Option<i8>],
     ) -> Result<Layout> {
-        let sorting: Vec<SortingColumn> = sort_tags
-            .iter()
-            .copied()
-            .chain([schema.time_index()])
-            .map(|i| SortingColumn {
-                column_idx: i as i32,
-                descending: false,
-                nulls_first: false,
-            })
-            .collect();
+        // The row groups record the order when it is one of columns; the
+        // slice of a row is not a column, so sliced files record none.
+        let sorting: Option<Vec<SortingColumn>> = time_slice_ns.is_none().then(|| {
+            sort_tags
+                .iter()
+                .copied()
+                .chain([schema.time_index()])
+                .map(|i| SortingColumn {
+                    column_idx: i as i32,
+                    descending: false,
+                    nulls_first: false,
+                })
+                .collect()
+        });
         let mut props = base_properties()?
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-            .set_sorting_columns(Some(sorting));
+            .set_sorting_columns(sorting);
         let mut fields = Vec::with_capacity(sample.num_columns());
         for (i, ((col, field), array)) in schema
             .columns()

@@ -1041,7 +1041,8 @@ impl IngotTable {
         // One order for everything the scan reads, when every source has it.
         let sort_key = plain_files
             .iter()
-            .map(|f| f.sort_key.clone())
+            // Files in time slices are not in one (series, time) order.
+            .map(|f| f.sort_key.clone().filter(|_| f.time_slice_ns.is_none()))
             .chain(merged.iter().map(|m| Some(m.1.clone())))
             .reduce(|a, b| if a == b { a } else { None })
             .flatten()

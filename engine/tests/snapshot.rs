@@ -8,9 +8,12 @@ use std::collections::BTreeSet;
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch};
 use arrow::util::pretty::pretty_format_batches;
+use datafusion::physical_plan::displayable;
 use datafusion::physical_plan::metrics::MetricsSet;
-use datafusion::physical_plan::{collect, displayable};
 use ingot_engine::{Engine, Options, Precision};
+
+mod common;
+use common::{metric, run_with_scan_metrics, runtime};
 
 fn count(engine: &Engine, rt: &tokio::runtime::Runtime) -> i64 {
     let b = rt.block_on(engine.sql("SELECT count(*) FROM m")).unwrap();
@@ -19,13 +22,6 @@ fn count(engine: &Engine, rt: &tokio::runtime::Runtime) -> i64 {
         .downcast_ref::<Int64Array>()
         .unwrap()
         .value(0)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Writes line protocol (second precision) and persists it as files.
@@ -85,43 +81,6 @@ fn counts_during_writes_and_flushes_are_whole_and_monotone() {
     writer.join().unwrap();
     assert_eq!(count(&engine, &rt) - 1, BATCH * BATCHES);
     assert!(observed > 3, "the reader only got {observed} counts in");
-}
-
-/// Runs `sql`; returns its rows and the metrics of its table scans.
-fn run_with_scan_metrics(
-    engine: &Engine,
-    rt: &tokio::runtime::Runtime,
-    sql: &str,
-) -> (Vec<RecordBatch>, MetricsSet) {
-    rt.block_on(async {
-        let ctx = engine.session();
-        let plan = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
-        let batches = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
-        let mut metrics = MetricsSet::new();
-        let mut stack = vec![plan];
-        while let Some(node) = stack.pop() {
-            if node.name() == "DataSourceExec" {
-                for m in node.metrics().iter().flat_map(|set| set.iter()) {
-                    metrics.push(m.clone());
-                }
-            }
-            stack.extend(node.children().into_iter().cloned());
-        }
-        (batches, metrics)
-    })
-}
-
-fn metric(metrics: &MetricsSet, name: &str) -> usize {
-    metrics
-        .sum_by_name(name)
-        .map(|v| v.as_usize())
-        .unwrap_or_else(|| panic!("no metric {name} in {metrics}"))
 }
 
 /// The files the scan read bytes from.

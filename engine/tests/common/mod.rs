@@ -4,6 +4,8 @@
 
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::util::pretty::pretty_format_batches;
+use datafusion::physical_plan::collect;
+use datafusion::physical_plan::metrics::MetricsSet;
 use ingot_engine::{Engine, Options, Precision};
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -43,4 +45,41 @@ pub fn write(engine: &Engine, lp: &str) {
     engine
         .write_lines("public", lp, Precision::Second)
         .expect("write");
+}
+
+/// Runs `sql`; returns its rows and the metrics of its table scans.
+pub fn run_with_scan_metrics(
+    engine: &Engine,
+    rt: &tokio::runtime::Runtime,
+    sql: &str,
+) -> (Vec<RecordBatch>, MetricsSet) {
+    rt.block_on(async {
+        let ctx = engine.session();
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let batches = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+        let mut metrics = MetricsSet::new();
+        let mut stack = vec![plan];
+        while let Some(node) = stack.pop() {
+            if node.name() == "DataSourceExec" {
+                for m in node.metrics().iter().flat_map(|set| set.iter()) {
+                    metrics.push(m.clone());
+                }
+            }
+            stack.extend(node.children().into_iter().cloned());
+        }
+        (batches, metrics)
+    })
+}
+
+pub fn metric(metrics: &MetricsSet, name: &str) -> usize {
+    metrics
+        .sum_by_name(name)
+        .map(|v| v.as_usize())
+        .unwrap_or_else(|| panic!("no metric {name} in {metrics}"))
 }
