@@ -14,16 +14,20 @@
 //! (late rows keep yesterday's partition warm until they stop coming, rather
 //! than have it rewritten after every flush that brings a few); then, or
 //! when [`crate::Engine::compact`] asks, all of its files become one level-2
-//! file. Either way the inputs are
+//! file, in time slices of about a row group each ([`cold_slice_ns`]), one
+//! row group per slice, so that a query of a few hours over every series
+//! reads only those hours' row groups. Either way the inputs are
 //! consecutive in write order, so the output, ranked by the largest `max_seq`
 //! of its inputs, sits exactly where they did: every file written before it
 //! holds older writes, every file written after it newer ones.
 //!
 //! **How** ([`merge`]). Every input streams in batches. Each file is sorted by
-//! its time slice (`FileMeta::time_slice_ns`), its series tags, then time;
-//! the merge compares rows in Arrow's row format on (slice, tags, time,
-//! input rank) and takes, from the input whose next row is
-//! smallest, the whole run of rows that sort before every other input's next
+//! its series tags, then time (within time slices, `FileMeta::time_slice_ns`,
+//! when it has them). A sliced output is merged one slice at a time, each
+//! pass reading only that slice's rows of every input, which are then in
+//! (series, time) order whatever the input's slices. The merge compares rows
+//! in Arrow's row format on (slice, tags, time, input rank) and takes, from
+//! the input whose next row is smallest, the whole run of rows that sort before every other input's next
 //! row (found by binary search), so rows are compared per run, not per row.
 //! Rows of the same (series, time) from several inputs come out next to each
 //! other, oldest first, and collapse to one row: per field, the latest

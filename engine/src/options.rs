@@ -102,7 +102,8 @@ pub struct Options {
     /// one series or one tag value over long ranges touch every row group
     /// (one device over 12 hours: 4.5 -> 8.3 ms; one plant over a day: 43 ->
     /// 59 ms) and files grow about 4%. `None`, the default, keeps (series,
-    /// time). Compaction keeps the order of the files it merges.
+    /// time) for flushed files; a cold partition's one file is in slices of
+    /// about a row group either way (`compaction`), or in these when set.
     pub time_slice: Option<Duration>,
     /// Memory all running queries may use together. A query that needs more
     /// spills to disk where its operators can, and otherwise fails with a
