@@ -5,6 +5,7 @@
 //! acknowledgement latency, peak RSS and bytes per point on disk after flush.
 
 mod remote;
+mod replay;
 mod soak;
 
 use std::path::PathBuf;
@@ -39,6 +40,42 @@ enum Command {
     /// compaction on; reports files per partition, write amplification, peak
     /// RSS, and q1..q8 against the same rows loaded in one go.
     Soak(SoakArgs),
+    /// Crashes a writer with a full memtable in the WAL (a child process
+    /// that aborts), then times the open that replays it.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Memtable MiB to leave in the WAL at the crash.
+    #[arg(long, default_value_t = 1024)]
+    memtable_mib: u64,
+    /// Crashes and opens.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Where the data directories go (default: a temporary directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Be the writer that crashes (run by the parent).
+    #[arg(long, hide = true)]
+    crash_child: bool,
+}
+
+fn replay(args: ReplayArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let temp = tempfile::tempdir()?;
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let memtable_bytes = args.memtable_mib << 20;
+    if args.crash_child {
+        return replay::crash_child(&dir, memtable_bytes);
+    }
+    let config = replay::Config {
+        memtable_bytes,
+        runs: args.runs,
+    };
+    replay::run(&config, &dir)
 }
 
 #[derive(clap::Args)]
@@ -312,6 +349,7 @@ fn main() {
         Command::Query(args) => run_queries(args),
         Command::Open(args) => open_many_files(args),
         Command::Soak(args) => soak(args),
+        Command::Replay(args) => replay(args),
     };
     if let Err(e) = result {
         eprintln!("ingot-bench: {e}");
