@@ -1076,7 +1076,11 @@ fn replay(shared: &Arc<Shared>, runtime: &tokio::runtime::Runtime) -> Result<u64
             return Ok(());
         }
         shared.catalog_mut().resolve_writes(&database, &writes)?;
-        let bytes: usize = writes.iter().map(|w| w.batch.get_array_memory_size()).sum();
+        // A decoded record's arrays are slices of one buffer per table, the
+        // size of its part of the record: counting each array's buffers
+        // (Arrow counts a slice as its whole buffer) would count that buffer
+        // once per column, and flush replayed rows long before the budget.
+        let bytes = payload.len();
         shared.mem_bytes.fetch_add(bytes, Ordering::AcqRel);
         {
             let mut state = shared.state_mut();
