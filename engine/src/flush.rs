@@ -65,6 +65,9 @@ impl Storage {
     }
 }
 
+/// The narrowest time slice files are ordered by.
+const MIN_SLICE_NS: i64 = 60_000_000_000;
+
 /// How the engine cuts rows into files and orders them inside.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileShape {
@@ -78,10 +81,11 @@ pub(crate) struct FileShape {
 
 impl FileShape {
     pub fn new(partition_width: i64, row_group_rows: usize, time_slice: Option<Duration>) -> Self {
-        // A slice as wide as the partition is no slice at all.
+        // A slice as wide as the partition is no slice at all; one narrower
+        // than a minute is a minute (a merge reads its inputs once a slice).
         let time_slice_ns = time_slice
-            .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-            .filter(|&w| w > 0 && w < partition_width);
+            .map(|d| d.as_nanos().clamp(MIN_SLICE_NS as u128, i64::MAX as u128) as i64)
+            .filter(|&w| w < partition_width);
         Self {
             partition_width,
             row_group_rows,
@@ -260,6 +264,17 @@ fn tag_ranges(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_slices_are_narrower_than_a_partition_and_at_least_a_minute() {
+        let day = 86_400_000_000_000i64;
+        let slice = |d: Duration| FileShape::new(day, 1, Some(d)).time_slice_ns;
+        assert_eq!(slice(Duration::from_secs(3600)), Some(3_600_000_000_000));
+        assert_eq!(slice(Duration::from_millis(1)), Some(MIN_SLICE_NS));
+        assert_eq!(slice(Duration::from_secs(86_400)), None);
+        assert_eq!(slice(Duration::from_secs(7 * 86_400)), None);
+        assert_eq!(FileShape::new(day, 1, None).time_slice_ns, None);
+    }
 
     #[test]
     fn partition_folders() {

@@ -104,6 +104,7 @@ pub struct Options {
     /// 59 ms) and files grow about 4%. `None`, the default, keeps (series,
     /// time) for flushed files; a cold partition's one file is in slices of
     /// about a row group either way (`compaction`), or in these when set.
+    /// Slices narrower than a minute are a minute wide.
     pub time_slice: Option<Duration>,
     /// Memory all running queries may use together. A query that needs more
     /// spills to disk where its operators can, and otherwise fails with a
