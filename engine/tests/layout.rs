@@ -257,7 +257,7 @@ fn a_cold_partition_is_compacted_into_slices_of_a_row_group() {
     let width = 3 * HOUR_NS;
     assert_sliced_by(dir.path(), &engine, width);
     assert_same(&answers(&engine), &before);
-    // Each row group holds one slice.
+    // No row group spans two slices.
     let file = std::fs::File::open(dir.path().join(&files[0].path)).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let metadata = reader.metadata().clone();
