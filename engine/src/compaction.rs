@@ -26,9 +26,10 @@
 //! when it has them). A sliced output is merged one slice at a time, each
 //! pass reading only that slice's rows of every input, which are then in
 //! (series, time) order whatever the input's slices. The merge compares rows
-//! in Arrow's row format on (slice, tags, time, input rank) and takes, from
-//! the input whose next row is smallest, the whole run of rows that sort before every other input's next
-//! row (found by binary search), so rows are compared per run, not per row.
+//! in Arrow's row format on (tags, time, input rank) and takes, from the
+//! input whose next row is smallest, the whole run of rows that sort before
+//! every other input's next row (found by binary search), so rows are
+//! compared per run, not per row.
 //! Rows of the same (series, time) from several inputs come out next to each
 //! other, oldest first, and collapse to one row: per field, the latest
 //! non-null value. The merged rows are encoded a row group at a time
@@ -49,7 +50,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::array::{AsArray, BooleanArray};
 use arrow::compute::SortOptions;
 use arrow::compute::{concat_batches, take};
@@ -643,7 +644,7 @@ pub(crate) async fn merge(
                 metadata.clone(),
             );
             let builder = match range {
-                Some((lo, hi)) => within(builder, lo, hi),
+                Some((lo, hi)) => within(builder, lo, hi)?,
                 None => builder,
             };
             // The reader fetches a row group's column chunks whole.
@@ -737,15 +738,14 @@ fn within(
     builder: ParquetRecordBatchStreamBuilder<StoreReader>,
     lo: i64,
     hi: i64,
-) -> ParquetRecordBatchStreamBuilder<StoreReader> {
+) -> Result<ParquetRecordBatchStreamBuilder<StoreReader>> {
     let parquet_schema = builder.parquet_schema();
-    let Some(leaf) = parquet_schema
+    // Without it every pass would read every row: refuse rather than repeat.
+    let leaf = parquet_schema
         .columns()
         .iter()
         .position(|c| c.name() == crate::catalog::TIME_COLUMN)
-    else {
-        return builder;
-    };
+        .ok_or_else(|| Error::Internal("a file to merge has no time column".into()))?;
     let mask = ProjectionMask::leaves(parquet_schema, [leaf]);
     let row_groups: Vec<usize> = builder
         .metadata()
@@ -771,9 +771,9 @@ fn within(
             .map(|t| t.map(|t| lo <= t && t < hi))
             .collect::<BooleanArray>())
     });
-    builder
+    Ok(builder
         .with_row_groups(row_groups)
-        .with_row_filter(RowFilter::new(vec![Box::new(in_range)]))
+        .with_row_filter(RowFilter::new(vec![Box::new(in_range)])))
 }
 
 /// The time slices a cold partition's one file is ordered by: the fewest
@@ -836,8 +836,9 @@ fn merge_order(
     (key, slice_ns)
 }
 
-/// Rows in a merge's order as Arrow's row format: the time slice (when the
-/// files are sliced), the key tags, then time.
+/// Rows in a merge's order as Arrow's row format: the key tags, then time.
+/// A sliced merge reads one slice per pass, so the slice is not part of the
+/// row key; `slice_ns` is what the output records and is encoded with.
 struct MergeOrder {
     /// The key tags' schema positions.
     key: Vec<usize>,
@@ -854,10 +855,9 @@ impl MergeOrder {
             .collect();
         let time = table.time_index();
         let time_type = table.arrow_schema().field(time).data_type().clone();
-        let fields = slice_ns
-            .map(|_| DataType::Int64)
-            .into_iter()
-            .chain(key.iter().map(|_| tag_type()))
+        let fields = key
+            .iter()
+            .map(|_| tag_type())
             .chain([time_type])
             .map(|t| {
                 SortField::new_with_options(
@@ -879,21 +879,11 @@ impl MergeOrder {
 
     /// The batch's rows in this order's row format.
     fn rows(&self, batch: &RecordBatch) -> Result<Rows> {
-        let slice = self.slice_ns.map(|width| {
-            let slices: Int64Array = time_values(batch)
-                .iter()
-                .map(|t| t.div_euclid(width))
-                .collect();
-            Arc::new(slices) as ArrayRef
-        });
-        let columns: Vec<ArrayRef> = slice
-            .into_iter()
-            .chain(
-                self.key
-                    .iter()
-                    .chain([&self.time])
-                    .map(|&i| batch.column(i).clone()),
-            )
+        let columns: Vec<ArrayRef> = self
+            .key
+            .iter()
+            .chain([&self.time])
+            .map(|&i| batch.column(i).clone())
             .collect();
         Ok(self.converter.convert_columns(&columns)?)
     }
