@@ -83,9 +83,10 @@ use crate::dedup::align;
 use crate::delete::{Tombstone, remove_deleted};
 use crate::engine::Shared;
 use crate::error::{Error, Result};
-use crate::flush::{Storage, file_path, now_ns, spanned_slice};
+use crate::flush::{Storage, file_path, now_ns, spanned_slice, write_summary};
 use crate::manifest::{FileMeta, Manifest};
 use crate::parquet_file::Layout;
+use crate::summary;
 use crate::write::time_values;
 
 /// Most files one merge reads at once; a partition with more is merged in
@@ -242,19 +243,20 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
                 )
             })
             .flatten(),
+        summary_window_ns: shared.file_shape().summary_window_ns,
         cancel: &shared.closed,
     };
     let mut result = runtime.block_on(merge(&shared.storage, &table, job, id, &path, &settings));
     if matches!(&result, Err(Error::Internal(m)) if m.contains("not exact at the decimal scale")) {
         // A value too large for the inputs' largest scale: store floats.
-        remove(shared, runtime, &path);
+        remove_output(shared, runtime, &path);
         settings.floats_only = true;
         result = runtime.block_on(merge(&shared.storage, &table, job, id, &path, &settings));
     }
     let merged = match result {
         Ok(m) => m,
         Err(e) => {
-            remove(shared, runtime, &path);
+            remove_output(shared, runtime, &path);
             return Err(e);
         }
     };
@@ -277,7 +279,7 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
     match swapped {
         Ok(true) => {}
         Ok(false) => {
-            remove(shared, runtime, &path);
+            remove_output(shared, runtime, &path);
             return Ok(None);
         }
         Err(e) => {
@@ -339,6 +341,17 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
         "compacted"
     );
     Ok(Some(record))
+}
+
+/// Deletes a merge's output that the manifest does not name: the data file
+/// and its summary.
+fn remove_output(shared: &Shared, runtime: &Runtime, path: &StorePath) {
+    remove(shared, runtime, path);
+    remove(
+        shared,
+        runtime,
+        &StorePath::from(summary::summary_path(path.as_ref())),
+    );
 }
 
 /// Deletes an object, logging (not failing) when that does not work: a file
@@ -528,6 +541,8 @@ pub(crate) struct Settings<'a> {
     /// The slices to order the output by when no input has any
     /// ([`cold_slice_ns`] for a cold partition's one file).
     pub cold_slice_ns: Option<i64>,
+    /// Width of the output's summary windows; `None` writes no summary.
+    pub summary_window_ns: Option<i64>,
     /// Set to stop the merge (the engine is closing).
     pub cancel: &'a AtomicBool,
 }
@@ -548,6 +563,7 @@ pub(crate) async fn merge(
         row_group_rows,
         floats_only,
         cold_slice_ns,
+        summary_window_ns,
         cancel,
     } = *settings;
     let schema = table.arrow_schema().clone();
@@ -610,6 +626,7 @@ pub(crate) async fn merge(
         rows: 0,
         peak: 0,
         writer_budget: budget / 2,
+        summary: summary_window_ns.map(|w| summary::Builder::new(Arc::new(table.clone()), w)),
     };
     let mut rows_read = 0u64;
     // Sliced output is merged a slice at a time, each slice's rows read from
@@ -1128,6 +1145,8 @@ struct Output {
     peak: usize,
     /// What the row group being encoded may hold before it is written out.
     writer_budget: usize,
+    /// The file's summary, built as its rows go out.
+    summary: Option<summary::Builder>,
 }
 
 impl Output {
@@ -1180,6 +1199,9 @@ impl Output {
             self.max_time = self.max_time.max(t);
         }
         self.rows += batch.num_rows() as u64;
+        if let Some(summary) = self.summary.as_mut() {
+            summary.push(&batch)?;
+        }
         if self.writer.is_none() {
             let layout = Layout::new(
                 &batch,
@@ -1233,6 +1255,10 @@ impl Output {
         writer.close().await?;
         storage.sync_local(path)?;
         let bytes = storage.store.head(path).await?.size;
+        let summary = match self.summary.take() {
+            Some(builder) => write_summary(storage, builder, path).await?,
+            None => None,
+        };
         let tag_ranges = union_tag_ranges(&job.inputs);
         Ok(Some(FileMeta {
             id,
@@ -1257,6 +1283,7 @@ impl Output {
                 .chain(job.inputs.iter().map(|f| f.deletes_applied))
                 .max()
                 .unwrap_or(0),
+            summary,
         }))
     }
 }

@@ -763,6 +763,7 @@ impl Shared {
             self.options.row_group_rows,
             self.options.time_slice,
         )
+        .with_summary_window(self.options.summary_window)
     }
 
     /// Takes `n` consecutive file ids; returns the first.
@@ -823,7 +824,8 @@ impl Shared {
             .files
             .iter()
             .filter(|f| !live.contains(f.path.as_str()))
-            .map(|f| StorePath::from(f.path.as_str()))
+            .flat_map(|f| f.objects())
+            .map(StorePath::from)
             .collect();
         if !removed.is_empty() {
             let before: HashSet<&str> = current.files.iter().map(|f| f.path.as_str()).collect();
@@ -831,7 +833,8 @@ impl Shared {
                 removed
                     .iter()
                     .filter(|f| !before.contains(f.path.as_str()))
-                    .map(|f| StorePath::from(f.path.as_str())),
+                    .flat_map(|f| f.objects())
+                    .map(StorePath::from),
             );
         }
         let version = {
@@ -1021,7 +1024,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 
 /// Deletes Parquet files that no manifest names (left by a crash mid-flush).
 async fn remove_orphans(storage: &Storage, manifest: &Manifest) -> Result<()> {
-    let live: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    let live: HashSet<String> = manifest.files.iter().flat_map(|f| f.objects()).collect();
     let prefix = StorePath::from("tables");
     let objects: Vec<_> = storage.store.list(Some(&prefix)).try_collect().await?;
     for object in objects {

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
 use crate::parquet_file::encode;
+use crate::summary::{self, SummaryMeta};
 use crate::wal::sync_dir;
 use crate::write::time_values;
 
@@ -77,6 +78,9 @@ pub(crate) struct FileShape {
     /// Rows are ordered by (time slice, series, time), slices this wide
     /// (ns); `None` orders them by (series, time) alone.
     pub time_slice_ns: Option<i64>,
+    /// Width of the windows of the summary written beside each file (ns);
+    /// `None` writes none.
+    pub summary_window_ns: Option<i64>,
 }
 
 impl FileShape {
@@ -90,7 +94,15 @@ impl FileShape {
             partition_width,
             row_group_rows,
             time_slice_ns,
+            summary_window_ns: None,
         }
+    }
+
+    /// The shape with summaries in windows `window` wide (at least a second).
+    pub fn with_summary_window(mut self, window: Option<Duration>) -> Self {
+        self.summary_window_ns =
+            window.map(|d| d.as_nanos().clamp(1_000_000_000, i64::MAX as u128) as i64);
+        self
     }
 }
 
@@ -210,6 +222,14 @@ pub(crate) async fn flush_memtable(
                 .map(|&i| schema.columns()[i].name.clone())
                 .collect();
             let last_rows = sorted.last_rows()?;
+            let summary = match shape.summary_window_ns {
+                Some(window) => {
+                    let mut builder = summary::Builder::new(schema.clone(), window);
+                    builder.push(&batch)?;
+                    write_summary(storage, builder, &path).await?
+                }
+                None => None,
+            };
             let meta = FileMeta {
                 id,
                 database: database.clone(),
@@ -227,11 +247,36 @@ pub(crate) async fn flush_memtable(
                 level: 0,
                 written_at: now_ns(),
                 deletes_applied,
+                summary,
             };
             files.push(Persisted { meta, last_rows });
         }
     }
     Ok(files)
+}
+
+/// Writes the summary a builder holds beside the data file at `data`, and
+/// makes it durable; `None` when it has no rows.
+pub(crate) async fn write_summary(
+    storage: &Storage,
+    builder: summary::Builder,
+    data: &StorePath,
+) -> Result<Option<SummaryMeta>> {
+    let window_ns = builder.window_ns();
+    let schema = builder.schema().clone();
+    let Some((batch, keys)) = builder.finish()? else {
+        return Ok(None);
+    };
+    let bytes = summary::encode(&schema, &batch)?;
+    let size = bytes.len() as u64;
+    let path = StorePath::from(summary::summary_path(data.as_ref()));
+    storage.put_durable(&path, bytes).await?;
+    Ok(Some(SummaryMeta {
+        window_ns,
+        keys,
+        rows: batch.num_rows() as u64,
+        bytes: size,
+    }))
 }
 
 /// The smallest and largest value of each tag column with any value. Values

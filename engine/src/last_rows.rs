@@ -411,7 +411,7 @@ impl OptimizerRule for LastRowsRule {
 }
 
 /// The Ingot table a scan reads, if it is one.
-fn ingot_table(scan: &TableScan) -> Option<Arc<IngotTable>> {
+pub(crate) fn ingot_table(scan: &TableScan) -> Option<Arc<IngotTable>> {
     let provider = source_as_provider(&scan.source).ok()?;
     let any: Arc<dyn std::any::Any + Send + Sync> = provider;
     any.downcast::<IngotTable>().ok()

@@ -89,6 +89,21 @@ pub struct FileMeta {
     /// when it was written (0: none); older deletes no longer apply to it.
     #[serde(default)]
     pub deletes_applied: u64,
+    /// The file's per-window summary, written beside it; `None` for files
+    /// written without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<crate::summary::SummaryMeta>,
+}
+
+impl FileMeta {
+    /// Every object the file consists of: its data, and its summary.
+    pub(crate) fn objects(&self) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(self.path.clone()).chain(
+            self.summary
+                .as_ref()
+                .map(|_| crate::summary::summary_path(&self.path)),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -447,6 +462,7 @@ mod tests {
             level: 0,
             written_at: 0,
             deletes_applied: 0,
+            summary: None,
         }
     }
 

@@ -106,6 +106,14 @@ pub struct Options {
     /// about a row group either way (`compaction`), or in these when set.
     /// Slices narrower than a minute are a minute wide.
     pub time_slice: Option<Duration>,
+    /// Width of the windows of the summary written beside each file (per
+    /// series and window: row count, and each field's count, sum, minimum
+    /// and maximum). Aggregates by tags and by `date_bin` over whole
+    /// windows read summaries instead of rows where no deduplication or
+    /// delete is pending (one hour of every device of the `small` workload,
+    /// hourly power per device). `None` writes no summaries. Default 15
+    /// minutes.
+    pub summary_window: Option<Duration>,
     /// Memory all running queries may use together. A query that needs more
     /// spills to disk where its operators can, and otherwise fails with a
     /// "resources exhausted" error; the process does not grow past it.
@@ -157,6 +165,7 @@ impl Default for Options {
             partition_duration: Duration::from_secs(24 * 3600),
             row_group_rows: 1 << 20,
             time_slice: None,
+            summary_window: Some(Duration::from_secs(15 * 60)),
             query_memory_limit_bytes: 4 << 30,
             object_store: None,
             declare_file_order: false,
@@ -186,6 +195,7 @@ impl std::fmt::Debug for Options {
             .field("partition_duration", &self.partition_duration)
             .field("row_group_rows", &self.row_group_rows)
             .field("time_slice", &self.time_slice)
+            .field("summary_window", &self.summary_window)
             .field("query_memory_limit_bytes", &self.query_memory_limit_bytes)
             .field(
                 "object_store",

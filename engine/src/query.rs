@@ -55,11 +55,12 @@ use crate::engine::{DEFAULT_DATABASE, Shared};
 use crate::last_rows::LastRowsRule;
 use crate::manifest::FileMeta;
 use crate::memtable::Chunk;
+use crate::summary_rule::SummaryRule;
 use crate::system::{SYSTEM_SCHEMA, SystemSchema};
 
 /// Name of Ingot's DataFusion catalog.
 pub const CATALOG_NAME: &str = "ingot";
-const STORE_URL: &str = "ingot://store";
+pub(crate) const STORE_URL: &str = "ingot://store";
 
 /// The DataFusion runtime all of an engine's queries share: one memory pool
 /// bounded by `Options::query_memory_limit_bytes`, and the object store that
@@ -86,6 +87,7 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
     let ctx = SessionContext::new_with_config_rt(config, shared.runtime_env.clone());
     ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
     ctx.add_optimizer_rule(Arc::new(LastRowsRule));
+    ctx.add_optimizer_rule(Arc::new(SummaryRule));
     ctx
 }
 
@@ -145,6 +147,7 @@ impl SchemaProvider for IngotSchema {
                     self.shared.catalog_read().retention(&self.database),
                     crate::flush::now_ns(),
                 ),
+                fixed: None,
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -166,6 +169,38 @@ pub(crate) struct IngotTable {
     /// Rows older than this (ns) are past the database's retention period
     /// and hidden; fixed when the query names the table.
     horizon: Option<i64>,
+    /// Set when summaries answer part of a query: this table then reads
+    /// the sources as of when the query was planned, less the files whose
+    /// summaries are read instead.
+    fixed: Option<Arc<FixedSources>>,
+}
+
+/// Every source of one table as of one instant, with the pin that keeps
+/// its files readable.
+#[derive(Clone)]
+struct Captured {
+    files: Vec<Arc<FileMeta>>,
+    /// Memtable chunks, with the start of their partition.
+    chunks: Vec<(i64, Arc<Chunk>)>,
+    tombstones: Vec<Arc<Tombstone>>,
+    pin: Arc<ReadPin>,
+}
+
+/// The sources a query reads raw, beside the summaries it reads.
+pub(crate) struct FixedSources {
+    captured: Captured,
+    /// Files whose summaries the query reads instead of their rows.
+    summarized: std::collections::HashSet<u64>,
+}
+
+impl std::fmt::Debug for FixedSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixedSources")
+            .field("files", &self.captured.files.len())
+            .field("chunks", &self.captured.chunks.len())
+            .field("summarized", &self.summarized.len())
+            .finish()
+    }
 }
 
 /// What a scan reads, as of one instant.
@@ -238,48 +273,34 @@ impl IngotTable {
     /// of one instant; also how many files the range pruned, and the pin
     /// that keeps those files until the reads are done.
     fn snapshot(&self, range: TimeRange) -> Snapshot {
-        let state = self.shared.state_read();
-        let pin = self.shared.readers.pin(state.version);
-        let tombstones = state
-            .tombstones
-            .iter()
-            .filter(|t| t.database == self.database && t.table == self.schema.name())
-            .cloned()
-            .collect();
+        let Captured {
+            files,
+            chunks,
+            tombstones,
+            pin,
+        } = match &self.fixed {
+            Some(fixed) => fixed.captured.clone(),
+            None => self.capture(),
+        };
         let mut parts: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
         let mut pruned = 0;
-        for f in &state.manifest.files {
-            if f.database != self.database || f.table != self.schema.name() {
-                continue;
-            }
-            if state.drops.iter().any(|d| d.covers_file(f)) {
+        for f in files {
+            if self
+                .fixed
+                .as_ref()
+                .is_some_and(|fixed| fixed.summarized.contains(&f.id))
+            {
                 continue;
             }
             if range.overlaps(f.min_time, f.max_time) {
-                parts
-                    .entry(f.partition)
-                    .or_default()
-                    .push(Source::File(f.clone()));
+                parts.entry(f.partition).or_default().push(Source::File(f));
             } else {
                 pruned += 1;
             }
         }
-        let memtables = state
-            .frozen
-            .iter()
-            .map(|m| m.as_ref())
-            .chain([&state.active]);
-        for m in memtables {
-            if let Some(partitions) = m.table(&self.database, self.schema.name()) {
-                for (start, chunks) in partitions {
-                    parts.entry(*start).or_default().extend(
-                        chunks
-                            .iter()
-                            .filter(|c| range.overlaps(c.min_time, c.max_time))
-                            .cloned()
-                            .map(Source::Chunk),
-                    );
-                }
+        for (start, c) in chunks {
+            if range.overlaps(c.min_time, c.max_time) {
+                parts.entry(start).or_default().push(Source::Chunk(c));
             }
         }
         Snapshot {
@@ -288,6 +309,106 @@ impl IngotTable {
             pin,
             tombstones,
         }
+    }
+
+    /// Every source of the table, now.
+    fn capture(&self) -> Captured {
+        let state = self.shared.state_read();
+        let pin = self.shared.readers.pin(state.version);
+        let tombstones = state
+            .tombstones
+            .iter()
+            .filter(|t| t.database == self.database && t.table == self.schema.name())
+            .cloned()
+            .collect();
+        let files = state
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.database == self.database && f.table == self.schema.name())
+            .filter(|f| !state.drops.iter().any(|d| d.covers_file(f)))
+            .cloned()
+            .collect();
+        let mut chunks = Vec::new();
+        let memtables = state
+            .frozen
+            .iter()
+            .map(|m| m.as_ref())
+            .chain([&state.active]);
+        for m in memtables {
+            if let Some(partitions) = m.table(&self.database, self.schema.name()) {
+                for (start, part) in partitions {
+                    chunks.extend(part.iter().map(|c| (*start, c.clone())));
+                }
+            }
+        }
+        Captured {
+            files,
+            chunks,
+            tombstones,
+            pin,
+        }
+    }
+
+    /// Whether this table reads fixed sources (the raw part of a query
+    /// that summaries answer in part).
+    pub(crate) fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    /// Splits the table's sources, as of now, into files whose summaries
+    /// can stand for their rows, and the rest: this table reading only the
+    /// rest, as of the same instant. A file qualifies when its summary has
+    /// windows `window_ns` wide keyed by every field in `keys`, no other
+    /// source may hold one of its (series, time), no delete applies to it,
+    /// and retention hides none of its rows. `None` when no file does.
+    pub(crate) fn split_summarized(
+        &self,
+        window_ns: i64,
+        keys: &std::collections::BTreeSet<String>,
+    ) -> Option<(IngotTable, Vec<Arc<FileMeta>>, Arc<ReadPin>)> {
+        let captured = self.capture();
+        let sources: Vec<Source> = captured
+            .files
+            .iter()
+            .cloned()
+            .map(Source::File)
+            .chain(
+                captured
+                    .chunks
+                    .iter()
+                    .map(|(_, c)| Source::Chunk(c.clone())),
+            )
+            .collect();
+        let summarized: Vec<Arc<FileMeta>> = overlap_groups(sources)
+            .into_iter()
+            .filter_map(|group| match <[Source; 1]>::try_from(group) {
+                Ok([Source::File(f)]) => Some(f),
+                _ => None,
+            })
+            .filter(|f| {
+                f.summary.as_ref().is_some_and(|s| {
+                    s.window_ns == window_ns && keys.iter().all(|k| s.keys.contains(k))
+                }) && !captured.tombstones.iter().any(|t| t.applies_to_file(f))
+                    && self.horizon.is_none_or(|h| f.min_time >= h)
+            })
+            .collect();
+        if summarized.is_empty() {
+            return None;
+        }
+        let pin = captured.pin.clone();
+        let fixed = FixedSources {
+            captured,
+            summarized: summarized.iter().map(|f| f.id).collect(),
+        };
+        let table = IngotTable {
+            shared: self.shared.clone(),
+            database: self.database.clone(),
+            schema: self.schema.clone(),
+            horizon: self.horizon,
+            fixed: Some(Arc::new(fixed)),
+        };
+        Some((table, summarized, pin))
     }
 
     /// Whether a delete may still hide rows of this table.
@@ -354,6 +475,11 @@ impl IngotTable {
     /// in the runtime's metadata cache.
     /// Its readers hold `pin`, so the files stay while they are read.
     fn parquet_source(&self, pin: &Arc<ReadPin>) -> ParquetSource {
+        self.parquet_source_of(self.schema(), pin)
+    }
+
+    /// A Parquet source over files of another schema (summaries).
+    pub(crate) fn parquet_source_of(&self, schema: SchemaRef, pin: &Arc<ReadPin>) -> ParquetSource {
         let factory = CachedParquetFileReaderFactory::new(
             self.shared.storage.store.clone(),
             self.shared
@@ -365,7 +491,7 @@ impl IngotTable {
             inner: Arc::new(factory),
             pin: pin.clone(),
         };
-        ParquetSource::new(self.schema()).with_parquet_file_reader_factory(Arc::new(factory))
+        ParquetSource::new(schema).with_parquet_file_reader_factory(Arc::new(factory))
     }
 
     /// A scan of one file (all columns).
@@ -470,7 +596,7 @@ impl TimeRange {
         max: i64::MAX,
     };
 
-    fn overlaps(&self, min: i64, max: i64) -> bool {
+    pub(crate) fn overlaps(&self, min: i64, max: i64) -> bool {
         min <= self.max && max >= self.min
     }
 
@@ -658,7 +784,7 @@ fn may_share_rows(a: &Source, b: &Source) -> bool {
 /// Whether `file` may hold a row that passes every filter, judged by the
 /// manifest's tag ranges: a conjunct `tag = 'v'`, `tag IN (...)` or
 /// `tag <op> 'v'` that no value in the file's range satisfies prunes it.
-fn tags_may_match(file: &FileMeta, table: &TableSchema, filters: &[Expr]) -> bool {
+pub(crate) fn tags_may_match(file: &FileMeta, table: &TableSchema, filters: &[Expr]) -> bool {
     let Some(ranges) = &file.tag_ranges else {
         return true;
     };

@@ -1,0 +1,672 @@
+//! Per-file summaries: for every series and time window of a file, the row
+//! count and each field's count, sum, minimum and maximum.
+//!
+//! A flush or a compaction that writes a data file also writes its summary
+//! beside it (`<file>.summary.parquet`), a few thousand rows where the file
+//! holds millions. A query that aggregates by tags and by `date_bin` over
+//! whole windows (hourly power per device, the hottest devices of an hour,
+//! fault counts per line) reads the summaries of the files that need no
+//! deduplication and no delete, and the raw rows of everything else
+//! ([`crate::summary_rule`]). The answer is the one the full scan gives.
+//!
+//! Small integer and boolean fields (at most [`MAX_KEY_VALUES`] values in a
+//! file's first rows, like a machine's status) are summary keys: a window
+//! has one summary row per value, so that `WHERE status = 2` or
+//! `sum(CASE WHEN status = 2 THEN 1 ELSE 0 END)` are answered from
+//! summaries too. A file records which fields are its keys.
+//!
+//! Summary rows need not be unique: a window whose rows arrive in two
+//! batches (a compaction writes a file a row group at a time) may have two
+//! rows, and a query adds them up. Float sums are exact: where a file's
+//! values are decimals (25.07 is 2507 / 100) they are summed as integers,
+//! and the summary stores them as decimals, like the data file.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch,
+    TimestampNanosecondArray, UInt32Array, UInt64Array, new_null_array,
+};
+use arrow::compute::kernels::partition::partition;
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use parquet::arrow::ArrowWriter;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Column, ColumnKind, FieldType, TIME_COLUMN, TableSchema};
+use crate::error::{Error, Result};
+use crate::parquet_file::{Layout, decimal_scale};
+use crate::write::time_values;
+
+/// A field with at most this many distinct values (null counts as one) in a
+/// file's first rows is a summary key.
+pub(crate) const MAX_KEY_VALUES: usize = 8;
+/// At most this many fields are keys, so that a window's rows stay few.
+const MAX_KEYS: usize = 2;
+
+/// Column of a summary row: how many rows it covers.
+pub(crate) const ROWS: &str = "__rows";
+
+/// The summary column of one statistic of field `field`.
+pub(crate) fn stat_column(stat: Stat, field: &str) -> String {
+    format!("__{}_{field}", stat.name())
+}
+
+/// The statistics a summary keeps of each field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stat {
+    /// Non-null values.
+    Count,
+    Sum,
+    Min,
+    Max,
+}
+
+impl Stat {
+    fn name(self) -> &'static str {
+        match self {
+            Stat::Count => "count",
+            Stat::Sum => "sum",
+            Stat::Min => "min",
+            Stat::Max => "max",
+        }
+    }
+}
+
+/// What the manifest records of a file's summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryMeta {
+    /// Width of the windows (ns), from the epoch.
+    pub window_ns: i64,
+    /// The fields that are keys of the summary rows.
+    pub keys: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Where the summary of the data file at `path` lives.
+pub(crate) fn summary_path(path: &str) -> String {
+    match path.strip_suffix(".parquet") {
+        Some(stem) => format!("{stem}.summary.parquet"),
+        None => format!("{path}.summary.parquet"),
+    }
+}
+
+/// Whether a field of this type may be a summary key.
+pub(crate) fn may_be_key(kind: ColumnKind) -> bool {
+    matches!(
+        kind,
+        ColumnKind::Field(FieldType::Integer | FieldType::UInteger | FieldType::Boolean)
+    )
+}
+
+/// Whether the summary keeps sum, minimum and maximum of a field of this
+/// type (every field gets a count).
+pub(crate) fn has_stats(kind: ColumnKind) -> bool {
+    matches!(
+        kind,
+        ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger)
+    )
+}
+
+/// The columns of a table's summaries: `time` (the window start), the tags,
+/// every field that may be a key (null in files where it is not one), the
+/// row count, then each field's statistics.
+pub(crate) fn summary_schema(table: &TableSchema) -> TableSchema {
+    let mut columns = vec![Column {
+        name: TIME_COLUMN.to_string(),
+        kind: ColumnKind::Time,
+    }];
+    columns.extend(
+        table
+            .columns()
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Tag || may_be_key(c.kind))
+            .cloned(),
+    );
+    let integer = ColumnKind::Field(FieldType::Integer);
+    columns.push(Column {
+        name: ROWS.to_string(),
+        kind: integer,
+    });
+    for c in table.columns() {
+        let ColumnKind::Field(t) = c.kind else {
+            continue;
+        };
+        columns.push(Column {
+            name: stat_column(Stat::Count, &c.name),
+            kind: integer,
+        });
+        if has_stats(c.kind) {
+            for stat in [Stat::Sum, Stat::Min, Stat::Max] {
+                columns.push(Column {
+                    name: stat_column(stat, &c.name),
+                    kind: ColumnKind::Field(t),
+                });
+            }
+        }
+    }
+    TableSchema::from_columns(table.name(), columns)
+}
+
+/// Builds the summary of one file from its rows, a batch at a time.
+pub(crate) struct Builder {
+    table: Arc<TableSchema>,
+    summary: TableSchema,
+    window_ns: i64,
+    /// Positions (in the table) of the key fields, chosen from the first
+    /// batch.
+    keys: Option<Vec<usize>>,
+    out: Vec<RecordBatch>,
+}
+
+impl Builder {
+    pub fn new(table: Arc<TableSchema>, window_ns: i64) -> Self {
+        let summary = summary_schema(&table);
+        Self {
+            table,
+            summary,
+            window_ns: window_ns.max(1),
+            keys: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// Adds rows (in the table's schema, deduplicated). Rows are summarized
+    /// in any order; runs of one series and window make one summary row.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let keys = match &self.keys {
+            Some(k) => k.clone(),
+            None => {
+                let k = choose_keys(&self.table, batch);
+                self.keys = Some(k.clone());
+                k
+            }
+        };
+        let summarized = self.summarize(batch, &keys)?;
+        self.out.push(summarized);
+        Ok(())
+    }
+
+    /// The summary rows, and the names of the key fields; `None` when no
+    /// rows were added.
+    pub fn finish(self) -> Result<Option<(RecordBatch, Vec<String>)>> {
+        let Some(keys) = self.keys else {
+            return Ok(None);
+        };
+        let batch = concat_batches(self.summary.arrow_schema(), &self.out)?;
+        let names = keys
+            .iter()
+            .map(|&i| self.table.columns()[i].name.clone())
+            .collect();
+        Ok(Some((batch, names)))
+    }
+
+    pub fn window_ns(&self) -> i64 {
+        self.window_ns
+    }
+
+    /// The summary schema, for writing.
+    pub fn schema(&self) -> &TableSchema {
+        &self.summary
+    }
+
+    fn summarize(&self, batch: &RecordBatch, keys: &[usize]) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let tags: Vec<ArrayRef> = self
+            .table
+            .tag_indices()
+            .into_iter()
+            .map(|i| batch.column(i).clone())
+            .collect();
+        let series: Vec<std::ops::Range<usize>> = if tags.is_empty() {
+            std::iter::once(0..n).collect()
+        } else {
+            partition(&tags)?.ranges()
+        };
+        let times = time_values(batch);
+        let key_columns: Vec<KeyColumn> = keys
+            .iter()
+            .map(|&i| KeyColumn::new(batch.column(i)))
+            .collect::<Result<_>>()?;
+        let w = self.window_ns;
+
+        // Each row's group: a run of one series and window, split by the
+        // key fields' values.
+        let mut group_of: Vec<u32> = Vec::with_capacity(n);
+        let mut first_row: Vec<u32> = Vec::new();
+        let mut windows: Vec<i64> = Vec::new();
+        let mut run: Vec<([Option<i64>; MAX_KEYS], u32)> = Vec::new();
+        for range in series {
+            let mut run_window = None;
+            run.clear();
+            for i in range {
+                let window = times[i].div_euclid(w) * w;
+                if run_window != Some(window) {
+                    run_window = Some(window);
+                    run.clear();
+                }
+                let mut values = [None; MAX_KEYS];
+                for (v, k) in values.iter_mut().zip(&key_columns) {
+                    *v = k.value(i);
+                }
+                let group = match run.iter().find(|(v, _)| *v == values) {
+                    Some(&(_, g)) => g,
+                    None => {
+                        let g = first_row.len() as u32;
+                        first_row.push(i as u32);
+                        windows.push(window);
+                        run.push((values, g));
+                        g
+                    }
+                };
+                group_of.push(group);
+            }
+        }
+        let groups = first_row.len();
+        let first = UInt32Array::from(first_row);
+        let mut rows = vec![0i64; groups];
+        for &g in &group_of {
+            rows[g as usize] += 1;
+        }
+
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.summary.columns().len());
+        for c in self.summary.columns() {
+            let name = c.name.as_str();
+            let array: ArrayRef = if name == TIME_COLUMN {
+                Arc::new(
+                    TimestampNanosecondArray::from(windows.clone())
+                        .with_timezone("UTC".to_string()),
+                )
+            } else if name == ROWS {
+                Arc::new(Int64Array::from(rows.clone()))
+            } else if let Some(i) = self.table.column(name).map(|_| self.index(name)) {
+                // A tag, or a field that may be a key: a group's value is
+                // its first row's (every row of the group has it).
+                if c.kind == ColumnKind::Tag || keys.contains(&i) {
+                    take(batch.column(i).as_ref(), &first, None)?
+                } else {
+                    new_null_array(&c.kind.data_type(), groups)
+                }
+            } else {
+                // A statistic: filled below, field by field.
+                continue;
+            };
+            columns.push(array);
+        }
+        for (i, c) in self.table.columns().iter().enumerate() {
+            if !matches!(c.kind, ColumnKind::Field(_)) {
+                continue;
+            }
+            columns.extend(field_stats(batch.column(i), c.kind, &group_of, groups)?);
+        }
+        Ok(RecordBatch::try_new(
+            self.summary.arrow_schema().clone(),
+            columns,
+        )?)
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.table
+            .columns()
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// The fields that will be keys: the first [`MAX_KEYS`] integer or boolean
+/// fields with at most [`MAX_KEY_VALUES`] values in `batch`.
+fn choose_keys(table: &TableSchema, batch: &RecordBatch) -> Vec<usize> {
+    let mut keys = Vec::new();
+    for (i, c) in table.columns().iter().enumerate() {
+        if keys.len() == MAX_KEYS {
+            break;
+        }
+        if !may_be_key(c.kind) {
+            continue;
+        }
+        let Ok(column) = KeyColumn::new(batch.column(i)) else {
+            continue;
+        };
+        let mut seen: Vec<Option<i64>> = Vec::with_capacity(MAX_KEY_VALUES + 1);
+        for r in 0..batch.num_rows() {
+            let v = column.value(r);
+            if !seen.contains(&v) {
+                seen.push(v);
+                if seen.len() > MAX_KEY_VALUES {
+                    break;
+                }
+            }
+        }
+        if seen.len() <= MAX_KEY_VALUES {
+            keys.push(i);
+        }
+    }
+    keys
+}
+
+/// A key field's values as integers (booleans as 0 and 1).
+enum KeyColumn<'a> {
+    Int(&'a Int64Array),
+    UInt(&'a UInt64Array),
+    Bool(&'a BooleanArray),
+}
+
+impl<'a> KeyColumn<'a> {
+    fn new(array: &'a ArrayRef) -> Result<Self> {
+        match array.data_type() {
+            DataType::Int64 => Ok(KeyColumn::Int(array.as_primitive::<Int64Type>())),
+            DataType::UInt64 => Ok(KeyColumn::UInt(array.as_primitive::<UInt64Type>())),
+            DataType::Boolean => Ok(KeyColumn::Bool(array.as_boolean())),
+            other => Err(Error::Internal(format!(
+                "a summary key must be an integer or a boolean, not {other}"
+            ))),
+        }
+    }
+
+    fn value(&self, i: usize) -> Option<i64> {
+        match self {
+            KeyColumn::Int(a) => a.is_valid(i).then(|| a.value(i)),
+            KeyColumn::UInt(a) => a.is_valid(i).then(|| a.value(i) as i64),
+            KeyColumn::Bool(a) => a.is_valid(i).then(|| a.value(i) as i64),
+        }
+    }
+}
+
+/// A field's count, and for numbers its sum, minimum and maximum, per group.
+fn field_stats(
+    array: &ArrayRef,
+    kind: ColumnKind,
+    group_of: &[u32],
+    groups: usize,
+) -> Result<Vec<ArrayRef>> {
+    let mut count = vec![0i64; groups];
+    let valid = |i: usize| array.is_valid(i);
+    let nulls = array.null_count() > 0;
+    for (i, &g) in group_of.iter().enumerate() {
+        if !nulls || valid(i) {
+            count[g as usize] += 1;
+        }
+    }
+    let present = |g: usize| count[g] > 0;
+    let mut out: Vec<ArrayRef> = Vec::with_capacity(4);
+    match kind {
+        ColumnKind::Field(FieldType::Float) => {
+            let a = array.as_primitive::<Float64Type>();
+            let (mut sum, mut min, mut max) = (
+                vec![0f64; groups],
+                vec![f64::NAN; groups],
+                vec![f64::NAN; groups],
+            );
+            let mut seen = vec![false; groups];
+            for (i, &g) in group_of.iter().enumerate() {
+                if nulls && !valid(i) {
+                    continue;
+                }
+                let (g, v) = (g as usize, a.value(i));
+                if seen[g] {
+                    if v.total_cmp(&min[g]).is_lt() {
+                        min[g] = v;
+                    }
+                    if v.total_cmp(&max[g]).is_gt() {
+                        max[g] = v;
+                    }
+                } else {
+                    seen[g] = true;
+                    min[g] = v;
+                    max[g] = v;
+                }
+            }
+            // Decimal values are summed as integers, which is exact; the
+            // sum then casts back like any decimal.
+            match decimal_scale(array) {
+                Some(scale) => {
+                    let p = 10f64.powi(scale as i32);
+                    let mut units = vec![0i128; groups];
+                    for (i, &g) in group_of.iter().enumerate() {
+                        if !nulls || valid(i) {
+                            units[g as usize] += (a.value(i) * p).round() as i128;
+                        }
+                    }
+                    for (s, u) in sum.iter_mut().zip(units) {
+                        *s = u as f64 / p;
+                    }
+                }
+                None => {
+                    for (i, &g) in group_of.iter().enumerate() {
+                        if !nulls || valid(i) {
+                            sum[g as usize] += a.value(i);
+                        }
+                    }
+                }
+            }
+            let opt = |v: Vec<f64>| -> ArrayRef {
+                Arc::new(Float64Array::from_iter(
+                    v.into_iter()
+                        .enumerate()
+                        .map(|(g, x)| present(g).then_some(x)),
+                ))
+            };
+            out.push(Arc::new(Int64Array::from(count.clone())));
+            out.extend([opt(sum), opt(min), opt(max)]);
+        }
+        ColumnKind::Field(FieldType::Integer) => {
+            let a = array.as_primitive::<Int64Type>();
+            let (mut sum, mut min, mut max) = (
+                vec![0i64; groups],
+                vec![i64::MAX; groups],
+                vec![i64::MIN; groups],
+            );
+            for (i, &g) in group_of.iter().enumerate() {
+                if nulls && !valid(i) {
+                    continue;
+                }
+                let (g, v) = (g as usize, a.value(i));
+                sum[g] = sum[g].wrapping_add(v);
+                min[g] = min[g].min(v);
+                max[g] = max[g].max(v);
+            }
+            let opt = |v: Vec<i64>| -> ArrayRef {
+                Arc::new(Int64Array::from_iter(
+                    v.into_iter()
+                        .enumerate()
+                        .map(|(g, x)| present(g).then_some(x)),
+                ))
+            };
+            out.push(Arc::new(Int64Array::from(count.clone())));
+            out.extend([opt(sum), opt(min), opt(max)]);
+        }
+        ColumnKind::Field(FieldType::UInteger) => {
+            let a = array.as_primitive::<UInt64Type>();
+            let (mut sum, mut min, mut max) = (
+                vec![0u64; groups],
+                vec![u64::MAX; groups],
+                vec![0u64; groups],
+            );
+            for (i, &g) in group_of.iter().enumerate() {
+                if nulls && !valid(i) {
+                    continue;
+                }
+                let (g, v) = (g as usize, a.value(i));
+                sum[g] = sum[g].wrapping_add(v);
+                min[g] = min[g].min(v);
+                max[g] = max[g].max(v);
+            }
+            let opt = |v: Vec<u64>| -> ArrayRef {
+                Arc::new(UInt64Array::from_iter(
+                    v.into_iter()
+                        .enumerate()
+                        .map(|(g, x)| present(g).then_some(x)),
+                ))
+            };
+            out.push(Arc::new(Int64Array::from(count.clone())));
+            out.extend([opt(sum), opt(min), opt(max)]);
+        }
+        _ => out.push(Arc::new(Int64Array::from(count))),
+    }
+    Ok(out)
+}
+
+/// Encodes summary rows as Parquet: float statistics that are exact
+/// decimals are stored as decimals, as in data files.
+pub(crate) fn encode(summary: &TableSchema, batch: &RecordBatch) -> Result<Vec<u8>> {
+    let scales: Vec<Option<i8>> = summary
+        .columns()
+        .iter()
+        .zip(batch.columns())
+        .map(|(c, a)| match c.kind {
+            ColumnKind::Field(FieldType::Float) => decimal_scale(a),
+            _ => None,
+        })
+        .collect();
+    let rows = batch.num_rows().max(1);
+    let layout = Layout::new(batch, summary, &[], None, rows, &scales)?;
+    let mut out = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut out, layout.schema.clone(), Some(layout.props.clone()))?;
+    writer.write(&layout.to_file(batch)?)?;
+    writer.close()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::arrow_field;
+    use arrow::array::{DictionaryArray, StringArray};
+    use arrow::datatypes::{Int32Type, Schema};
+
+    fn table() -> Arc<TableSchema> {
+        let columns = vec![
+            Column {
+                name: TIME_COLUMN.into(),
+                kind: ColumnKind::Time,
+            },
+            Column {
+                name: "dev".into(),
+                kind: ColumnKind::Tag,
+            },
+            Column {
+                name: "temp".into(),
+                kind: ColumnKind::Field(FieldType::Float),
+            },
+            Column {
+                name: "status".into(),
+                kind: ColumnKind::Field(FieldType::Integer),
+            },
+        ];
+        Arc::new(TableSchema::from_columns("t", columns))
+    }
+
+    fn batch(table: &TableSchema, rows: &[(i64, &str, Option<f64>, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(
+            table
+                .columns()
+                .iter()
+                .map(|c| arrow_field(&c.name, c.kind))
+                .collect::<Vec<_>>(),
+        ));
+        let dev: DictionaryArray<Int32Type> = rows.iter().map(|r| r.1).collect();
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampNanosecondArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(dev),
+                Arc::new(Float64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn one_row_per_series_window_and_key_value() {
+        let t = table();
+        let mut b = Builder::new(t.clone(), 10);
+        b.push(&batch(
+            &t,
+            &[
+                (0, "a", Some(1.25), 0),
+                (5, "a", Some(2.5), 2),
+                (9, "a", None, 0),
+                (10, "a", Some(0.1), 0),
+                (3, "b", Some(-4.0), 0),
+            ],
+        ))
+        .unwrap();
+        let (out, keys) = b.finish().unwrap().unwrap();
+        assert_eq!(keys, ["status"]);
+        assert_eq!(out.num_rows(), 4);
+        let col = |name: &str| out.column_by_name(name).unwrap().clone();
+        let times = col("time");
+        let times = times.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        assert_eq!(times.values().as_ref(), &[0, 0, 10, 0]);
+        let rows = col(ROWS);
+        assert_eq!(
+            rows.as_primitive::<Int64Type>().values().as_ref(),
+            &[2, 1, 1, 1]
+        );
+        let count = col("__count_temp");
+        assert_eq!(
+            count.as_primitive::<Int64Type>().values().as_ref(),
+            &[1, 1, 1, 1]
+        );
+        let sum = col("__sum_temp");
+        let sum = sum.as_primitive::<Float64Type>();
+        assert_eq!(sum.values().as_ref(), &[1.25, 2.5, 0.1, -4.0]);
+        let status = col("status");
+        assert_eq!(
+            status.as_primitive::<Int64Type>().values().as_ref(),
+            &[0, 2, 0, 0]
+        );
+        let dev = arrow::compute::cast(&col("dev"), &DataType::Utf8).unwrap();
+        let dev = dev.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(
+            dev.iter().flatten().collect::<Vec<_>>(),
+            ["a", "a", "a", "b"]
+        );
+    }
+
+    #[test]
+    fn decimal_sums_are_exact() {
+        let t = table();
+        let mut b = Builder::new(t.clone(), 1_000);
+        // 0.1 added ten times in floats is not 1.0.
+        let rows: Vec<(i64, &str, Option<f64>, i64)> =
+            (0..10).map(|i| (i, "a", Some(0.1), 0)).collect();
+        b.push(&batch(&t, &rows)).unwrap();
+        let (out, _) = b.finish().unwrap().unwrap();
+        let sum = out.column_by_name("__sum_temp").unwrap();
+        assert_eq!(sum.as_primitive::<Float64Type>().value(0), 1.0);
+        let bytes = encode(&summary_schema(&t), &out).unwrap();
+        assert!(!bytes.is_empty());
+    }
+
+    #[test]
+    fn many_valued_integers_are_not_keys() {
+        let t = table();
+        let mut b = Builder::new(t.clone(), 100);
+        let rows: Vec<(i64, &str, Option<f64>, i64)> =
+            (0..20).map(|i| (i, "a", Some(1.0), i)).collect();
+        b.push(&batch(&t, &rows)).unwrap();
+        let (out, keys) = b.finish().unwrap().unwrap();
+        assert!(keys.is_empty());
+        assert_eq!(out.num_rows(), 1);
+        let min = out.column_by_name("__min_status").unwrap();
+        assert_eq!(min.as_primitive::<Int64Type>().value(0), 0);
+        let max = out.column_by_name("__max_status").unwrap();
+        assert_eq!(max.as_primitive::<Int64Type>().value(0), 19);
+        assert!(out.column_by_name("status").unwrap().is_null(0));
+    }
+}
