@@ -225,6 +225,10 @@ struct QueryArgs {
     /// the engine's, none; 0 is none).
     #[arg(long)]
     time_slice_minutes: Option<u64>,
+    /// Width in minutes of the windows of the summaries written beside
+    /// each file (default: the engine's, 15; 0 writes none).
+    #[arg(long)]
+    summary_minutes: Option<u64>,
     /// Where the queries run.
     #[arg(long, value_enum, default_value = "embedded")]
     target: QueryTarget,
@@ -289,6 +293,10 @@ struct IngestArgs {
     /// Workload preset: tiny, small, medium or billion.
     #[arg(long, default_value = "small")]
     preset: String,
+    /// Width in minutes of the windows of the summaries written beside
+    /// each file (default: the engine's, 15; 0 writes none).
+    #[arg(long)]
+    summary_minutes: Option<u64>,
     #[arg(long, value_enum, default_value = "embedded")]
     target: Target,
     /// Concurrent writers.
@@ -496,6 +504,9 @@ fn ingest_embedded(
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
     let mut options = Options::default();
     options.wal_sync = args.wal_sync;
+    if let Some(minutes) = args.summary_minutes {
+        options.summary_window = (minutes > 0).then(|| Duration::from_secs(minutes * 60));
+    }
     let engine = Engine::open(dir, options)?;
     let started = Instant::now();
     let writers: Vec<_> = (0..args.clients.max(1))
@@ -543,7 +554,11 @@ fn ingest_embedded(
         points,
         write_seconds,
         flush_seconds,
-        bytes_on_disk: files.iter().map(|f| f.bytes).sum(),
+        // Data files and the summaries beside them.
+        bytes_on_disk: files
+            .iter()
+            .map(|f| f.bytes + f.summary.as_ref().map_or(0, |s| s.bytes))
+            .sum(),
         files: files.len(),
         peak_rss_bytes: peak_rss(),
     })
@@ -676,7 +691,8 @@ impl Feed {
     }
 }
 
-/// Total size and number of the Parquet files under `dir`.
+/// Total size of the Parquet files under `dir` (data and summaries), and
+/// the number of data files.
 fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
     let (mut bytes, mut files) = (0, 0);
     let mut stack = vec![dir.to_path_buf()];
@@ -688,7 +704,9 @@ fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "parquet") {
                 bytes += entry.metadata()?.len();
-                files += 1;
+                if !path.to_string_lossy().ends_with(".summary.parquet") {
+                    files += 1;
+                }
             }
         }
     }
@@ -723,6 +741,9 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(minutes) = args.time_slice_minutes {
         options.time_slice = (minutes > 0).then(|| Duration::from_secs(minutes * 60));
+    }
+    if let Some(minutes) = args.summary_minutes {
+        options.summary_window = (minutes > 0).then(|| Duration::from_secs(minutes * 60));
     }
     let engine = Engine::open(&dir, options)?;
     if engine.tables("public").is_empty() {

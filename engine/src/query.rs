@@ -350,6 +350,22 @@ impl IngotTable {
         }
     }
 
+    /// Whether the table has any source to read (files the summaries do
+    /// not stand for, or memtable chunks).
+    pub(crate) fn has_sources(&self) -> bool {
+        match &self.fixed {
+            Some(fixed) => {
+                !fixed.captured.chunks.is_empty()
+                    || fixed
+                        .captured
+                        .files
+                        .iter()
+                        .any(|f| !fixed.summarized.contains(&f.id))
+            }
+            None => true,
+        }
+    }
+
     /// Whether this table reads fixed sources (the raw part of a query
     /// that summaries answer in part).
     pub(crate) fn is_fixed(&self) -> bool {

@@ -28,7 +28,7 @@ use arrow::array::{
     TimestampNanosecondArray, UInt32Array, UInt64Array, new_null_array,
 };
 use arrow::compute::kernels::partition::partition;
-use arrow::compute::{concat_batches, take};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
 use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,11 @@ use crate::write::time_values;
 pub(crate) const MAX_KEY_VALUES: usize = 8;
 /// At most this many fields are keys, so that a window's rows stay few.
 const MAX_KEYS: usize = 2;
+
+/// Row groups and pages of summary files: small, so that their time
+/// statistics prune.
+const ROW_GROUP_ROWS: usize = 1 << 15;
+const PAGE_ROWS: usize = 4096;
 
 /// Column of a summary row: how many rows it covers.
 pub(crate) const ROWS: &str = "__rows";
@@ -198,6 +203,17 @@ impl Builder {
             return Ok(None);
         };
         let batch = concat_batches(self.summary.arrow_schema(), &self.out)?;
+        // Window-major: a query of a short time range over every series
+        // then reads a few pages.
+        let order: Vec<SortColumn> = std::iter::once(self.summary.time_index())
+            .chain(self.summary.tag_indices())
+            .map(|i| SortColumn {
+                values: batch.column(i).clone(),
+                options: None,
+            })
+            .collect();
+        let indices = lexsort_to_indices(&order, None)?;
+        let batch = take_record_batch(&batch, &indices)?;
         let names = keys
             .iter()
             .map(|&i| self.table.columns()[i].name.clone())
@@ -523,11 +539,15 @@ pub(crate) fn encode(summary: &TableSchema, batch: &RecordBatch) -> Result<Vec<u
             _ => None,
         })
         .collect();
-    let rows = batch.num_rows().max(1);
-    let layout = Layout::new(batch, summary, &[], None, rows, &scales)?;
+    let layout = Layout::new(batch, summary, &[], None, ROW_GROUP_ROWS, &scales)?;
+    let props = layout
+        .props
+        .clone()
+        .into_builder()
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .build();
     let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, layout.schema.clone(), Some(layout.props.clone()))?;
+    let mut writer = ArrowWriter::try_new(&mut out, layout.schema.clone(), Some(props))?;
     writer.write(&layout.to_file(batch)?)?;
     writer.close()?;
     Ok(out)

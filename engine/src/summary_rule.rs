@@ -322,6 +322,7 @@ fn rewrite_aggregate(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
     let Some((raw_table, files, pin)) = table.split_summarized(window, &keys) else {
         return Ok(None);
     };
+    let raw_is_empty = !raw_table.has_sources();
     let summaries = SummaryTable {
         table: table.clone(),
         schema: summary_schema(&schema).arrow_schema().clone(),
@@ -360,33 +361,36 @@ fn rewrite_aggregate(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
             .aggregate(groups, aggregates)?
             .build()
     };
-    let raw = part(raw_input, &partials.raw)?;
     let summarized = part(summary_input, &partials.summary)?;
-    let union = LogicalPlanBuilder::from(raw).union(summarized)?.build()?;
-
-    let final_name = |i: usize| format!("__final_{i}");
-    let finals =
-        partial_names
-            .iter()
-            .zip(&partials.combine)
-            .enumerate()
-            .map(|(i, (name, combine))| {
-                let c = Expr::Column(Column::from_name(name));
-                let e = match *combine {
-                    "min" => min(c),
-                    "max" => max(c),
-                    _ => sum(c),
-                };
-                e.alias(final_name(i))
-            });
-    let combined = LogicalPlanBuilder::from(union)
-        .aggregate(
-            group_names
-                .iter()
-                .map(|n| Expr::Column(Column::from_name(n))),
-            finals,
-        )?
-        .build()?;
+    // With no rows left to read raw, the summaries' aggregate is the whole
+    // answer.
+    let (combined, final_name): (LogicalPlan, fn(usize) -> String) =
+        if raw_is_empty {
+            (summarized, |i| format!("__partial_{i}"))
+        } else {
+            let raw = part(raw_input, &partials.raw)?;
+            let union = LogicalPlanBuilder::from(raw).union(summarized)?.build()?;
+            let finals = partial_names.iter().zip(&partials.combine).enumerate().map(
+                |(i, (name, combine))| {
+                    let c = Expr::Column(Column::from_name(name));
+                    let e = match *combine {
+                        "min" => min(c),
+                        "max" => max(c),
+                        _ => sum(c),
+                    };
+                    e.alias(format!("__final_{i}"))
+                },
+            );
+            let combined = LogicalPlanBuilder::from(union)
+                .aggregate(
+                    group_names
+                        .iter()
+                        .map(|n| Expr::Column(Column::from_name(n))),
+                    finals,
+                )?
+                .build()?;
+            (combined, |i| format!("__final_{i}"))
+        };
 
     let fin = |i: usize| Expr::Column(Column::from_name(final_name(i)));
     let mut exprs: Vec<Expr> = group_names
@@ -413,8 +417,8 @@ fn rewrite_aggregate(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
     }
     let exprs = exprs
         .into_iter()
-        .zip(aggregate.schema.fields())
-        .map(|(e, f)| e.alias(f.name()))
+        .zip(aggregate.schema.iter())
+        .map(|(e, (qualifier, f))| e.alias_qualified(qualifier.cloned(), f.name()))
         .collect();
     Ok(Some(LogicalPlan::Projection(
         Projection::try_new_with_schema(exprs, Arc::new(combined), aggregate.schema.clone())?,
