@@ -96,8 +96,9 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
-    /// Every object the file consists of: its data, and its summary.
-    pub(crate) fn objects(&self) -> impl Iterator<Item = String> + '_ {
+    /// Every object the file consists of (paths inside the object store):
+    /// its data, and its summary.
+    pub fn objects(&self) -> impl Iterator<Item = String> + '_ {
         std::iter::once(self.path.clone()).chain(
             self.summary
                 .as_ref()

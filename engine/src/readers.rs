@@ -71,7 +71,13 @@ impl Readers {
 
     /// Files removed from the manifest and not yet deleted.
     pub fn waiting(&self) -> usize {
-        self.lock().removed.iter().map(|(_, f)| f.len()).sum()
+        // Data files; each one's summary goes with it.
+        self.lock()
+            .removed
+            .iter()
+            .flat_map(|(_, f)| f)
+            .filter(|p| !p.as_ref().ends_with(".summary.parquet"))
+            .count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ReadersInner> {

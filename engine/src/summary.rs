@@ -627,35 +627,37 @@ mod tests {
         .unwrap();
         let (out, keys) = b.finish().unwrap().unwrap();
         assert_eq!(keys, ["status"]);
-        assert_eq!(out.num_rows(), 4);
         let col = |name: &str| out.column_by_name(name).unwrap().clone();
         let times = col("time");
         let times = times.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
-        assert_eq!(times.values().as_ref(), &[0, 0, 10, 0]);
-        let rows = col(ROWS);
-        assert_eq!(
-            rows.as_primitive::<Int64Type>().values().as_ref(),
-            &[2, 1, 1, 1]
-        );
-        let count = col("__count_temp");
-        assert_eq!(
-            count.as_primitive::<Int64Type>().values().as_ref(),
-            &[1, 1, 1, 1]
-        );
-        let sum = col("__sum_temp");
-        let sum = sum.as_primitive::<Float64Type>();
-        assert_eq!(sum.values().as_ref(), &[1.25, 2.5, 0.1, -4.0]);
-        let status = col("status");
-        assert_eq!(
-            status.as_primitive::<Int64Type>().values().as_ref(),
-            &[0, 2, 0, 0]
-        );
         let dev = arrow::compute::cast(&col("dev"), &DataType::Utf8).unwrap();
         let dev = dev.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(
-            dev.iter().flatten().collect::<Vec<_>>(),
-            ["a", "a", "a", "b"]
-        );
+        let int = |name: &str| col(name).as_primitive::<Int64Type>().clone();
+        let (status, rows, count) = (int("status"), int(ROWS), int("__count_temp"));
+        let sum = col("__sum_temp");
+        let sum = sum.as_primitive::<Float64Type>();
+        // (window, series, status): rows, values counted, sum.
+        let got: Vec<_> = (0..out.num_rows())
+            .map(|i| {
+                (
+                    times.value(i),
+                    dev.value(i).to_string(),
+                    status.value(i),
+                    rows.value(i),
+                    count.value(i),
+                    sum.value(i),
+                )
+            })
+            .collect();
+        let expected = vec![
+            (0, "a".to_string(), 0, 2, 1, 1.25),
+            (0, "a".to_string(), 2, 1, 1, 2.5),
+            (0, "b".to_string(), 0, 1, 1, -4.0),
+            (10, "a".to_string(), 0, 1, 1, 0.1),
+        ];
+        let mut got = got;
+        got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(got, expected);
     }
 
     #[test]

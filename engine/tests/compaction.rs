@@ -51,7 +51,11 @@ fn parquet_files(dir: &Path) -> BTreeSet<String> {
 }
 
 fn live_paths(engine: &Engine) -> BTreeSet<String> {
-    engine.files().into_iter().map(|f| f.path).collect()
+    engine
+        .files()
+        .iter()
+        .flat_map(|f| f.objects().collect::<Vec<_>>())
+        .collect()
 }
 
 const DAY: i64 = 86_400;

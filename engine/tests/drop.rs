@@ -17,7 +17,8 @@ fn sql(engine: &Engine, text: &str) -> Result<(), Error> {
     runtime().block_on(engine.sql(text)).map(|_| ())
 }
 
-/// Parquet files under `tables/{database}/{table}` of the data directory.
+/// Parquet data files (not their summaries) under
+/// `tables/{database}/{table}` of the data directory.
 fn files_on_disk(dir: &Path, database: &str, table: &str) -> usize {
     fn walk(p: &Path, n: &mut usize) {
         let Ok(entries) = std::fs::read_dir(p) else {
@@ -27,7 +28,9 @@ fn files_on_disk(dir: &Path, database: &str, table: &str) -> usize {
             let path = e.path();
             if path.is_dir() {
                 walk(&path, n);
-            } else if path.extension().is_some_and(|x| x == "parquet") {
+            } else if path.extension().is_some_and(|x| x == "parquet")
+                && !path.to_string_lossy().ends_with(".summary.parquet")
+            {
                 *n += 1;
             }
         }
