@@ -31,6 +31,7 @@ use arrow::compute::kernels::partition::partition;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
 use parquet::arrow::ArrowWriter;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Column, ColumnKind, FieldType, TIME_COLUMN, TableSchema};
@@ -540,12 +541,18 @@ pub(crate) fn encode(summary: &TableSchema, batch: &RecordBatch) -> Result<Vec<u
         })
         .collect();
     let layout = Layout::new(batch, summary, &[], None, ROW_GROUP_ROWS, &scales)?;
-    let props = layout
+    let mut props = layout
         .props
         .clone()
         .into_builder()
-        .set_data_page_row_count_limit(PAGE_ROWS)
-        .build();
+        .set_data_page_row_count_limit(PAGE_ROWS);
+    // Every window holds every series, so a row group holds every tag value:
+    // bloom filters would prune nothing.
+    for i in summary.tag_indices() {
+        let path = ColumnPath::from(summary.columns()[i].name.as_str());
+        props = props.set_column_bloom_filter_enabled(path, false);
+    }
+    let props = props.build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, layout.schema.clone(), Some(props))?;
     writer.write(&layout.to_file(batch)?)?;
