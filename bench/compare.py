@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""Ingot against DuckDB and chDB (embedded ClickHouse), side by side.
+"""Ingot against DuckDB, chDB (embedded ClickHouse) and DataFusion, side by side.
 
     bench/compare.sh --preset small                 # venv + deps + release build, then this
     bench/compare.sh --preset tiny --json run.json
 
 `compare.sh` creates (or reuses) a venv at ~/.cache/ingot-bench-venv, installs
-bench/requirements.txt into it (duckdb, chdb, numpy, pyarrow), builds
+bench/requirements.txt into it (duckdb, chdb, datafusion, numpy, pyarrow), builds
 `ingot-bench` with `cargo build --release -p ingot-bench` (CARGO_TARGET_DIR
 defaults to ~/.cache/ingot-target) and runs this script with its arguments.
 Run directly it needs those packages and the release binary:
 
     python3 bench/compare.py --preset small --runs 5 --batch-rows 10000 \\
-        --threads 2 --peers duckdb,chdb --json compare.json
+        --threads 2 --peers duckdb,chdb,datafusion --json compare.json
 
 On the same machine and in the same run it measures:
 
@@ -28,15 +28,24 @@ On the same machine and in the same run it measures:
   inserts return, and again after OPTIMIZE TABLE FINAL (timed separately, not
   part of ingest). Default codecs (LZ4) and no fsync after inserts, as chDB
   ships; --chdb-codecs and --chdb-fsync change that.
+- DataFusion: plain DataFusion on the generator's Parquet. The same batches
+  written with pyarrow's pq.write_table, one file per 360 steps as gen.py does
+  (default writer settings, Snappy; --datafusion-compression zstd), timed as a
+  load: a file write without fsync, not a database insert, so it is printed
+  below the table and not in the durable-ingest rows; bytes/point = Parquet
+  bytes / points. Then a SessionContext with target_partitions = --threads and
+  register_parquet("readings", dir).
 
---threads sets the peers' threads; ingot-bench's query runtime has 2 worker
+--threads sets the peers' threads (DataFusion: target_partitions, its Tokio
+runtime has one worker per core); ingot-bench's query runtime has 2 worker
 threads of its own, and its ingest one writer. Peer timings exclude generating the data (batches are made before the timed
 insert loop, --pregen-rows at a time); Ingot's include its own generator.
 Points are non-null field values: rows x 7. Queries come from
-bench/workload/queries.sql, translated by expected.py (DuckDB) and
-to_clickhouse() below; each peer's answer is checked against
-bench/expected/PRESET when it exists (else against DuckDB's), and its row count
-against Ingot's; a disagreement is flagged in the table.
+bench/workload/queries.sql (DataFusion's dialect: DataFusion runs them as they
+are), translated by expected.py (DuckDB) and to_clickhouse() below; each peer's
+answer is checked against bench/expected/PRESET when it exists (else against
+DuckDB's), and its row count against Ingot's; a disagreement is flagged in the
+table.
 
 Prints one table (Ingot, each peer, Ingot's advantage over each peer and over
 the best one, and the goals: durable ingest >= 5x the best peer, <= 0.75
@@ -441,6 +450,91 @@ def run_chdb(a, tmp, queries):
     }
 
 
+# ---------------------------------------------------------------- DataFusion
+
+
+def run_datafusion(a, tmp, queries):
+    """Plain DataFusion on the generator's Parquet: the preset written with pyarrow's
+    pq.write_table, one file per 360 steps as gen.py writes it (default writer
+    settings: format 2.6, dictionary encoding, row groups of up to 1 Mi rows, Snappy
+    unless --datafusion-compression zstd), then queried through a SessionContext.
+
+    The load is a file write, not a database insert: no transaction, no fsync, so it
+    is reported as load time (load_seconds, load_points_per_second) and left out of
+    the durable-ingest rows; bytes/point = Parquet bytes / points. `time` is
+    timestamp[ns, tz=UTC] in the Parquet (TIMESTAMP(NANOS, UTC)), which DataFusion
+    reads as Timestamp(ns, UTC) and compares with the queries' RFC 3339 literals.
+    queries.sql is in DataFusion's dialect: the queries run untranslated."""
+    import datafusion
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datafusion import SessionConfig, SessionContext
+
+    path = os.path.join(tmp, "datafusion")
+    os.makedirs(path)
+    devices, _, _ = preset_size(a.preset)
+    rows_per_file = devices * 360  # gen.py --steps-per-file's default
+    files = []
+    pending, pending_rows = [], 0
+
+    def write_file():
+        nonlocal pending, pending_rows
+        table = pa.concat_tables(pending)
+        head, rest = table.slice(0, rows_per_file), table.slice(rows_per_file)
+        f = os.path.join(path, f"part-{len(files):05d}.parquet")
+        pq.write_table(head, f, compression=a.datafusion_compression)
+        files.append(f)
+        pending, pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    rows = 0
+    load_s = 0.0
+    log(f"datafusion {datafusion.__version__}: Parquet load ({a.datafusion_compression})")
+    for window in windows(a.preset, a.batch_rows, a.pregen_rows):
+        t = time.perf_counter()
+        for n, batch in window:
+            pending.append(batch)
+            pending_rows += n
+            while pending_rows >= rows_per_file:
+                write_file()
+        load_s += time.perf_counter() - t
+        rows += sum(n for n, _ in window)
+        log(f"  {rows} rows, {rows * FIELDS / load_s / 1e6:.2f} M points/s")
+    t = time.perf_counter()
+    if pending_rows:
+        write_file()
+    load_s += time.perf_counter() - t
+    bytes_on_disk = sum(os.path.getsize(f) for f in files)
+    points = rows * FIELDS
+
+    def context():
+        ctx = SessionContext(SessionConfig().with_target_partitions(a.threads))
+        ctx.register_parquet("readings", path)
+        return ctx
+
+    count = context().sql("SELECT count(*) FROM readings").to_arrow_table().column(0)[0].as_py()
+    ingest = {
+        "rows": rows,
+        "rows_in_table": count,
+        "points": points,
+        "load_seconds": load_s,
+        "load_points_per_second": points / load_s,
+        "files": len(files),
+        "bytes_on_disk": bytes_on_disk,
+        "bytes_per_point": bytes_on_disk / points,
+        "compression": a.datafusion_compression,
+        "durable": False,
+        "method": f"pyarrow.parquet.write_table per {rows_per_file} rows ({a.datafusion_compression}, no fsync): "
+                  "a file write, not a database insert",
+    }
+    log(f"  {len(files)} files, {bytes_on_disk} bytes, {ingest['bytes_per_point']:.3f} bytes/point")
+
+    ctx = context()  # fresh context: the first run of each query starts without the count's caches
+    log("datafusion: queries")
+    q = time_queries(lambda sql: ctx.sql(sql).to_arrow_table(), queries, a.runs)
+    return {"version": datafusion.__version__, "threads": a.threads, "target_partitions": a.threads,
+            "ingest": ingest, "queries": q}
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -481,6 +575,10 @@ def machine(peers):
         import chdb
 
         m["chdb"] = f"{chdb.__version__} (ClickHouse {getattr(chdb, 'engine_version', '?')})"
+    if "datafusion" in peers:
+        import datafusion
+
+        m["datafusion"] = datafusion.__version__
     return m
 
 
@@ -598,7 +696,7 @@ def render(res, peers, rows, flags):
     out.append(f"machine: {m['nproc']} cores, {m['cpu']}, {(m.get('memory_bytes') or 0) / 2**30:.0f} GiB, "
                f"Linux {m['kernel']}, load average at start {m['loadavg_at_start'][0]:.2f}; Ingot {m.get('ingot_commit', '?')}"
                + "".join(f", {p} {m[p]}" for p in peers if p in m))
-    names = {"duckdb": "DuckDB", "chdb": "chDB"}
+    names = {"duckdb": "DuckDB", "chdb": "chDB", "datafusion": "DataFusion"}
     header = ["", "Ingot"] + [names[p] for p in peers] + [f"vs {names[p]}" for p in peers] + ["Ingot vs best peer", "goal"]
     table = [header]
     fmt = {"rate": fmt_rate, "bytes": fmt_bpp, "ms": fmt_ms}
@@ -639,6 +737,11 @@ def render(res, peers, rows, flags):
         out.append(f"chDB ingest: inserts {c['write_seconds']:.2f} s ({c['active_parts']} active parts after), codecs "
                    f"{c['codecs']}, fsync_after_insert={int(c['fsync_after_insert'])}; OPTIMIZE FINAL "
                    f"{c['optimize_seconds']:.2f} s (not in ingest) -> {c['bytes_per_point_optimized']:.3f} bytes/point.")
+    d = (res["peers"].get("datafusion") or {}).get("ingest")
+    if d:
+        out.append(f"DataFusion load (not in ingest): {d['files']} Parquet file(s) ({d['compression']}, no fsync) "
+                   f"written in {d['load_seconds']:.2f} s, {fmt_rate(d['load_points_per_second'])} points/s, "
+                   f"{d['bytes_on_disk']:,} bytes; a file write, not a database insert.")
     for key in ("ingest_error", "query_error"):
         if (res.get("ingot") or {}).get(key):
             out.append(f"INGOT ERROR: {res['ingot'][key]}")
@@ -662,11 +765,13 @@ def main():
     ap.add_argument("--preset", default="small", choices=["tiny", "small", "medium", "billion"])
     ap.add_argument("--runs", type=int, default=5, help="warm runs per query (median reported)")
     ap.add_argument("--batch-rows", type=int, default=10_000)
-    ap.add_argument("--threads", type=int, default=2, help="DuckDB threads / chDB max_threads")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="DuckDB threads / chDB max_threads / DataFusion target_partitions")
     ap.add_argument("--ingot-bench", default=default_ingot_bench(),
                     help="the release ingot-bench binary (default $CARGO_TARGET_DIR or ~/.cache/ingot-target, "
                          "+ /release/ingot-bench)")
-    ap.add_argument("--peers", default="duckdb,chdb", help="comma-separated: duckdb, chdb (or none)")
+    ap.add_argument("--peers", default="duckdb,chdb,datafusion",
+                    help="comma-separated: duckdb, chdb, datafusion (or none)")
     ap.add_argument("--skip-ingot", action="store_true", help="run only the peers (for debugging)")
     ap.add_argument("--json", help="write every figure, cold runs and peer results included, to this file")
     ap.add_argument("--pregen-rows", type=int, default=10_000_000,
@@ -674,12 +779,14 @@ def main():
     ap.add_argument("--chdb-codecs", action="store_true",
                     help="chDB columns with DoubleDelta (time), T64 (ints) and ZSTD(1) codecs instead of the default LZ4")
     ap.add_argument("--chdb-fsync", action="store_true", help="chDB table with fsync_after_insert = 1 (each inserted part fsynced)")
+    ap.add_argument("--datafusion-compression", default="snappy", choices=["snappy", "zstd"],
+                    help="compression of DataFusion's Parquet files (default pyarrow's and the generator's, Snappy)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory with the peers' databases")
     a = ap.parse_args()
     peers = [p for p in a.peers.split(",") if p and p != "none"]
     for p in peers:
-        if p not in ("duckdb", "chdb"):
-            ap.error(f"unknown peer {p!r}: expected duckdb, chdb")
+        if p not in ("duckdb", "chdb", "datafusion"):
+            ap.error(f"unknown peer {p!r}: expected duckdb, chdb, datafusion")
 
     if not a.skip_ingot and not os.path.exists(a.ingot_bench):
         target = os.path.dirname(os.path.dirname(a.ingot_bench))
@@ -700,7 +807,8 @@ def main():
             res["ingot"] = run_ingot(a, tmp)
         for p in peers:
             try:
-                res["peers"][p] = {"duckdb": run_duckdb, "chdb": run_chdb}[p](a, tmp, queries)
+                run = {"duckdb": run_duckdb, "chdb": run_chdb, "datafusion": run_datafusion}[p]
+                res["peers"][p] = run(a, tmp, queries)
             except Exception as e:  # report the others
                 import traceback
 

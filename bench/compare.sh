@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ingot vs DuckDB and chDB on the plant-telemetry workload: sets up what
+# Ingot vs DuckDB, chDB and DataFusion on the plant-telemetry workload: sets up what
 # bench/compare.py needs, then runs it with these arguments.
 #
 #   bench/compare.sh --preset small --json compare.json
