@@ -218,6 +218,11 @@ struct QueryArgs {
     /// Print each query's `EXPLAIN ANALYZE` after its runs.
     #[arg(long)]
     explain: bool,
+    /// After each query's runs, time its phases (SQL to logical plan,
+    /// optimizer, physical planning, execution) over as many more runs, and
+    /// print their medians (embedded only).
+    #[arg(long)]
+    phases: bool,
     /// Time partition width in hours (default: the engine's, one day).
     #[arg(long)]
     partition_hours: Option<u64>,
@@ -555,10 +560,7 @@ fn ingest_embedded(
         write_seconds,
         flush_seconds,
         // Data files and the summaries beside them.
-        bytes_on_disk: files
-            .iter()
-            .map(|f| f.bytes + f.summary.as_ref().map_or(0, |s| s.bytes))
-            .sum(),
+        bytes_on_disk: files.iter().map(|f| f.total_bytes()).sum(),
         files: files.len(),
         peak_rss_bytes: peak_rss(),
     })
@@ -691,8 +693,8 @@ impl Feed {
     }
 }
 
-/// Total size of the Parquet files under `dir` (data and summaries), and
-/// the number of data files.
+/// Total size of the files under `dir` (a data directory's `tables`: data
+/// files, their summaries and last rows), and the number of data files.
 fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
     let (mut bytes, mut files) = (0, 0);
     let mut stack = vec![dir.to_path_buf()];
@@ -702,9 +704,10 @@ fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
             let path = entry.path();
             if entry.file_type()?.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
+            } else {
+                // Data files and what is kept beside them (summaries, last rows).
                 bytes += entry.metadata()?.len();
-                if !path.to_string_lossy().ends_with(".summary.parquet") {
+                if path.extension().is_some_and(|e| e == "parquet") {
                     files += 1;
                 }
             }
@@ -830,6 +833,23 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
             report.warm_median_ms
         );
         reports.push(report);
+        if args.phases && remote.is_none() {
+            let phases = (0..args.runs.max(1))
+                .map(|_| runtime.block_on(query_phases(&engine, sql)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let median = |i: usize| {
+                let mut v: Vec<f64> = phases.iter().map(|p| p[i]).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            println!(
+                "     phases (median ms): sql {:.2}  optimize {:.2}  physical plan {:.2}  execute {:.2}",
+                median(0),
+                median(1),
+                median(2),
+                median(3)
+            );
+        }
         if args.explain && remote.is_none() {
             let plan = runtime.block_on(engine.sql(&format!("EXPLAIN ANALYZE {sql}")))?;
             println!("{}", arrow::util::pretty::pretty_format_batches(&plan)?);
@@ -846,6 +866,29 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 use soak::peak_rss;
+
+/// One run of `sql`, timed by phase (ms): SQL to logical plan, optimizer,
+/// physical planning (with the physical optimizer), execution.
+async fn query_phases(engine: &Engine, sql: &str) -> Result<[f64; 4], Box<dyn std::error::Error>> {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let ctx = engine.session();
+    let t = Instant::now();
+    let logical = ctx.state().create_logical_plan(sql).await?;
+    let sql_ms = ms(t);
+    let state = ctx.state();
+    let t = Instant::now();
+    let optimized = state.optimize(&logical)?;
+    let optimize_ms = ms(t);
+    let t = Instant::now();
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&optimized, &state)
+        .await?;
+    let physical_ms = ms(t);
+    let t = Instant::now();
+    datafusion::physical_plan::collect(physical, ctx.task_ctx()).await?;
+    Ok([sql_ms, optimize_ms, physical_ms, ms(t)])
+}
 
 fn soak(args: SoakArgs) -> Result<(), Box<dyn std::error::Error>> {
     let temp = tempfile::tempdir()?;

@@ -83,7 +83,8 @@ use crate::dedup::align;
 use crate::delete::{Tombstone, remove_deleted};
 use crate::engine::Shared;
 use crate::error::{Error, Result};
-use crate::flush::{Storage, file_path, now_ns, spanned_slice, write_summary};
+use crate::flush::{Storage, file_path, now_ns, spanned_slice, write_last_rows, write_summary};
+use crate::last_rows::{self, LastRowsBuilder};
 use crate::manifest::{FileMeta, Manifest};
 use crate::parquet_file::Layout;
 use crate::summary;
@@ -343,15 +344,16 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
     Ok(Some(record))
 }
 
-/// Deletes a merge's output that the manifest does not name: the data file
-/// and its summary.
+/// Deletes a merge's output that the manifest does not name: the data file,
+/// its summary and its last rows.
 fn remove_output(shared: &Shared, runtime: &Runtime, path: &StorePath) {
     remove(shared, runtime, path);
-    remove(
-        shared,
-        runtime,
-        &StorePath::from(summary::summary_path(path.as_ref())),
-    );
+    for sidecar in [
+        summary::summary_path(path.as_ref()),
+        last_rows::last_rows_path(path.as_ref()),
+    ] {
+        remove(shared, runtime, &StorePath::from(sidecar));
+    }
 }
 
 /// Deletes an object, logging (not failing) when that does not work: a file
@@ -627,6 +629,7 @@ pub(crate) async fn merge(
         peak: 0,
         writer_budget: budget / 2,
         summary: summary_window_ns.map(|w| summary::Builder::new(Arc::new(table.clone()), w)),
+        last_rows: LastRowsBuilder::new(table.clone(), key_names.clone()),
     };
     let mut rows_read = 0u64;
     // Sliced output is merged a slice at a time, each slice's rows read from
@@ -1147,6 +1150,8 @@ struct Output {
     writer_budget: usize,
     /// The file's summary, built as its rows go out.
     summary: Option<summary::Builder>,
+    /// The last row of each of the file's series, gathered likewise.
+    last_rows: LastRowsBuilder,
 }
 
 impl Output {
@@ -1202,6 +1207,7 @@ impl Output {
         if let Some(summary) = self.summary.as_mut() {
             summary.push(&batch)?;
         }
+        self.last_rows.push(&batch)?;
         if self.writer.is_none() {
             let layout = Layout::new(
                 &batch,
@@ -1259,6 +1265,14 @@ impl Output {
             Some(builder) => write_summary(storage, builder, path).await?,
             None => None,
         };
+        let last_rows = std::mem::replace(
+            &mut self.last_rows,
+            LastRowsBuilder::new(table.clone(), Vec::new()),
+        );
+        let last_rows = match last_rows.finish()? {
+            Some(rows) => write_last_rows(storage, &rows, path).await?,
+            None => None,
+        };
         let tag_ranges = union_tag_ranges(&job.inputs);
         Ok(Some(FileMeta {
             id,
@@ -1284,6 +1298,7 @@ impl Output {
                 .max()
                 .unwrap_or(0),
             summary,
+            last_rows,
         }))
     }
 }

@@ -20,6 +20,7 @@ use crate::catalog::{Catalog, TableSchema};
 use crate::dedup::sort_dedup_sliced;
 use crate::delete::{Tombstone, remove_deleted};
 use crate::error::{Error, Result};
+use crate::last_rows::{self, LastRowsMeta};
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
 use crate::parquet_file::encode;
@@ -230,6 +231,7 @@ pub(crate) async fn flush_memtable(
                 }
                 None => None,
             };
+            let last_rows_meta = write_last_rows(storage, &last_rows, &path).await?;
             let meta = FileMeta {
                 id,
                 database: database.clone(),
@@ -248,6 +250,7 @@ pub(crate) async fn flush_memtable(
                 written_at: now_ns(),
                 deletes_applied,
                 summary,
+                last_rows: last_rows_meta,
             };
             files.push(Persisted { meta, last_rows });
         }
@@ -275,6 +278,26 @@ pub(crate) async fn write_summary(
         window_ns,
         keys,
         rows: batch.num_rows() as u64,
+        bytes: size,
+    }))
+}
+
+/// Writes a file's last rows beside the data file at `data`, and makes them
+/// durable; `None` when there are none.
+pub(crate) async fn write_last_rows(
+    storage: &Storage,
+    rows: &RecordBatch,
+    data: &StorePath,
+) -> Result<Option<LastRowsMeta>> {
+    if rows.num_rows() == 0 {
+        return Ok(None);
+    }
+    let bytes = last_rows::encode(rows)?;
+    let size = bytes.len() as u64;
+    let path = StorePath::from(last_rows::last_rows_path(data.as_ref()));
+    storage.put_durable(&path, bytes).await?;
+    Ok(Some(LastRowsMeta {
+        rows: rows.num_rows() as u64,
         bytes: size,
     }))
 }

@@ -5,8 +5,9 @@
 //! the greatest time, its fields merged by the duplicate rule. Files are
 //! immutable and sorted by (series, time), so their last rows are kept per
 //! table ([`LastRowsCache`]): gathered from a file when it is flushed, or
-//! from every file on first use after open. A query merges them with the
-//! memtable's rows. [`LastRowsRule`] rewrites such an aggregate to read those
+//! on first use after open from the small file beside each data file
+//! (`<id>.last` beside `<id>.parquet`, one row per series, written with it by flush and
+//! compaction). A query merges them with the memtable's rows. [`LastRowsRule`] rewrites such an aggregate to read those
 //! rows instead of the whole table; the aggregate itself is unchanged, so
 //! the answer is the one the full scan would give.
 //!
@@ -17,6 +18,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::kernels::partition::partition;
@@ -45,6 +54,100 @@ use crate::error::Result;
 use crate::manifest::FileMeta;
 use crate::query::IngotTable;
 use crate::write::time_values;
+
+/// What the manifest records of a file's last rows, kept beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRowsMeta {
+    /// One per series of the file.
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// How the name of a file's last rows ends (Parquet, named apart from data
+/// files as summaries are).
+pub(crate) const SUFFIX: &str = ".last";
+
+/// Where the last rows of the data file at `path` live.
+pub(crate) fn last_rows_path(path: &str) -> String {
+    match path.strip_suffix(".parquet") {
+        Some(stem) => format!("{stem}{SUFFIX}"),
+        None => format!("{path}{SUFFIX}"),
+    }
+}
+
+/// A file's last rows as Parquet: one row group, the batch's own schema.
+pub(crate) fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_row_count(Some(batch.num_rows().max(1)))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
+/// The rows [`encode`] wrote.
+pub(crate) fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// The last row of each series of rows that arrive in batches, each sorted
+/// by series then time, the series of different batches in any order (a
+/// merge's output, written a time slice at a time). Holds a bounded number
+/// of candidate rows: they are merged down as they pass a threshold.
+pub(crate) struct LastRowsBuilder {
+    table: TableSchema,
+    /// The tags the batches are sorted by.
+    key: Vec<String>,
+    candidates: Vec<RecordBatch>,
+    rows: usize,
+}
+
+impl LastRowsBuilder {
+    /// Candidates held before they are merged to one row per series.
+    const MERGE_AT: usize = 1 << 16;
+
+    pub fn new(table: TableSchema, key: Vec<String>) -> Self {
+        Self {
+            table,
+            key,
+            candidates: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let last = last_per_series(std::slice::from_ref(batch), &self.key)?;
+        self.rows += last.num_rows();
+        self.candidates.push(last);
+        if self.rows > Self::MERGE_AT && self.candidates.len() > 1 {
+            let merged = self.merged()?;
+            self.rows = merged.num_rows();
+            self.candidates = vec![merged];
+        }
+        Ok(())
+    }
+
+    fn merged(&self) -> Result<RecordBatch> {
+        let schema = self.candidates[0].schema();
+        let all = concat_batches(&schema, &self.candidates)?;
+        merge(&self.table, vec![(0, all)])
+    }
+
+    /// One row per series; `None` when no rows came.
+    pub fn finish(self) -> Result<Option<RecordBatch>> {
+        if self.candidates.is_empty() {
+            return Ok(None);
+        }
+        self.merged().map(Some)
+    }
+}
 
 /// For rows sorted by series then time, the last row of each series. A
 /// series is a run of equal values in the `tags` columns; tags a batch lacks
@@ -254,6 +357,13 @@ impl IngotTable {
             .collect();
         missing.sort_by_key(|f| f.max_seq);
         for f in missing {
+            if f.last_rows.is_some() {
+                let rows = self.read_last_rows(f).await?;
+                inputs.push((f.max_seq, rows));
+                covered.insert(f.id);
+                seq = seq.max(f.max_seq);
+                continue;
+            }
             let batches = self.read_file(f).await?;
             if batches.is_empty() {
                 continue;
@@ -293,6 +403,31 @@ impl IngotTable {
         let mut inputs = vec![(seq, persisted)];
         inputs.extend(chunks.iter().map(|c| (c.seq, c.batch.clone())));
         merge(&table, inputs).map_err(external)
+    }
+}
+
+impl IngotTable {
+    /// The last rows kept beside a file.
+    async fn read_last_rows(&self, file: &FileMeta) -> DfResult<RecordBatch> {
+        let path = object_store::path::Path::from(last_rows_path(&file.path));
+        let store = &self.shared().storage.store;
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .bytes()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batches = decode(bytes).map_err(external)?;
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => {
+                return Ok(RecordBatch::new_empty(
+                    self.table_schema().arrow_schema().clone(),
+                ));
+            }
+        };
+        Ok(concat_batches(&schema, &batches)?)
     }
 }
 

@@ -93,17 +93,40 @@ pub struct FileMeta {
     /// written without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<crate::summary::SummaryMeta>,
+    /// The last row of each of the file's series, written beside it; `None`
+    /// for files written without them (they are then read from the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rows: Option<crate::last_rows::LastRowsMeta>,
 }
 
 impl FileMeta {
     /// Every object the file consists of (paths inside the object store):
-    /// its data, and its summary.
+    /// its data, its summary and its last rows.
     pub fn objects(&self) -> impl Iterator<Item = String> + '_ {
-        std::iter::once(self.path.clone()).chain(
-            self.summary
-                .as_ref()
-                .map(|_| crate::summary::summary_path(&self.path)),
-        )
+        std::iter::once(self.path.clone())
+            .chain(
+                self.summary
+                    .as_ref()
+                    .map(|_| crate::summary::summary_path(&self.path)),
+            )
+            .chain(
+                self.last_rows
+                    .as_ref()
+                    .map(|_| crate::last_rows::last_rows_path(&self.path)),
+            )
+    }
+
+    /// Bytes on disk of every object the file consists of.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes
+            + self.summary.as_ref().map_or(0, |s| s.bytes)
+            + self.last_rows.as_ref().map_or(0, |l| l.bytes)
+    }
+
+    /// Whether an object path names a file's summary or last rows rather
+    /// than its data.
+    pub fn is_sidecar(path: &str) -> bool {
+        path.ends_with(crate::summary::SUFFIX) || path.ends_with(crate::last_rows::SUFFIX)
     }
 }
 
@@ -464,6 +487,7 @@ mod tests {
             written_at: 0,
             deletes_applied: 0,
             summary: None,
+            last_rows: None,
         }
     }
 

@@ -71,12 +71,12 @@ impl Readers {
 
     /// Files removed from the manifest and not yet deleted.
     pub fn waiting(&self) -> usize {
-        // Data files; each one's summary goes with it.
+        // Data files; each one's summary and last rows go with it.
         self.lock()
             .removed
             .iter()
             .flat_map(|(_, f)| f)
-            .filter(|p| !p.as_ref().ends_with(".summary.parquet"))
+            .filter(|p| !crate::FileMeta::is_sidecar(p.as_ref()))
             .count()
     }
 

@@ -2,8 +2,8 @@
 //! count and each field's count, sum, minimum and maximum.
 //!
 //! A flush or a compaction that writes a data file also writes its summary
-//! beside it (`<file>.summary.parquet`), a few thousand rows where the file
-//! holds millions. A query that aggregates by tags and by `date_bin` over
+//! beside it (`<id>.summary` beside `<id>.parquet`), a few thousand rows
+//! where the file holds millions. A query that aggregates by tags and by `date_bin` over
 //! whole windows (hourly power per device, the hottest devices of an hour,
 //! fault counts per line) reads the summaries of the files that need no
 //! deduplication and no delete, and the raw rows of everything else
@@ -90,11 +90,15 @@ pub struct SummaryMeta {
     pub bytes: u64,
 }
 
+/// How the name of a summary ends: Parquet, but not named `.parquet`, so
+/// that a reader of a table's folder (`*/*.parquet`) sees data files only.
+pub(crate) const SUFFIX: &str = ".summary";
+
 /// Where the summary of the data file at `path` lives.
 pub(crate) fn summary_path(path: &str) -> String {
     match path.strip_suffix(".parquet") {
-        Some(stem) => format!("{stem}.summary.parquet"),
-        None => format!("{path}.summary.parquet"),
+        Some(stem) => format!("{stem}{SUFFIX}"),
+        None => format!("{path}{SUFFIX}"),
     }
 }
 

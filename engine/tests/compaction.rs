@@ -25,8 +25,9 @@ fn files_per_partition(engine: &Engine) -> BTreeMap<(String, i64), usize> {
     out
 }
 
-/// Every Parquet file under the data directory.
-fn parquet_files(dir: &Path) -> BTreeSet<String> {
+/// Every data file under the data directory's tables, and what is kept
+/// beside each (its summary and last rows).
+fn table_objects(dir: &Path) -> BTreeSet<String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -35,7 +36,10 @@ fn parquet_files(dir: &Path) -> BTreeSet<String> {
             let path = e.path();
             if path.is_dir() {
                 walk(root, &path, out);
-            } else if path.extension().is_some_and(|x| x == "parquet") {
+            } else if ["parquet", "summary", "last"]
+                .iter()
+                .any(|x| path.extension().is_some_and(|e| e == *x))
+            {
                 out.insert(
                     path.strip_prefix(root)
                         .unwrap()
@@ -126,7 +130,7 @@ fn merges_files_and_keeps_every_answer() {
     );
     assert_eq!(answers(&engine), before);
     // The replaced files are gone from the disk, the output is there.
-    assert_eq!(parquet_files(dir.path()), live_paths(&engine));
+    assert_eq!(table_objects(dir.path()), live_paths(&engine));
     // No (series, time) is stored twice: the rows in files are the distinct rows.
     engine.flush().unwrap();
     engine.compact().unwrap();
@@ -266,7 +270,7 @@ fn a_query_running_across_a_compaction_sees_one_state() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(parquet_files(dir.path()), live_paths(&engine));
+    assert_eq!(table_objects(dir.path()), live_paths(&engine));
     assert_eq!(count(&engine, "SELECT count(*) FROM m"), 25_000);
 }
 
@@ -462,7 +466,7 @@ fn crash_during_compaction_loses_and_duplicates_nothing() {
         let engine = Engine::open(dir.path(), manual()).expect("reopen after crash");
         // No file the manifest does not name survives the open.
         assert_eq!(
-            parquet_files(dir.path()),
+            table_objects(dir.path()),
             live_paths(&engine),
             "round {round}"
         );

@@ -28,9 +28,7 @@ fn files_on_disk(dir: &Path, database: &str, table: &str) -> usize {
             let path = e.path();
             if path.is_dir() {
                 walk(&path, n);
-            } else if path.extension().is_some_and(|x| x == "parquet")
-                && !path.to_string_lossy().ends_with(".summary.parquet")
-            {
+            } else if path.extension().is_some_and(|x| x == "parquet") {
                 *n += 1;
             }
         }

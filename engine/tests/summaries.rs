@@ -141,7 +141,7 @@ fn summaries_answer_as_full_scans_do() {
     for sql in NOT_SUMMARIZED {
         assert!(!reads_summaries(&with, sql), "summaries used: {sql}");
     }
-    assert!(query(&with, &format!("EXPLAIN {}", SUMMARIZED[0])).contains(".summary.parquet"));
+    assert!(query(&with, &format!("EXPLAIN {}", SUMMARIZED[0])).contains(".summary"));
 
     // Compaction merges the files (and applies the delete); the output has
     // a summary, and the answers stay.
@@ -171,7 +171,7 @@ fn summaries_go_with_their_files() {
     let summaries = |dir: &std::path::Path| {
         walk(dir)
             .into_iter()
-            .filter(|p| p.ends_with(".summary.parquet"))
+            .filter(|p| p.ends_with(".summary"))
             .count()
     };
     let files = engine.files();

@@ -208,7 +208,7 @@ fn parquet_files(dir: &Path) -> usize {
                 parquet_files(&path)
             } else {
                 let name = path.to_string_lossy();
-                usize::from(name.ends_with(".parquet") && !name.ends_with(".summary.parquet"))
+                usize::from(name.ends_with(".parquet"))
             }
         })
         .sum()
