@@ -218,8 +218,8 @@ struct QueryArgs {
     /// Print each query's `EXPLAIN ANALYZE` after its runs.
     #[arg(long)]
     explain: bool,
-    /// After each query's runs, time its phases (SQL to logical plan,
-    /// optimizer, physical planning, execution) over as many more runs, and
+    /// After each query's runs, time its phases (a session, SQL to logical
+    /// plan, optimizer, physical planning, execution) over as many more runs, and
     /// print their medians (embedded only).
     #[arg(long)]
     phases: bool,
@@ -843,11 +843,12 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
                 v[v.len() / 2]
             };
             println!(
-                "     phases (median ms): sql {:.2}  optimize {:.2}  physical plan {:.2}  execute {:.2}",
+                "     phases (median ms): session {:.2}  sql {:.2}  optimize {:.2}  physical plan {:.2}  execute {:.2}",
                 median(0),
                 median(1),
                 median(2),
-                median(3)
+                median(3),
+                median(4)
             );
         }
         if args.explain && remote.is_none() {
@@ -867,11 +868,13 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 use soak::peak_rss;
 
-/// One run of `sql`, timed by phase (ms): SQL to logical plan, optimizer,
-/// physical planning (with the physical optimizer), execution.
-async fn query_phases(engine: &Engine, sql: &str) -> Result<[f64; 4], Box<dyn std::error::Error>> {
+/// One run of `sql`, timed by phase (ms): a session, SQL to logical plan,
+/// optimizer, physical planning (with the physical optimizer), execution.
+async fn query_phases(engine: &Engine, sql: &str) -> Result<[f64; 5], Box<dyn std::error::Error>> {
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
     let ctx = engine.session();
+    let session_ms = ms(t);
     let t = Instant::now();
     let logical = ctx.state().create_logical_plan(sql).await?;
     let sql_ms = ms(t);
@@ -887,7 +890,7 @@ async fn query_phases(engine: &Engine, sql: &str) -> Result<[f64; 4], Box<dyn st
     let physical_ms = ms(t);
     let t = Instant::now();
     datafusion::physical_plan::collect(physical, ctx.task_ctx()).await?;
-    Ok([sql_ms, optimize_ms, physical_ms, ms(t)])
+    Ok([session_ms, sql_ms, optimize_ms, physical_ms, ms(t)])
 }
 
 fn soak(args: SoakArgs) -> Result<(), Box<dyn std::error::Error>> {

@@ -1262,7 +1262,9 @@ impl Output {
         storage.sync_local(path)?;
         let bytes = storage.store.head(path).await?.size;
         let summary = match self.summary.take() {
-            Some(builder) => write_summary(storage, builder, path).await?,
+            Some(builder) => write_summary(storage, builder, path)
+                .await?
+                .map(|(meta, _)| meta),
             None => None,
         };
         let last_rows = std::mem::replace(

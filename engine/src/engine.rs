@@ -42,6 +42,7 @@ use crate::options::{Options, Precision};
 use crate::readers::Readers;
 use crate::retention::check_period;
 use crate::statement::Statement;
+use crate::summary_cache::SummaryCache;
 use crate::wal::{self, WalWriter};
 use crate::write::{
     Entry, TableWrite, WriteSummary, check_name, count_points, decode_record, encode_drop,
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     pub stats: Counters,
     /// The last row of every series in the files, per table.
     pub last_rows: LastRowsCache,
+    /// Decoded summaries of the newest files.
+    pub summaries: SummaryCache,
     /// Where the manifest is recorded; held while it is read, changed,
     /// recorded and swapped in.
     manifest_lock: Mutex<ManifestStore>,
@@ -162,6 +165,8 @@ pub struct EngineStats {
     pub rows_expired: u64,
     /// Rows removed by `DELETE`, as each counted them when it ran.
     pub rows_deleted: u64,
+    /// Memory held by decoded summaries (`Options::summary_cache_bytes`).
+    pub summary_cache_bytes: u64,
 }
 
 /// The data a query can see: the memtable, memtables being flushed, and the
@@ -265,6 +270,7 @@ impl Engine {
             closed: AtomicBool::new(false),
             stats: Counters::default(),
             last_rows: LastRowsCache::default(),
+            summaries: SummaryCache::new(options.summary_cache_bytes),
             manifest_lock: Mutex::new(manifest_store),
             next_file_id: AtomicU64::new(next_file_id),
             readers: Arc::new(Readers::default()),
@@ -678,6 +684,7 @@ impl Engine {
             bytes_compacted: c.bytes_compacted.load(Ordering::Relaxed),
             compaction_bytes_written: c.compaction_bytes_written.load(Ordering::Relaxed),
             files_awaiting_deletion: shared.readers.waiting() as u64,
+            summary_cache_bytes: shared.summaries.used() as u64,
             files_expired: c.files_expired.load(Ordering::Relaxed),
             rows_expired: c.rows_expired.load(Ordering::Relaxed),
             rows_deleted: c.rows_deleted.load(Ordering::Relaxed),
@@ -820,6 +827,13 @@ impl Shared {
             .max(self.next_file_id.load(Ordering::Acquire));
         store.commit(&current, &mut next)?;
         let live: HashSet<&str> = next.files.iter().map(|f| f.path.as_str()).collect();
+        self.summaries.forget(
+            current
+                .files
+                .iter()
+                .filter(|f| !live.contains(f.path.as_str()))
+                .map(|f| f.id),
+        );
         let mut dropped: Vec<StorePath> = current
             .files
             .iter()
@@ -1195,6 +1209,9 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
                 shared
                     .last_rows
                     .file_flushed(&table, &f.meta, &f.last_rows, first_file)?;
+                if let Some(rows) = &f.summary {
+                    shared.summaries.offer(&f.meta, rows.clone());
+                }
             }
         }
         shared.release_memory(frozen.bytes());

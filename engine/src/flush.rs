@@ -148,10 +148,12 @@ pub(crate) fn file_path(database: &str, table: &str, start: i64, width: i64, id:
     StorePath::from_iter(parts.iter().map(String::as_str))
 }
 
-/// A file a flush wrote, with the last row of each of its series.
+/// A file a flush wrote, with the last row of each of its series and its
+/// summary's rows.
 pub(crate) struct Persisted {
     pub meta: FileMeta,
     pub last_rows: RecordBatch,
+    pub summary: Option<RecordBatch>,
 }
 
 /// Writes every table partition of `frozen` as one Parquet file; returns the
@@ -223,13 +225,16 @@ pub(crate) async fn flush_memtable(
                 .map(|&i| schema.columns()[i].name.clone())
                 .collect();
             let last_rows = sorted.last_rows()?;
-            let summary = match shape.summary_window_ns {
+            let (summary, summary_rows) = match shape.summary_window_ns {
                 Some(window) => {
                     let mut builder = summary::Builder::new(schema.clone(), window);
                     builder.push(&batch)?;
-                    write_summary(storage, builder, &path).await?
+                    match write_summary(storage, builder, &path).await? {
+                        Some((meta, rows)) => (Some(meta), Some(rows)),
+                        None => (None, None),
+                    }
                 }
-                None => None,
+                None => (None, None),
             };
             let last_rows_meta = write_last_rows(storage, &last_rows, &path).await?;
             let meta = FileMeta {
@@ -252,19 +257,24 @@ pub(crate) async fn flush_memtable(
                 summary,
                 last_rows: last_rows_meta,
             };
-            files.push(Persisted { meta, last_rows });
+            files.push(Persisted {
+                meta,
+                last_rows,
+                summary: summary_rows,
+            });
         }
     }
     Ok(files)
 }
 
 /// Writes the summary a builder holds beside the data file at `data`, and
-/// makes it durable; `None` when it has no rows.
+/// makes it durable; returns what the manifest records of it, and its rows
+/// (in the summary schema); `None` when it has no rows.
 pub(crate) async fn write_summary(
     storage: &Storage,
     builder: summary::Builder,
     data: &StorePath,
-) -> Result<Option<SummaryMeta>> {
+) -> Result<Option<(SummaryMeta, RecordBatch)>> {
     let window_ns = builder.window_ns();
     let schema = builder.schema().clone();
     let Some((batch, keys)) = builder.finish()? else {
@@ -274,12 +284,13 @@ pub(crate) async fn write_summary(
     let size = bytes.len() as u64;
     let path = StorePath::from(summary::summary_path(data.as_ref()));
     storage.put_durable(&path, bytes).await?;
-    Ok(Some(SummaryMeta {
+    let meta = SummaryMeta {
         window_ns,
         keys,
         rows: batch.num_rows() as u64,
         bytes: size,
-    }))
+    };
+    Ok(Some((meta, batch)))
 }
 
 /// Writes a file's last rows beside the data file at `data`, and makes them

@@ -54,6 +54,7 @@ mod readers;
 mod retention;
 pub mod statement;
 mod summary;
+mod summary_cache;
 mod summary_rule;
 mod system;
 mod wal;

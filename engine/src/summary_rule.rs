@@ -32,6 +32,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -39,9 +41,11 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::provider_as_source;
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::DataFusionError;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::functions::core::expr_fn::{coalesce, nullif};
@@ -55,9 +59,13 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::lit;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{ColumnKind, TableSchema};
+use crate::dedup::align;
 use crate::last_rows::ingot_table;
 use crate::manifest::FileMeta;
 use crate::query::{IngotTable, STORE_URL, TimeRange, is_time, tags_may_match, timestamp_ns};
@@ -65,6 +73,7 @@ use crate::readers::ReadPin;
 use crate::summary::{
     ROWS, Stat, has_stats, may_be_key, stat_column, summary_path, summary_schema,
 };
+use crate::summary_cache::rows_in_range;
 
 /// See the module documentation.
 #[derive(Debug, Default)]
@@ -579,6 +588,113 @@ impl TableProvider for SummaryTable {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
         let target = state.config().target_partitions().max(1);
+        // Summaries in memory are sliced to the query's windows; the rest
+        // are read from Parquet.
+        let mut in_memory = Vec::new();
+        let mut on_disk = Vec::new();
+        for f in files {
+            let window = f.summary.as_ref().map_or(0, |s| s.window_ns);
+            match self.decoded(f).await? {
+                Some(batch) => {
+                    let rows = rows_in_range(&batch, window, range.min, range.max);
+                    if rows.num_rows() > 0 {
+                        in_memory.push(rows);
+                    }
+                }
+                None => on_disk.push(f),
+            }
+        }
+        let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !in_memory.is_empty() || on_disk.is_empty() {
+            let partitions = split_rows(in_memory, target);
+            let memory =
+                MemorySourceConfig::try_new(&partitions, self.schema.clone(), projection.cloned())?;
+            plans.push(DataSourceExec::from_data_source(memory));
+        }
+        if !on_disk.is_empty() {
+            plans.push(self.parquet_scan(&on_disk, target, projection, limit)?);
+        }
+        UnionExec::try_new(plans)
+    }
+}
+
+/// Rows a partition of an in-memory summary scan holds at least, so that a
+/// small read (an hour of summaries) is not spread over threads.
+const MIN_PARTITION_ROWS: usize = 32 * 1024;
+
+/// Splits batches into at most `target` partitions of about equal rows.
+fn split_rows(batches: Vec<RecordBatch>, target: usize) -> Vec<Vec<RecordBatch>> {
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let n = target.min(total.div_ceil(MIN_PARTITION_ROWS)).max(1);
+    let per = total.div_ceil(n).max(1);
+    let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+    let (mut part, mut filled) = (0, 0);
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (per - filled).min(batch.num_rows() - offset);
+            parts[part].push(batch.slice(offset, take));
+            offset += take;
+            filled += take;
+            if filled == per && part + 1 < n {
+                part += 1;
+                filled = 0;
+            }
+        }
+    }
+    parts
+}
+
+impl SummaryTable {
+    /// The decoded summary of `file` in this table's summary schema: from
+    /// the cache, or read whole into it when the cache would keep it;
+    /// `None` when it is to be read from Parquet.
+    async fn decoded(&self, file: &FileMeta) -> DfResult<Option<RecordBatch>> {
+        let external = |e: crate::error::Error| DataFusionError::External(Box::new(e));
+        let cache = &self.table.shared().summaries;
+        if let Some(batch) = cache.get(file.id) {
+            return align(&batch, &self.schema).map(Some).map_err(external);
+        }
+        let Some(summary) = &file.summary else {
+            return Ok(None);
+        };
+        // Decoded, a summary row takes about 8 bytes a column.
+        let estimate = summary.rows as usize * self.schema.fields().len() * 8;
+        if !cache.would_keep(file, estimate) {
+            return Ok(None);
+        }
+        let path = object_store::path::Path::from(summary_path(&file.path));
+        let bytes = self
+            .table
+            .shared()
+            .storage
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .bytes()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+            .build()?
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = batches.first() else {
+            return Ok(None);
+        };
+        let batch = concat_batches(&first.schema(), &batches)?;
+        let batch = align(&batch, &self.schema).map_err(external)?;
+        cache.offer(file, batch.clone());
+        Ok(Some(batch))
+    }
+
+    /// A Parquet scan of the summaries of `files`.
+    fn parquet_scan(
+        &self,
+        files: &[&Arc<FileMeta>],
+        target: usize,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let mut groups = vec![Vec::new(); target.min(files.len())];
         let n = groups.len();
         for (i, f) in files.iter().enumerate() {

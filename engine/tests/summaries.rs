@@ -1,6 +1,7 @@
 //! Aggregates answered from file summaries give the answers full scans
 //! give: through duplicates, late rows, re-sent fields, deletes, rows still
-//! in the memtable, compaction and a reopen.
+//! in the memtable, compaction and a reopen; with the summaries decoded in
+//! memory, read from Parquet, or some of each.
 
 use std::time::Duration;
 
@@ -17,6 +18,48 @@ fn options(summaries: bool) -> Options {
     let mut o = manual();
     o.summary_window = summaries.then(|| Duration::from_secs(15 * 60));
     o
+}
+
+fn with_cache(bytes: usize) -> Options {
+    let mut o = options(true);
+    o.summary_cache_bytes = bytes;
+    o
+}
+
+/// Where the summaries of a query come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cache {
+    /// All decoded in memory.
+    All,
+    /// None: every one is read from Parquet.
+    None,
+    /// Some of each.
+    Some,
+}
+
+impl Cache {
+    fn options(self) -> Options {
+        match self {
+            Cache::All => with_cache(256 << 20),
+            Cache::None => with_cache(0),
+            // About two of the six files' summaries.
+            Cache::Some => with_cache(48 << 10),
+        }
+    }
+
+    /// Checks where a plan read the summaries from.
+    fn check(self, engine: &Engine, sql: &str) {
+        let plan = query(engine, &format!("EXPLAIN {sql}"));
+        let cached = engine.stats().summary_cache_bytes;
+        match self {
+            Cache::All => assert!(!plan.contains(".summary") && cached > 0, "{plan}"),
+            Cache::None => assert!(plan.contains(".summary") && cached == 0, "{plan}"),
+            Cache::Some => assert!(
+                plan.contains(".summary") && cached > 0 && cached <= 48 << 10,
+                "{cached} bytes cached\n{plan}"
+            ),
+        }
+    }
 }
 
 /// Queries summaries can answer (when their files need no merge), then
@@ -124,9 +167,23 @@ fn load(engine: &Engine) {
 }
 
 #[test]
-fn summaries_answer_as_full_scans_do() {
+fn summaries_in_memory_answer_as_full_scans_do() {
+    summaries_answer_as_full_scans_do(Cache::All);
+}
+
+#[test]
+fn summaries_read_from_parquet_answer_as_full_scans_do() {
+    summaries_answer_as_full_scans_do(Cache::None);
+}
+
+#[test]
+fn summaries_partly_in_memory_answer_as_full_scans_do() {
+    summaries_answer_as_full_scans_do(Cache::Some);
+}
+
+fn summaries_answer_as_full_scans_do(cache: Cache) {
     let (with_dir, without_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let with = Engine::open(with_dir.path(), options(true)).unwrap();
+    let with = Engine::open(with_dir.path(), cache.options()).unwrap();
     let without = Engine::open(without_dir.path(), options(false)).unwrap();
     load(&with);
     load(&without);
@@ -141,7 +198,7 @@ fn summaries_answer_as_full_scans_do() {
     for sql in NOT_SUMMARIZED {
         assert!(!reads_summaries(&with, sql), "summaries used: {sql}");
     }
-    assert!(query(&with, &format!("EXPLAIN {}", SUMMARIZED[0])).contains(".summary"));
+    cache.check(&with, SUMMARIZED[0]);
 
     // Compaction merges the files (and applies the delete); the output has
     // a summary, and the answers stay.
@@ -153,7 +210,7 @@ fn summaries_answer_as_full_scans_do() {
 
     // And through a reopen: the memtable rows come back from the WAL.
     with.close().unwrap();
-    let with = Engine::open(with_dir.path(), options(true)).unwrap();
+    let with = Engine::open(with_dir.path(), cache.options()).unwrap();
     assert_same(&answers(&with), &expected);
     with.flush().unwrap();
     assert_same(&answers(&with), &expected);

@@ -241,7 +241,7 @@ impl Collector for EngineCollector {
             None,
             fsync.metric_type(),
         )?)?;
-        let gauges: [(&str, &str, i64); 3] = [
+        let gauges: [(&str, &str, i64); 4] = [
             (
                 "memtable_bytes",
                 "Bytes of written data not yet persisted",
@@ -256,6 +256,11 @@ impl Collector for EngineCollector {
                 "files_awaiting_deletion",
                 "Files compaction or retention replaced that running queries still read",
                 i64::try_from(s.files_awaiting_deletion).unwrap_or(i64::MAX),
+            ),
+            (
+                "summary_cache_bytes",
+                "Memory held by decoded per-file summaries",
+                i64::try_from(s.summary_cache_bytes).unwrap_or(i64::MAX),
             ),
         ];
         for (name, help, value) in gauges {
