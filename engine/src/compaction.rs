@@ -289,12 +289,18 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
             return Err(e);
         }
     }
-    shared.last_rows.files_replaced(
-        &job.database,
-        &job.table,
-        &input_ids,
-        merged.file.as_ref().map(|f| f.id),
-    );
+    if job.tombstones.is_empty() {
+        shared.last_rows.files_replaced(
+            &job.database,
+            &job.table,
+            &input_ids,
+            merged.file.as_ref().map(|f| f.id),
+        );
+    } else {
+        // A delete applied may have removed a last row.
+        shared.last_rows.forget_table(&job.database, &job.table);
+    }
+    checkpoint_last_rows(shared, runtime, &job.database, &job.table);
     let bytes_read: u64 = job.inputs.iter().map(|f| f.bytes).sum();
     let bytes_written = merged.file.as_ref().map_or(0, |f| f.bytes);
     let record = CompactionRecord {
@@ -342,6 +348,24 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
         "compacted"
     );
     Ok(Some(record))
+}
+
+/// Checkpoints a table's last rows (see [`crate::last_rows`]); a failure
+/// costs only the next open's first latest-value query, so it is logged.
+pub(crate) fn checkpoint_last_rows(
+    shared: &Shared,
+    runtime: &Runtime,
+    database: &str,
+    table: &str,
+) {
+    let done = runtime.block_on(
+        shared
+            .last_rows
+            .checkpoint(&shared.storage, database, table),
+    );
+    if let Err(e) = done {
+        warn!(database, table, error = %e, "could not checkpoint the last rows");
+    }
 }
 
 /// Deletes a merge's output that the manifest does not name: the data file,

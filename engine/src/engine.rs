@@ -1214,6 +1214,14 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
                 }
             }
         }
+        let mut tables: Vec<(&str, &str)> = files
+            .iter()
+            .map(|f| (f.meta.database.as_str(), f.meta.table.as_str()))
+            .collect();
+        tables.dedup();
+        for (database, table) in tables {
+            crate::compaction::checkpoint_last_rows(&shared, &runtime, database, table);
+        }
         shared.release_memory(frozen.bytes());
         shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
         shared

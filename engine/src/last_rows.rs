@@ -7,7 +7,11 @@
 //! table ([`LastRowsCache`]): gathered from a file when it is flushed, or
 //! on first use after open from the small file beside each data file
 //! (`<id>.last` beside `<id>.parquet`, one row per series, written with it by flush and
-//! compaction). A query merges them with the memtable's rows. [`LastRowsRule`] rewrites such an aggregate to read those
+//! compaction). A query merges them with the memtable's rows. After each
+//! flush the table's merged rows are also checkpointed
+//! (`last_rows/{database}/{table}.last`, with the files they cover), so the
+//! first latest-value query after an open reads one small file and the
+//! last rows of the files flushed after it. [`LastRowsRule`] rewrites such an aggregate to read those
 //! rows instead of the whole table; the aggregate itself is unchanged, so
 //! the answer is the one the full scan would give.
 //!
@@ -21,9 +25,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
+use object_store::path::Path as StorePath;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +57,7 @@ use crate::catalog::{ColumnKind, TIME_COLUMN, TableSchema};
 use crate::dedup::{align, sort_dedup};
 use crate::delete::Dropped;
 use crate::error::Result;
+use crate::flush::Storage;
 use crate::manifest::FileMeta;
 use crate::query::IngotTable;
 use crate::write::time_values;
@@ -77,9 +84,14 @@ pub(crate) fn last_rows_path(path: &str) -> String {
 
 /// A file's last rows as Parquet: one row group, the batch's own schema.
 pub(crate) fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
+    encode_with(batch, None)
+}
+
+fn encode_with(batch: &RecordBatch, metadata: Option<Vec<KeyValue>>) -> Result<Vec<u8>> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
         .set_max_row_group_row_count(Some(batch.num_rows().max(1)))
+        .set_key_value_metadata(metadata)
         .build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
@@ -92,6 +104,57 @@ pub(crate) fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
 pub(crate) fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// Key of a checkpoint's metadata: the ids of the files it covers (JSON).
+const CHECKPOINT_FILES: &str = "ingot.last_rows.files";
+/// Key of a checkpoint's metadata: the highest WAL sequence number of those
+/// files.
+const CHECKPOINT_SEQ: &str = "ingot.last_rows.seq";
+
+/// Where a table's merged last rows are checkpointed.
+fn checkpoint_path(database: &str, table: &str) -> StorePath {
+    let name = format!("{table}{SUFFIX}");
+    StorePath::from_iter(["last_rows", database, name.as_str()])
+}
+
+/// A checkpoint's rows and what they cover; `None` when there is none.
+async fn load_checkpoint(
+    storage: &Storage,
+    database: &str,
+    table: &str,
+) -> Result<Option<TableLastRows>> {
+    let got = storage.store.get(&checkpoint_path(database, table)).await;
+    let bytes = match got {
+        Ok(g) => g.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let value = |key: &str| -> Option<String> {
+        builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == key)?
+            .value
+            .clone()
+    };
+    let (Some(files), Some(seq)) = (value(CHECKPOINT_FILES), value(CHECKPOINT_SEQ)) else {
+        return Ok(None);
+    };
+    let files: BTreeSet<u64> = serde_json::from_str(&files)
+        .map_err(|e| crate::error::Error::Internal(format!("last rows checkpoint: {e}")))?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|e| crate::error::Error::Internal(format!("last rows checkpoint: {e}")))?;
+    let schema = builder.schema().clone();
+    let batches = builder
+        .build()?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let batch = concat_batches(&schema, &batches)?;
+    Ok(Some(TableLastRows { files, seq, batch }))
 }
 
 /// The last row of each series of rows that arrive in batches, each sorted
@@ -225,6 +288,38 @@ impl LastRowsCache {
             .insert((database.to_string(), table.to_string()), Arc::new(rows));
     }
 
+    /// Writes the table's merged last rows, and the files they cover, where
+    /// the next open finds them; nothing when they are not known.
+    pub(crate) async fn checkpoint(
+        &self,
+        storage: &Storage,
+        database: &str,
+        table: &str,
+    ) -> Result<()> {
+        let Some(rows) = self.get(database, table) else {
+            return Ok(());
+        };
+        let files = serde_json::to_string(&rows.files)
+            .map_err(|e| crate::error::Error::Internal(format!("last rows checkpoint: {e}")))?;
+        let metadata = vec![
+            KeyValue::new(CHECKPOINT_FILES.to_string(), files),
+            KeyValue::new(CHECKPOINT_SEQ.to_string(), rows.seq.to_string()),
+        ];
+        let bytes = encode_with(&rows.batch, Some(metadata))?;
+        storage
+            .put_durable(&checkpoint_path(database, table), bytes)
+            .await
+    }
+
+    /// Forgets one table's rows (a compaction changed them: it applied a
+    /// delete).
+    pub(crate) fn forget_table(&self, database: &str, table: &str) {
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(database.to_string(), table.to_string()));
+    }
+
     /// Forgets the tables a drop removes.
     pub(crate) fn forget(&self, dropped: &Dropped) {
         self.tables
@@ -331,9 +426,27 @@ impl IngotTable {
         let (files, chunks, _pin) = self.all_sources();
         let cache = &self.shared().last_rows;
         let live: BTreeSet<u64> = files.iter().map(|f| f.id).collect();
-        let cached = cache
+        let mut cached = cache
             .get(self.database(), table.name())
             .filter(|c| c.files.is_subset(&live));
+        let mut from_checkpoint = false;
+        if cached.is_none() {
+            // First use since the open: start from the checkpoint, if it
+            // covers only live files. It is only a cache: when it cannot be
+            // read, the files' own last rows are.
+            match load_checkpoint(&self.shared().storage, self.database(), table.name()).await {
+                Ok(Some(c)) if c.files.is_subset(&live) => {
+                    cached = Some(Arc::new(c));
+                    from_checkpoint = true;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    table = table.name(),
+                    error = %e,
+                    "the last rows checkpoint cannot be read; reading each file's"
+                ),
+            }
+        }
         // Files the cached rows lack; if one was written before what is
         // cached, start over, so that rows merge in write order.
         let (mut inputs, mut covered, mut seq) = match &cached {
@@ -386,7 +499,7 @@ impl IngotTable {
         } else {
             merge(&table, inputs).map_err(external)?
         };
-        if cached.as_ref().is_none_or(|c| c.files != covered) {
+        if from_checkpoint || cached.as_ref().is_none_or(|c| c.files != covered) {
             cache.put(
                 self.database(),
                 table.name(),
