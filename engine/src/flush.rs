@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::last_rows::{self, LastRowsMeta};
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
-use crate::parquet_file::encode;
+use crate::parquet_file::{decimal_scales, encode};
 use crate::summary::{self, SummaryMeta};
 use crate::wal::sync_dir;
 use crate::write::time_values;
@@ -205,12 +205,14 @@ pub(crate) async fn flush_memtable(
             let min_time = times.iter().copied().min().unwrap_or(start);
             let max_time = times.iter().copied().max().unwrap_or(start);
             let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
+            let scales = decimal_scales(&batch, &schema);
             let bytes = encode(
                 &batch,
                 &schema,
                 &sorted.key_order,
                 shape.row_group_rows,
                 shape.time_slice_ns,
+                &scales,
             )?;
             let encode_ms = encode_started.elapsed().as_millis() as u64;
             let id = *next_file_id;
@@ -225,10 +227,11 @@ pub(crate) async fn flush_memtable(
                 .map(|&i| schema.columns()[i].name.clone())
                 .collect();
             let last_rows = sorted.last_rows()?;
+            let sidecars_started = Instant::now();
             let (summary, summary_rows) = match shape.summary_window_ns {
                 Some(window) => {
                     let mut builder = summary::Builder::new(schema.clone(), window);
-                    builder.push(&batch)?;
+                    builder.push_with_scales(&batch, &scales)?;
                     match write_summary(storage, builder, &path).await? {
                         Some((meta, rows)) => (Some(meta), Some(rows)),
                         None => (None, None),
@@ -236,7 +239,10 @@ pub(crate) async fn flush_memtable(
                 }
                 None => (None, None),
             };
+            let summary_ms = sidecars_started.elapsed().as_millis() as u64;
             let last_rows_meta = write_last_rows(storage, &last_rows, &path).await?;
+            let sidecars_ms = sidecars_started.elapsed().as_millis() as u64;
+            debug!(%path, summary_ms, sidecars_ms, "summary and last rows written");
             let meta = FileMeta {
                 id,
                 database: database.clone(),
@@ -277,13 +283,17 @@ pub(crate) async fn write_summary(
 ) -> Result<Option<(SummaryMeta, RecordBatch)>> {
     let window_ns = builder.window_ns();
     let schema = builder.schema().clone();
+    let started = Instant::now();
     let Some((batch, keys)) = builder.finish()? else {
         return Ok(None);
     };
+    let finish_ms = started.elapsed().as_millis() as u64;
     let bytes = summary::encode(&schema, &batch)?;
+    let encode_ms = started.elapsed().as_millis() as u64 - finish_ms;
     let size = bytes.len() as u64;
     let path = StorePath::from(summary::summary_path(data.as_ref()));
     storage.put_durable(&path, bytes).await?;
+    debug!(%path, rows = batch.num_rows(), size, finish_ms, encode_ms, "summary written");
     let meta = SummaryMeta {
         window_ns,
         keys,

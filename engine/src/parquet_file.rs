@@ -42,29 +42,22 @@ const ZSTD_LEVEL: i32 = 3;
 
 /// Encodes a batch sorted by `sort_tags` (schema positions), then time
 /// (within time slices `time_slice_ns` wide, when given), as a Parquet file.
+/// `scales` are the batch's [`decimal_scales`].
 pub(crate) fn encode(
     batch: &RecordBatch,
     schema: &TableSchema,
     sort_tags: &[usize],
     row_group_rows: usize,
     time_slice_ns: Option<i64>,
+    scales: &[Option<i8>],
 ) -> Result<Vec<u8>> {
-    let scales: Vec<Option<i8>> = schema
-        .columns()
-        .iter()
-        .zip(batch.columns())
-        .map(|(col, array)| match col.kind {
-            ColumnKind::Field(FieldType::Float) => decimal_scale(array),
-            _ => None,
-        })
-        .collect();
     let layout = Layout::new(
         batch,
         schema,
         sort_tags,
         time_slice_ns,
         row_group_rows,
-        &scales,
+        scales,
     )?;
     let mut out = Vec::new();
     let file_batch = layout.to_file(batch)?;
@@ -200,8 +193,43 @@ fn write(batch: &RecordBatch, props: WriterPropertiesBuilder) -> Result<Vec<u8>>
 
 /// The smallest decimal scale at which every value of the float column is
 /// exact, or `None` if there is none up to 9.
+/// Per column of a batch in `schema`: the float fields' [`decimal_scale`].
+pub(crate) fn decimal_scales(batch: &RecordBatch, schema: &TableSchema) -> Vec<Option<i8>> {
+    schema
+        .columns()
+        .iter()
+        .zip(batch.columns())
+        .map(|(col, array)| match col.kind {
+            ColumnKind::Field(FieldType::Float) => decimal_scale(array),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(crate) fn decimal_scale(array: &ArrayRef) -> Option<i8> {
-    (0..=MAX_SCALE as i8).find(|&scale| to_decimal(array, scale).is_some())
+    let floats = array.as_any().downcast_ref::<Float64Array>()?;
+    (0..=MAX_SCALE as i8).find(|&scale| {
+        let p = 10_f64.powi(scale as i32);
+        floats
+            .values()
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| floats.is_null(i) || decimal_units(v, p).is_some())
+    })
+}
+
+/// `v` in units of `1 / p` (`p` a power of ten), when that is exact: the
+/// units cast back to `v` bit for bit, as arrow's decimal-to-float cast
+/// computes them.
+fn decimal_units(v: f64, p: f64) -> Option<i64> {
+    let x = (v * p).round();
+    // Below 2^53 an integer converts to f64 exactly, as the cast does
+    // (NaN and infinities fail this test too).
+    if x.is_nan() || x.abs() >= 9_007_199_254_740_992.0 {
+        return None;
+    }
+    let x = x as i64;
+    ((x as f64 / p).to_bits() == v.to_bits()).then_some(x)
 }
 
 /// The float column as `DECIMAL(18, scale)`, or `None` if a value is not
@@ -216,17 +244,7 @@ pub(crate) fn to_decimal(array: &ArrayRef, scale: i8) -> Option<ArrayRef> {
             ints.push(0i128);
             continue;
         }
-        let x = (v * p).round();
-        // Below 2^53 an integer converts to f64 exactly, as the cast does
-        // (NaN and infinities fail this test too).
-        if x.is_nan() || x.abs() >= 9_007_199_254_740_992.0 {
-            return None;
-        }
-        let x = x as i64;
-        if (x as f64 / p).to_bits() != v.to_bits() {
-            return None;
-        }
-        ints.push(x as i128);
+        ints.push(decimal_units(v, p)? as i128);
     }
     let decimal = Decimal128Array::new(ints.into(), floats.nulls().cloned())
         .with_precision_and_scale(DECIMAL_PRECISION, scale)

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch,
-    TimestampNanosecondArray, UInt32Array, UInt64Array, new_null_array,
+    TimestampNanosecondArray, UInt32Array, UInt64Array, make_array, new_null_array,
 };
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch};
@@ -185,6 +185,12 @@ impl Builder {
     /// Adds rows (in the table's schema, deduplicated). Rows are summarized
     /// in any order; runs of one series and window make one summary row.
     pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.push_with_scales(batch, &[])
+    }
+
+    /// [`Builder::push`], given the float fields' decimal scales per column
+    /// (as the data file's encoding found them; found here when absent).
+    pub fn push_with_scales(&mut self, batch: &RecordBatch, scales: &[Option<i8>]) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -196,7 +202,7 @@ impl Builder {
                 k
             }
         };
-        let summarized = self.summarize(batch, &keys)?;
+        let summarized = self.summarize(batch, &keys, scales)?;
         self.out.push(summarized);
         Ok(())
     }
@@ -235,13 +241,27 @@ impl Builder {
         &self.summary
     }
 
-    fn summarize(&self, batch: &RecordBatch, keys: &[usize]) -> Result<RecordBatch> {
+    fn summarize(
+        &self,
+        batch: &RecordBatch,
+        keys: &[usize],
+        scales: &[Option<i8>],
+    ) -> Result<RecordBatch> {
         let n = batch.num_rows();
+        // Runs of a series: equal dictionary keys compare much faster than
+        // the strings. A dictionary holding one value twice splits a run,
+        // which only makes two summary rows of one window (they add up).
         let tags: Vec<ArrayRef> = self
             .table
             .tag_indices()
             .into_iter()
-            .map(|i| batch.column(i).clone())
+            .map(|i| {
+                let column = batch.column(i);
+                match column.as_any_dictionary_opt() {
+                    Some(dict) => make_array(dict.keys().to_data()),
+                    None => column.clone(),
+                }
+            })
             .collect();
         let series: Vec<std::ops::Range<usize>> = if tags.is_empty() {
             std::iter::once(0..n).collect()
@@ -322,7 +342,20 @@ impl Builder {
             if !matches!(c.kind, ColumnKind::Field(_)) {
                 continue;
             }
-            columns.extend(field_stats(batch.column(i), c.kind, &group_of, groups)?);
+            let scale = match scales.get(i) {
+                Some(&known) => known,
+                None if c.kind == ColumnKind::Field(FieldType::Float) => {
+                    decimal_scale(batch.column(i))
+                }
+                None => None,
+            };
+            columns.extend(field_stats(
+                batch.column(i),
+                c.kind,
+                scale,
+                &group_of,
+                groups,
+            )?);
         }
         Ok(RecordBatch::try_new(
             self.summary.arrow_schema().clone(),
@@ -398,10 +431,12 @@ impl<'a> KeyColumn<'a> {
     }
 }
 
-/// A field's count, and for numbers its sum, minimum and maximum, per group.
+/// A field's count, and for numbers its sum, minimum and maximum, per group;
+/// a float field with a decimal `scale` is summed exactly, in its units.
 fn field_stats(
     array: &ArrayRef,
     kind: ColumnKind,
+    scale: Option<i8>,
     group_of: &[u32],
     groups: usize,
 ) -> Result<Vec<ArrayRef>> {
@@ -417,18 +452,22 @@ fn field_stats(
     let mut out: Vec<ArrayRef> = Vec::with_capacity(4);
     match kind {
         ColumnKind::Field(FieldType::Float) => {
-            let a = array.as_primitive::<Float64Type>();
+            let values = array.as_primitive::<Float64Type>().values();
             let (mut sum, mut min, mut max) = (
                 vec![0f64; groups],
                 vec![f64::NAN; groups],
                 vec![f64::NAN; groups],
             );
+            // Decimal values are summed as integers, which is exact; the
+            // sum then casts back like any decimal.
+            let p = scale.map(|s| 10f64.powi(s as i32));
+            let mut units = vec![0i128; if p.is_some() { groups } else { 0 }];
             let mut seen = vec![false; groups];
             for (i, &g) in group_of.iter().enumerate() {
                 if nulls && !valid(i) {
                     continue;
                 }
-                let (g, v) = (g as usize, a.value(i));
+                let (g, v) = (g as usize, values[i]);
                 if seen[g] {
                     if v.total_cmp(&min[g]).is_lt() {
                         min[g] = v;
@@ -441,28 +480,14 @@ fn field_stats(
                     min[g] = v;
                     max[g] = v;
                 }
-            }
-            // Decimal values are summed as integers, which is exact; the
-            // sum then casts back like any decimal.
-            match decimal_scale(array) {
-                Some(scale) => {
-                    let p = 10f64.powi(scale as i32);
-                    let mut units = vec![0i128; groups];
-                    for (i, &g) in group_of.iter().enumerate() {
-                        if !nulls || valid(i) {
-                            units[g as usize] += (a.value(i) * p).round() as i128;
-                        }
-                    }
-                    for (s, u) in sum.iter_mut().zip(units) {
-                        *s = u as f64 / p;
-                    }
+                match p {
+                    Some(p) => units[g] += (v * p).round() as i128,
+                    None => sum[g] += v,
                 }
-                None => {
-                    for (i, &g) in group_of.iter().enumerate() {
-                        if !nulls || valid(i) {
-                            sum[g as usize] += a.value(i);
-                        }
-                    }
+            }
+            if let Some(p) = p {
+                for (s, u) in sum.iter_mut().zip(units) {
+                    *s = u as f64 / p;
                 }
             }
             let opt = |v: Vec<f64>| -> ArrayRef {

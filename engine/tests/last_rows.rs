@@ -149,5 +149,8 @@ fn after_a_restart_the_checkpoint_covers_the_files_flushed_before_it() {
     for row in &expected()[..2] {
         assert!(text.contains(row), "missing {row} in\n{text}");
     }
-    assert!(text.contains("| c   | 1970-01-01T00:03:20Z | 200.5 | 200 |"), "{text}");
+    assert!(
+        text.contains("| c   | 1970-01-01T00:03:20Z | 200.5 | 200 |"),
+        "{text}"
+    );
 }
