@@ -1220,7 +1220,7 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             .collect();
         tables.dedup();
         for (database, table) in tables {
-            crate::compaction::checkpoint_last_rows(&shared, &runtime, database, table);
+            crate::compaction::checkpoint_last_rows(shared, runtime, database, table);
         }
         shared.release_memory(frozen.bytes());
         shared.stats.flushes.fetch_add(1, Ordering::Relaxed);

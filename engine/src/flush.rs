@@ -38,6 +38,11 @@ pub(crate) struct Storage {
 }
 
 impl Storage {
+    /// The whole object at `path`.
+    pub async fn read(&self, path: &StorePath) -> Result<bytes::Bytes> {
+        Ok(self.store.get(path).await?.bytes().await?)
+    }
+
     /// Writes `bytes` at `path` and makes them durable.
     pub async fn put_durable(&self, path: &StorePath, bytes: Vec<u8>) -> Result<()> {
         self.store.put(path, PutPayload::from(bytes)).await?;

@@ -522,15 +522,8 @@ impl IngotTable {
 impl IngotTable {
     /// The last rows kept beside a file.
     async fn read_last_rows(&self, file: &FileMeta) -> DfResult<RecordBatch> {
-        let path = object_store::path::Path::from(last_rows_path(&file.path));
-        let store = &self.shared().storage.store;
-        let bytes = store
-            .get(&path)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-            .bytes()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let path = StorePath::from(last_rows_path(&file.path));
+        let bytes = self.shared().storage.read(&path).await.map_err(external)?;
         let batches = decode(bytes).map_err(external)?;
         let schema = match batches.first() {
             Some(b) => b.schema(),

@@ -44,7 +44,6 @@ use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::prelude::{col, lit};
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use object_store::path::Path as StorePath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -460,11 +459,7 @@ impl IngotTable {
         let bytes = self
             .shared
             .storage
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-            .bytes()
+            .read(&path)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;

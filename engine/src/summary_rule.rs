@@ -61,7 +61,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::lit;
-use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{ColumnKind, TableSchema};
@@ -668,13 +667,9 @@ impl SummaryTable {
             .table
             .shared()
             .storage
-            .store
-            .get(&path)
+            .read(&path)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-            .bytes()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(external)?;
         let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)?
             .build()?
             .collect::<Result<Vec<_>, _>>()?;
