@@ -240,8 +240,8 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| Error::io(&dir, e))?;
-        let (manifest_store, manifest) = ManifestStore::open(&dir)?;
-        runtime.block_on(remove_orphans(&storage, &manifest))?;
+        let (manifest_store, mut manifest) = ManifestStore::open(&dir)?;
+        runtime.block_on(remove_orphans(&storage, &mut manifest))?;
         let next_file_id = manifest.next_file_id.max(1);
         let runtime_env =
             crate::query::runtime_env(options.query_memory_limit_bytes, storage.store.clone())?;
@@ -1037,11 +1037,30 @@ fn lock_dir(dir: &Path) -> Result<File> {
 }
 
 /// Deletes Parquet files that no manifest names (left by a crash mid-flush).
-async fn remove_orphans(storage: &Storage, manifest: &Manifest) -> Result<()> {
+/// A file whose summary or last rows are missing (removed by hand, or named
+/// otherwise by an older layout) is read as a file without them.
+async fn remove_orphans(storage: &Storage, manifest: &mut Manifest) -> Result<()> {
     let live: HashSet<String> = manifest.files.iter().flat_map(|f| f.objects()).collect();
     let prefix = StorePath::from("tables");
     let objects: Vec<_> = storage.store.list(Some(&prefix)).try_collect().await?;
-    for object in objects {
+    let present: HashSet<&str> = objects.iter().map(|o| o.location.as_ref()).collect();
+    for f in manifest.files.iter_mut() {
+        let summary = crate::summary::summary_path(&f.path);
+        let last = crate::last_rows::last_rows_path(&f.path);
+        let lacks_summary = f.summary.is_some() && !present.contains(summary.as_str());
+        let lacks_last = f.last_rows.is_some() && !present.contains(last.as_str());
+        if lacks_summary || lacks_last {
+            warn!(path = %f.path, lacks_summary, lacks_last, "a file's summary or last rows are missing; reading its rows instead");
+            let file = Arc::make_mut(f);
+            if lacks_summary {
+                file.summary = None;
+            }
+            if lacks_last {
+                file.last_rows = None;
+            }
+        }
+    }
+    for object in &objects {
         if !live.contains(object.location.as_ref()) {
             warn!(path = %object.location, "removing a file no manifest names (left by an interrupted flush)");
             storage.store.delete(&object.location).await?;

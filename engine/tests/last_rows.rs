@@ -154,3 +154,35 @@ fn after_a_restart_the_checkpoint_covers_the_files_flushed_before_it() {
         "{text}"
     );
 }
+
+#[test]
+fn a_file_whose_summary_and_last_rows_are_gone_is_read_as_a_file_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    load(&engine);
+    let files = engine.files();
+    assert!(files.iter().all(|f| f.summary.is_some()));
+    engine.close().unwrap();
+    for f in &files {
+        for sidecar in [".summary", ".last"] {
+            std::fs::remove_file(dir.path().join(f.path.replace(".parquet", sidecar))).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(dir.path().join("last_rows")).unwrap();
+
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    assert!(
+        engine
+            .files()
+            .iter()
+            .all(|f| f.summary.is_none() && f.last_rows.is_none())
+    );
+    assert_latest(&engine);
+    let counts = query(
+        &engine,
+        "SELECT dev, count(*) AS n FROM m GROUP BY dev ORDER BY dev",
+    );
+    for row in ["| a   | 100 |", "| b   | 101 |", "| c   | 100 |"] {
+        assert!(counts.contains(row), "missing {row} in\n{counts}");
+    }
+}
