@@ -21,15 +21,16 @@
 //! values are decimals (25.07 is 2507 / 100) they are summed as integers,
 //! and the summary stores them as decimals, like the data file.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch,
-    TimestampNanosecondArray, UInt32Array, UInt64Array, make_array, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch,
+    TimestampNanosecondArray, UInt32Array, UInt64Array, new_null_array,
 };
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch};
-use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, UInt64Type};
 use parquet::arrow::ArrowWriter;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -248,20 +249,13 @@ impl Builder {
         scales: &[Option<i8>],
     ) -> Result<RecordBatch> {
         let n = batch.num_rows();
-        // Runs of a series: equal dictionary keys compare much faster than
-        // the strings. A dictionary holding one value twice splits a run,
-        // which only makes two summary rows of one window (they add up).
+        // Runs of a series: dictionary keys compare much faster than the
+        // strings, once keys of equal values are made equal.
         let tags: Vec<ArrayRef> = self
             .table
             .tag_indices()
             .into_iter()
-            .map(|i| {
-                let column = batch.column(i);
-                match column.as_any_dictionary_opt() {
-                    Some(dict) => make_array(dict.keys().to_data()),
-                    None => column.clone(),
-                }
-            })
+            .map(|i| canonical_keys(batch.column(i)))
             .collect();
         let series: Vec<std::ops::Range<usize>> = if tags.is_empty() {
             std::iter::once(0..n).collect()
@@ -370,6 +364,34 @@ impl Builder {
             .position(|c| c.name == name)
             .unwrap_or(usize::MAX)
     }
+}
+
+/// A tag column as integers that are equal exactly where its values are: a
+/// dictionary's keys, each replaced by the first key of its value. Batches
+/// concatenated with dictionaries of their own (a server's requests) give a
+/// dictionary holding one value many times. Other columns are returned as
+/// they are.
+fn canonical_keys(column: &ArrayRef) -> ArrayRef {
+    let Some(dict) = column.as_dictionary_opt::<Int32Type>() else {
+        return column.clone();
+    };
+    let Some(values) = dict.values().as_string_opt::<i32>() else {
+        return column.clone();
+    };
+    let mut first: HashMap<Option<&str>, i32> = HashMap::with_capacity(values.len());
+    let canon: Vec<i32> = (0..values.len())
+        .map(|i| {
+            let value = values.is_valid(i).then(|| values.value(i));
+            *first.entry(value).or_insert(i as i32)
+        })
+        .collect();
+    let keys = dict.keys();
+    let mapped: Vec<i32> = keys
+        .values()
+        .iter()
+        .map(|&k| canon.get(k as usize).copied().unwrap_or(k))
+        .collect();
+    Arc::new(Int32Array::new(mapped.into(), keys.nulls().cloned()))
 }
 
 /// The fields that will be keys: the first [`MAX_KEYS`] integer or boolean
@@ -726,5 +748,29 @@ mod tests {
         let max = out.column_by_name("__max_status").unwrap();
         assert_eq!(max.as_primitive::<Int64Type>().value(0), 19);
         assert!(out.column_by_name("status").unwrap().is_null(0));
+    }
+
+    #[test]
+    fn a_dictionary_holding_a_value_twice_splits_no_run() {
+        let t = table();
+        // Two batches concatenated with dictionaries of their own: "a" is
+        // keys 0 and 2 of the one dictionary.
+        let rows: Vec<(i64, &str, Option<f64>, i64)> =
+            (0..6).map(|i| (i, "a", Some(1.0), 0)).collect();
+        let plain = batch(&t, &rows);
+        let dev = DictionaryArray::<Int32Type>::try_new(
+            arrow::array::Int32Array::from(vec![0, 2, 0, 2, 0, 2]),
+            Arc::new(StringArray::from(vec!["a", "b", "a"])),
+        )
+        .unwrap();
+        let mut columns = plain.columns().to_vec();
+        columns[1] = Arc::new(dev);
+        let twice = RecordBatch::try_new(plain.schema(), columns).unwrap();
+        let mut b = Builder::new(t.clone(), 100);
+        b.push(&twice).unwrap();
+        let (out, _) = b.finish().unwrap().unwrap();
+        assert_eq!(out.num_rows(), 1);
+        let rows = out.column_by_name(ROWS).unwrap();
+        assert_eq!(rows.as_primitive::<Int64Type>().value(0), 6);
     }
 }
