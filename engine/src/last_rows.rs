@@ -23,7 +23,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as StorePath;
 use parquet::arrow::ArrowWriter;
@@ -59,6 +58,7 @@ use crate::delete::Dropped;
 use crate::error::Result;
 use crate::flush::Storage;
 use crate::manifest::FileMeta;
+use crate::parquet_file::read_all;
 use crate::query::IngotTable;
 use crate::write::time_values;
 
@@ -76,10 +76,7 @@ pub(crate) const SUFFIX: &str = ".last";
 
 /// Where the last rows of the data file at `path` live.
 pub(crate) fn last_rows_path(path: &str) -> String {
-    match path.strip_suffix(".parquet") {
-        Some(stem) => format!("{stem}{SUFFIX}"),
-        None => format!("{path}{SUFFIX}"),
-    }
+    crate::manifest::sidecar_path(path, SUFFIX)
 }
 
 /// A file's last rows as Parquet: one row group, the batch's own schema.
@@ -98,12 +95,6 @@ fn encode_with(batch: &RecordBatch, metadata: Option<Vec<KeyValue>>) -> Result<V
     writer.write(batch)?;
     writer.close()?;
     Ok(out)
-}
-
-/// The rows [`encode`] wrote.
-pub(crate) fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 /// Key of a checkpoint's metadata: the ids of the files it covers (JSON).
@@ -524,7 +515,7 @@ impl IngotTable {
     async fn read_last_rows(&self, file: &FileMeta) -> DfResult<RecordBatch> {
         let path = StorePath::from(last_rows_path(&file.path));
         let bytes = self.shared().storage.read(&path).await.map_err(external)?;
-        let batches = decode(bytes).map_err(external)?;
+        let batches = read_all(bytes).map_err(external)?;
         let schema = match batches.first() {
             Some(b) => b.schema(),
             None => {

@@ -99,6 +99,12 @@ pub struct FileMeta {
     pub last_rows: Option<crate::last_rows::LastRowsMeta>,
 }
 
+/// Where a file kept beside the data file at `path` lives: the data file's
+/// name with `.parquet` replaced by `suffix`.
+pub(crate) fn sidecar_path(path: &str, suffix: &str) -> String {
+    format!("{}{suffix}", path.strip_suffix(".parquet").unwrap_or(path))
+}
+
 impl FileMeta {
     /// Every object the file consists of (paths inside the object store):
     /// its data, its summary and its last rows.

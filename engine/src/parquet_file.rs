@@ -24,6 +24,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Decimal128Array, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
@@ -193,6 +194,12 @@ fn write(batch: &RecordBatch, props: WriterPropertiesBuilder) -> Result<Vec<u8>>
 
 /// The smallest decimal scale at which every value of the float column is
 /// exact, or `None` if there is none up to 9.
+/// Every row of a whole Parquet file held in memory, in its own schema.
+pub(crate) fn read_all(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
 /// Per column of a batch in `schema`: the float fields' [`decimal_scale`].
 pub(crate) fn decimal_scales(batch: &RecordBatch, schema: &TableSchema) -> Vec<Option<i8>> {
     schema

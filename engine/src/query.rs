@@ -45,7 +45,6 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::prelude::{col, lit};
 use futures::StreamExt;
 use object_store::path::Path as StorePath;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{ColumnKind, TableSchema};
 use crate::dedup::{align, sort_dedup};
@@ -462,10 +461,7 @@ impl IngotTable {
             .read(&path)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-        reader
-            .map(|b| b.map_err(DataFusionError::from))
-            .collect::<DfResult<Vec<_>>>()
+        crate::parquet_file::read_all(bytes).map_err(|e| DataFusionError::External(Box::new(e)))
     }
 
     /// Merges rows from several sources by the duplicate rule; returns them

@@ -97,10 +97,7 @@ pub(crate) const SUFFIX: &str = ".summary";
 
 /// Where the summary of the data file at `path` lives.
 pub(crate) fn summary_path(path: &str) -> String {
-    match path.strip_suffix(".parquet") {
-        Some(stem) => format!("{stem}{SUFFIX}"),
-        None => format!("{path}{SUFFIX}"),
-    }
+    crate::manifest::sidecar_path(path, SUFFIX)
 }
 
 /// Whether a field of this type may be a summary key.

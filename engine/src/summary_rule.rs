@@ -61,7 +61,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::lit;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{ColumnKind, TableSchema};
 use crate::dedup::align;
@@ -670,9 +669,7 @@ impl SummaryTable {
             .read(&path)
             .await
             .map_err(external)?;
-        let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-            .build()?
-            .collect::<Result<Vec<_>, _>>()?;
+        let batches = crate::parquet_file::read_all(bytes).map_err(external)?;
         let Some(first) = batches.first() else {
             return Ok(None);
         };
