@@ -83,7 +83,7 @@ use crate::dedup::align;
 use crate::delete::{Tombstone, remove_deleted};
 use crate::engine::Shared;
 use crate::error::{Error, Result};
-use crate::flush::{Storage, file_path, now_ns, spanned_slice, write_last_rows, write_summary};
+use crate::flush::{Storage, now_ns, spanned_slice, write_last_rows, write_summary};
 use crate::last_rows::{self, LastRowsBuilder};
 use crate::manifest::{FileMeta, Manifest};
 use crate::parquet_file::Layout;
@@ -224,7 +224,7 @@ fn run_job(shared: &Shared, runtime: &Runtime, job: &Job) -> Result<Option<Compa
     let _running = Running::start(&shared.stats.compactions_running);
     let started = Instant::now();
     let id = shared.reserve_file_ids(1);
-    let path = file_path(
+    let path = shared.storage.file_path(
         &job.database,
         &job.table,
         job.partition,

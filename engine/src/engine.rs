@@ -29,6 +29,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{error, info, warn};
 
+use crate::cache::{CacheStats, CachedStore};
 use crate::catalog::Catalog;
 use crate::commit::{Change, Committer, WriteRequest};
 use crate::compaction::{CompactMsg, CompactionRecord, run_compactor};
@@ -36,10 +37,12 @@ use crate::delete::{Dropped, Tombstone, still_needed};
 use crate::error::{Error, Result};
 use crate::flush::{FileShape, Storage, flush_memtable, now_ns};
 use crate::last_rows::LastRowsCache;
-use crate::manifest::{Manifest, ManifestStore};
+use crate::manifest::{Manifest, ManifestLog, ManifestStore};
 use crate::memtable::Memtable;
+use crate::object_manifest::ObjectManifest;
 use crate::options::{Options, Precision};
 use crate::readers::Readers;
+use crate::replica::NoLog;
 use crate::retention::check_period;
 use crate::statement::Statement;
 use crate::summary_cache::SummaryCache;
@@ -72,6 +75,8 @@ struct Inner {
     flush_tx: Sender<FlushMsg>,
     compact_tx: Sender<CompactMsg>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Stops a replica's refresher (dropping it does too).
+    refresh_stop: Mutex<Option<Sender<()>>>,
     lock: Mutex<Option<File>>,
 }
 
@@ -97,9 +102,13 @@ pub(crate) struct Shared {
     pub last_rows: LastRowsCache,
     /// Decoded summaries of the newest files.
     pub summaries: SummaryCache,
+    /// The counters of the local cache of a bucket's files (zero without).
+    pub cache: Arc<CacheStats>,
+    /// The manifest version in a bucket (0 without).
+    pub manifest_version: Arc<AtomicU64>,
     /// Where the manifest is recorded; held while it is read, changed,
     /// recorded and swapped in.
-    manifest_lock: Mutex<ManifestStore>,
+    manifest_lock: Mutex<Box<dyn ManifestLog>>,
     /// The next id for a Parquet file; recorded in each manifest change.
     next_file_id: AtomicU64,
     /// The manifest versions running reads use, and the files waiting for them.
@@ -167,6 +176,16 @@ pub struct EngineStats {
     pub rows_deleted: u64,
     /// Memory held by decoded summaries (`Options::summary_cache_bytes`).
     pub summary_cache_bytes: u64,
+    /// With an object store: reads of its files served from the local cache
+    /// (`Options::cache_bytes`), reads that fetched a file from the store,
+    /// the bytes fetched, and the bytes the cache holds.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_fetched_bytes: u64,
+    pub cache_bytes: u64,
+    /// With an object store: the version of the manifest last read or
+    /// recorded there.
+    pub manifest_version: u64,
 }
 
 /// The data a query can see: the memtable, memtables being flushed, and the
@@ -210,7 +229,18 @@ impl Engine {
         })
     }
 
-    fn open_here(dir: PathBuf, options: Options) -> Result<Engine> {
+    fn open_here(dir: PathBuf, mut options: Options) -> Result<Engine> {
+        if options.read_only {
+            if options.object_store.is_none() {
+                return Err(Error::InvalidInput(
+                    "a read-only engine is a query replica of a bucket: set the object store \
+                     (Options::object_store, --object-store) the writer uses"
+                        .into(),
+                ));
+            }
+            // A replica changes nothing in the bucket.
+            options.compaction = false;
+        }
         let width = i64::try_from(options.partition_duration.as_nanos()).unwrap_or(i64::MAX);
         if width <= 0 || width % 3_600_000_000_000 != 0 {
             return Err(Error::InvalidWrite(format!(
@@ -222,26 +252,64 @@ impl Engine {
         let lock = lock_dir(&dir)?;
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
-        let storage = match &options.object_store {
-            Some(store) => Storage {
-                store: store.clone(),
-                local_root: None,
-            },
+        // A replica's manifest log, which its refresher follows.
+        let mut follow = None;
+        let mut cache_stats = Arc::new(CacheStats::default());
+        let mut manifest_version = Arc::new(AtomicU64::new(0));
+        let (storage, manifest_store, mut manifest) = match &options.object_store {
+            Some(store) => {
+                let cache =
+                    CachedStore::new(store.clone(), dir.join("cache"), options.cache_bytes)?;
+                cache_stats = cache.stats();
+                let (mut log, mut manifest) = ObjectManifest::open(store.clone())?;
+                manifest_version = log.shown_version();
+                if !options.read_only {
+                    // Take the prefix over: a writer still running on it
+                    // fails its next change, and this one names its files
+                    // by the version it took over at.
+                    let mut fenced = manifest.clone();
+                    log.commit(&manifest, &mut fenced)?;
+                    manifest = fenced;
+                }
+                let storage = Storage {
+                    store: Arc::new(cache),
+                    local_root: None,
+                    epoch: log.version(),
+                };
+                let log: Box<dyn ManifestLog> = if options.read_only {
+                    follow = Some(log);
+                    Box::new(NoLog {
+                        store: store.to_string(),
+                    })
+                } else {
+                    Box::new(log)
+                };
+                (storage, log, manifest)
+            }
             None => {
                 let root = dir.join("tables");
                 fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
-                Storage {
+                let storage = Storage {
                     store: Arc::new(LocalFileSystem::new_with_prefix(&dir)?),
                     local_root: Some(dir.clone()),
-                }
+                    epoch: 0,
+                };
+                let (log, manifest) = ManifestStore::open(&dir)?;
+                (storage, Box::new(log) as Box<dyn ManifestLog>, manifest)
             }
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::io(&dir, e))?;
-        let (manifest_store, mut manifest) = ManifestStore::open(&dir)?;
-        runtime.block_on(remove_orphans(&storage, &mut manifest))?;
+        // Other processes read a bucket's files: removed ones wait for them.
+        let grace = match options.object_store {
+            Some(_) => options.replica_grace,
+            None => Duration::ZERO,
+        };
+        if !options.read_only {
+            runtime.block_on(remove_orphans(&storage, &mut manifest, grace))?;
+        }
         let next_file_id = manifest.next_file_id.max(1);
         let runtime_env =
             crate::query::runtime_env(options.query_memory_limit_bytes, storage.store.clone())?;
@@ -271,9 +339,11 @@ impl Engine {
             stats: Counters::default(),
             last_rows: LastRowsCache::default(),
             summaries: SummaryCache::new(options.summary_cache_bytes),
+            cache: cache_stats,
+            manifest_version,
             manifest_lock: Mutex::new(manifest_store),
             next_file_id: AtomicU64::new(next_file_id),
-            readers: Arc::new(Readers::default()),
+            readers: Arc::new(Readers::with_grace(grace)),
             compactions: Mutex::new(VecDeque::new()),
             committer: OnceLock::new(),
             options,
@@ -311,7 +381,20 @@ impl Engine {
                 .spawn(move || run_compactor(s, compact_runtime, compact_rx))
                 .map_err(|e| Error::io(&dir, e))?,
         );
-        info!(dir = %dir.display(), last_seq, "engine open");
+        let mut refresh_stop = None;
+        if let Some(log) = follow {
+            let (stop, stopped) = bounded::<()>(1);
+            let s = shared.clone();
+            let interval = s.options.refresh_interval;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ingot-refresh".into())
+                    .spawn(move || crate::replica::run_refresher(s, log, interval, stopped))
+                    .map_err(|e| Error::io(&dir, e))?,
+            );
+            refresh_stop = Some(stop);
+        }
+        info!(dir = %dir.display(), last_seq, read_only = shared.options.read_only, "engine open");
         Ok(Engine {
             inner: Arc::new(Inner {
                 shared,
@@ -319,6 +402,7 @@ impl Engine {
                 flush_tx,
                 compact_tx,
                 threads: Mutex::new(threads),
+                refresh_stop: Mutex::new(refresh_stop),
                 lock: Mutex::new(Some(lock)),
             }),
         })
@@ -396,6 +480,7 @@ impl Engine {
         if shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        shared.check_writable()?;
         check_name("database", database)?;
         let writes: Vec<TableWrite> = writes
             .into_iter()
@@ -555,6 +640,10 @@ impl Engine {
         if self.inner.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        if self.inner.shared.options.read_only {
+            // A replica holds nothing that is not in the bucket already.
+            return Ok(());
+        }
         let (tx, rx) = bounded(1);
         self.inner
             .flush_tx
@@ -571,6 +660,7 @@ impl Engine {
         if self.inner.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        self.inner.shared.check_writable()?;
         let (tx, rx) = bounded(1);
         self.inner
             .compact_tx
@@ -608,6 +698,7 @@ impl Engine {
         if shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        shared.check_writable()?;
         check_name("database", database)?;
         check_period(period)?;
         {
@@ -634,6 +725,7 @@ impl Engine {
         if shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        shared.check_writable()?;
         check_period(period)?;
         {
             let mut catalog = shared.catalog_mut();
@@ -688,6 +780,11 @@ impl Engine {
             files_expired: c.files_expired.load(Ordering::Relaxed),
             rows_expired: c.rows_expired.load(Ordering::Relaxed),
             rows_deleted: c.rows_deleted.load(Ordering::Relaxed),
+            cache_hits: shared.cache.hits.load(Ordering::Relaxed),
+            cache_misses: shared.cache.misses.load(Ordering::Relaxed),
+            cache_fetched_bytes: shared.cache.fetched_bytes.load(Ordering::Relaxed),
+            cache_bytes: shared.cache.cached_bytes.load(Ordering::Relaxed),
+            manifest_version: shared.manifest_version.load(Ordering::Relaxed),
         }
     }
 
@@ -719,6 +816,9 @@ impl Inner {
         self.committer.close();
         let _ = self.flush_tx.send(FlushMsg::Shutdown);
         let _ = self.compact_tx.send(CompactMsg::Shutdown);
+        if let Some(stop) = self.refresh_stop.lock().ok().and_then(|mut s| s.take()) {
+            let _ = stop.send(());
+        }
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => Vec::new(),
@@ -747,6 +847,16 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Refuses a change on a read-only replica.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        match (&self.options.read_only, &self.options.object_store) {
+            (true, Some(store)) => Err(Error::ReadOnly {
+                store: store.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         self.catalog.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -919,6 +1029,7 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        self.check_writable()?;
         let committer = self.committer.get().ok_or(Error::Closed)?;
         let payload = crate::write::encode_delete(&tombstone)?;
         let (reply, result) = bounded(1);
@@ -939,6 +1050,7 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        self.check_writable()?;
         let committer = self.committer.get().ok_or(Error::Closed)?;
         let payload = encode_drop(&dropped)?;
         let (reply, result) = bounded(1);
@@ -1039,7 +1151,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 /// Deletes Parquet files that no manifest names (left by a crash mid-flush).
 /// A file whose summary or last rows are missing (removed by hand, or named
 /// otherwise by an older layout) is read as a file without them.
-async fn remove_orphans(storage: &Storage, manifest: &mut Manifest) -> Result<()> {
+async fn remove_orphans(storage: &Storage, manifest: &mut Manifest, grace: Duration) -> Result<()> {
     let live: HashSet<String> = manifest.files.iter().flat_map(|f| f.objects()).collect();
     let prefix = StorePath::from("tables");
     let objects: Vec<_> = storage.store.list(Some(&prefix)).try_collect().await?;
@@ -1060,8 +1172,11 @@ async fn remove_orphans(storage: &Storage, manifest: &mut Manifest) -> Result<()
             }
         }
     }
+    let recent = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
     for object in &objects {
-        if !live.contains(object.location.as_ref()) {
+        // In a bucket, a file removed within the grace period may still be
+        // read by a replica.
+        if !live.contains(object.location.as_ref()) && object.last_modified <= recent {
             warn!(path = %object.location, "removing a file no manifest names (left by an interrupted flush)");
             storage.store.delete(&object.location).await?;
         }

@@ -104,6 +104,21 @@ pub enum Error {
     #[error("manifest {path} is unreadable: {reason}")]
     ManifestCorrupted { path: PathBuf, reason: String },
 
+    /// The engine is a read-only query replica.
+    #[error(
+        "this node is a read-only query replica of {store}: it refuses writes, deletes and \
+         schema changes; send them to the writer node"
+    )]
+    ReadOnly { store: String },
+
+    /// Another writer recorded this version of a bucket's manifest first.
+    #[error(
+        "another writer recorded version {version} of the manifest in {store} first: two \
+         writers share one bucket prefix. Give each writer its own prefix (node id); this \
+         engine records no more changes there until it is reopened"
+    )]
+    ManifestConflict { store: String, version: u64 },
+
     /// The WAL failed earlier (for example the disk filled up); the engine
     /// refuses further writes until it is reopened.
     #[error("the WAL failed earlier and refuses writes until the engine is reopened: {0}")]

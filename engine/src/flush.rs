@@ -35,9 +35,26 @@ pub(crate) struct Storage {
     /// Set when `store` is the local file system rooted here: files and their
     /// folders are then fsynced after each put.
     pub local_root: Option<PathBuf>,
+    /// In a bucket, the manifest version at which this writer took over its
+    /// prefix; it is part of every file name the writer gives, so that a
+    /// writer that lost the prefix to a newer one can never write over a
+    /// file the newer one recorded. 0 on the local file system.
+    pub epoch: u64,
 }
 
 impl Storage {
+    /// Where the file with id `id` of a table's partition goes.
+    pub fn file_path(
+        &self,
+        database: &str,
+        table: &str,
+        start: i64,
+        width: i64,
+        id: u64,
+    ) -> StorePath {
+        file_path(database, table, start, width, id, self.epoch)
+    }
+
     /// The whole object at `path`.
     pub async fn read(&self, path: &StorePath) -> Result<bytes::Bytes> {
         Ok(self.store.get(path).await?.bytes().await?)
@@ -139,8 +156,20 @@ pub(crate) fn partition_dirs(start: i64, width: i64) -> Vec<String> {
     dirs
 }
 
-pub(crate) fn file_path(database: &str, table: &str, start: i64, width: i64, id: u64) -> StorePath {
-    let file = format!("{id:020}.parquet");
+/// `tables/{database}/{table}/{partition}/{id}.parquet`, with `-{epoch}`
+/// after the id when `epoch` is not 0 (see [`Storage::epoch`]).
+pub(crate) fn file_path(
+    database: &str,
+    table: &str,
+    start: i64,
+    width: i64,
+    id: u64,
+    epoch: u64,
+) -> StorePath {
+    let file = match epoch {
+        0 => format!("{id:020}.parquet"),
+        e => format!("{id:020}-{e}.parquet"),
+    };
     let parts: Vec<String> = [
         "tables".to_string(),
         database.to_string(),
@@ -222,7 +251,7 @@ pub(crate) async fn flush_memtable(
             let encode_ms = encode_started.elapsed().as_millis() as u64;
             let id = *next_file_id;
             *next_file_id += 1;
-            let path = file_path(database, table, start, shape.partition_width, id);
+            let path = storage.file_path(database, table, start, shape.partition_width, id);
             let size = bytes.len() as u64;
             storage.put_durable(&path, bytes).await?;
             debug!(%path, rows = batch.num_rows(), size, sort_ms, encode_ms, "file written");
@@ -381,7 +410,7 @@ mod tests {
             ["day=2026-01-01", "hour=05"]
         );
         assert_eq!(
-            file_path("public", "cpu/x", start, day, 7).to_string(),
+            file_path("public", "cpu/x", start, day, 7, 0).to_string(),
             "tables/public/cpu%2Fx/day=2026-01-01/00000000000000000007.parquet"
         );
     }

@@ -30,11 +30,20 @@
 //! grouped by tags) read only each series' last row, kept per table from
 //! every flush (`last_rows`).
 //!
+//! **In a bucket** ([`Options::object_store`], [`object_store_from_url`]):
+//! the files and the manifest live in the object store, the manifest as
+//! numbered objects that conditional puts keep to one writer
+//! (`object_manifest`); requests run on one I/O runtime (`bucket`) and a
+//! local cache keeps recently used files on disk (`cache`). The data
+//! directory holds the WAL and the cache.
+//!
 //! Files on disk: `{dir}/wal/*.wal`, `{dir}/MANIFEST` and `{dir}/MANIFEST.log`
 //! (a checkpoint and the edits after it, `manifest`), `{dir}/LOCK`, and
 //! `{dir}/tables/{database}/{table}/day=YYYY-MM-DD/{id}.parquet`; the byte
 //! layouts are in `engine/docs/format.md`.
 
+mod bucket;
+mod cache;
 mod catalog;
 mod commit;
 mod compaction;
@@ -47,10 +56,12 @@ mod last_rows;
 pub mod line_protocol;
 mod manifest;
 mod memtable;
+mod object_manifest;
 mod options;
 mod parquet_file;
 mod query;
 mod readers;
+mod replica;
 mod retention;
 pub mod statement;
 mod summary;
@@ -60,6 +71,7 @@ mod system;
 mod wal;
 mod write;
 
+pub use bucket::{object_store_from_url, object_store_from_url_with};
 pub use catalog::{ColumnKind, FieldType, KIND_METADATA_KEY, TIME_COLUMN};
 pub use compaction::CompactionRecord;
 pub use engine::{DEFAULT_DATABASE, Engine, EngineStats};

@@ -158,21 +158,28 @@ pub(crate) struct Manifest {
 }
 
 impl Manifest {
+    /// An empty manifest: what a new data directory or bucket starts from.
+    pub fn empty() -> Self {
+        Manifest {
+            next_file_id: 1,
+            ..Default::default()
+        }
+    }
+
     /// Reads `{dir}/MANIFEST`, or an empty manifest if there is none yet.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(FILE_NAME);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Manifest {
-                    next_file_id: 1,
-                    ..Default::default()
-                });
-            }
-            Err(e) => return Err(Error::io(&path, e)),
-        };
+        match fs::read(&path) {
+            Ok(bytes) => Self::decode(&bytes, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::empty()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// A whole manifest from its stored form; `path` names it in errors.
+    pub fn decode(bytes: &[u8], path: &Path) -> Result<Self> {
         let bad = |reason: String| Error::ManifestCorrupted {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason,
         };
         if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
@@ -197,8 +204,8 @@ impl Manifest {
         serde_json::from_slice(payload).map_err(|e| bad(e.to_string()))
     }
 
-    /// Replaces `{dir}/MANIFEST` atomically and durably; returns its size.
-    pub fn store(&self, dir: &Path) -> Result<u64> {
+    /// The stored form of the whole manifest (header, checksum, JSON).
+    pub fn encode(&self) -> Result<Vec<u8>> {
         let payload = serde_json::to_vec(self)
             .map_err(|e| Error::Internal(format!("manifest does not serialize: {e}")))?;
         let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -207,6 +214,12 @@ impl Manifest {
         bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
         bytes.extend_from_slice(&payload);
+        Ok(bytes)
+    }
+
+    /// Replaces `{dir}/MANIFEST` atomically and durably; returns its size.
+    pub fn store(&self, dir: &Path) -> Result<u64> {
+        let bytes = self.encode()?;
         let tmp = dir.join(format!("{FILE_NAME}.tmp"));
         let path = dir.join(FILE_NAME);
         let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -219,9 +232,24 @@ impl Manifest {
     }
 }
 
+/// Where the manifest is kept: a checkpoint and edit log in the data
+/// directory ([`ManifestStore`]), or versioned objects in a bucket
+/// ([`crate::object_manifest::ObjectManifest`]).
+pub(crate) trait ManifestLog: Send {
+    /// Records the change from `current` to `next` durably; an error leaves
+    /// `current` the recorded manifest.
+    fn commit(&mut self, current: &Manifest, next: &mut Manifest) -> Result<()>;
+}
+
+impl ManifestLog for ManifestStore {
+    fn commit(&mut self, current: &Manifest, next: &mut Manifest) -> Result<()> {
+        ManifestStore::commit(self, current, next)
+    }
+}
+
 /// One change of the manifest, as the log records it.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Edit {
+pub(crate) struct Edit {
     persisted_seq: u64,
     next_file_id: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -241,7 +269,7 @@ struct Edit {
 }
 
 impl Edit {
-    fn between(current: &Manifest, next: &Manifest) -> Edit {
+    pub fn between(current: &Manifest, next: &Manifest) -> Edit {
         let now: HashSet<u64> = current.files.iter().map(|f| f.id).collect();
         let then: HashSet<u64> = next.files.iter().map(|f| f.id).collect();
         Edit {
@@ -265,7 +293,45 @@ impl Edit {
         }
     }
 
-    fn apply(self, m: &mut Manifest) {
+    /// The edit as one log record: length, checksum, JSON.
+    pub fn record(&self) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec(self)
+            .map_err(|e| Error::Internal(format!("manifest edit does not serialize: {e}")))?;
+        let len = u32::try_from(body.len())
+            .map_err(|_| Error::Internal("a manifest edit is over 4 GiB".into()))?;
+        let mut record = Vec::with_capacity(RECORD_HEADER_LEN + body.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        record.extend_from_slice(&body);
+        Ok(record)
+    }
+
+    /// The edit `bytes` holds as exactly one whole record; `path` names it
+    /// in errors.
+    pub fn from_record(bytes: &[u8], path: &Path) -> Result<Edit> {
+        let bad = |reason: String| Error::ManifestCorrupted {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if bytes.len() < RECORD_HEADER_LEN {
+            return Err(bad("shorter than a record header".into()));
+        }
+        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        let body = &bytes[RECORD_HEADER_LEN..];
+        if body.len() != len {
+            return Err(bad(format!(
+                "body is {} bytes, header says {len}",
+                body.len()
+            )));
+        }
+        if crc32c::crc32c(body) != crc {
+            return Err(bad("checksum mismatch".into()));
+        }
+        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))
+    }
+
+    pub fn apply(self, m: &mut Manifest) {
         m.persisted_seq = self.persisted_seq;
         m.next_file_id = self.next_file_id;
         if !self.removed.is_empty() {
@@ -395,14 +461,7 @@ impl ManifestStore {
         if self.records >= CHECKPOINT_EVERY || self.log_bytes > self.checkpoint_bytes.max(1 << 20) {
             return self.checkpoint(next);
         }
-        let body = serde_json::to_vec(&Edit::between(current, next))
-            .map_err(|e| Error::Internal(format!("manifest edit does not serialize: {e}")))?;
-        let len = u32::try_from(body.len())
-            .map_err(|_| Error::Internal("a manifest edit is over 4 GiB".into()))?;
-        let mut record = Vec::with_capacity(RECORD_HEADER_LEN + body.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        record.extend_from_slice(&body);
+        let record = Edit::between(current, next).record()?;
         let path = self.dir.join(LOG_NAME);
         if self.log.is_none() {
             let mut file = fs::File::create(&path).map_err(|e| Error::io(&path, e))?;

@@ -126,7 +126,31 @@ pub struct Options {
     /// Where Parquet files go. `None` keeps them under the data directory on
     /// the local file system (and fsyncs them there); any other store must
     /// make a completed `put` durable by itself.
+    ///
+    /// With a store set, the manifest lives there too (as numbered
+    /// `manifest/` objects, see `object_manifest`), and the data directory
+    /// keeps only the WAL and the cache of the store's files.
+    /// [`crate::object_store_from_url`] opens `s3://bucket/prefix`.
     pub object_store: Option<Arc<dyn ObjectStore>>,
+    /// Local disk for copies of the object store's files recently read or
+    /// written (`{data_dir}/cache`), so that warm queries do not go to the
+    /// network; 0 caches nothing. Unused without an object store. Default
+    /// 4 GiB.
+    pub cache_bytes: u64,
+    /// With an object store: how long a file that compaction, retention or
+    /// a drop removed stays in the bucket after its removal, so that query
+    /// replicas still reading it (they cannot be seen from here) finish
+    /// first. Longer than replicas' [`Options::refresh_interval`] plus their
+    /// longest query. Default 5 minutes.
+    pub replica_grace: Duration,
+    /// A query replica: serve queries from the object store's files and
+    /// manifest, refreshed every [`Options::refresh_interval`], and refuse
+    /// every write with [`crate::Error::ReadOnly`]. It writes nothing to the
+    /// bucket. Needs [`Options::object_store`].
+    pub read_only: bool,
+    /// How often a read-only engine looks for the writer's new manifest
+    /// versions. Default 2 s.
+    pub refresh_interval: Duration,
     /// Tell DataFusion that each file's rows come sorted by (series tags,
     /// time), reading each file as its own partition, so that ordered
     /// queries skip their sort and aggregates grouped by those tags stream.
@@ -174,6 +198,10 @@ impl Default for Options {
             summary_cache_bytes: 256 << 20,
             query_memory_limit_bytes: 4 << 30,
             object_store: None,
+            cache_bytes: 4 << 30,
+            replica_grace: Duration::from_secs(300),
+            read_only: false,
+            refresh_interval: Duration::from_secs(2),
             declare_file_order: false,
             compaction: true,
             compaction_memory_bytes: 256 << 20,
@@ -208,6 +236,10 @@ impl std::fmt::Debug for Options {
                 "object_store",
                 &self.object_store.as_ref().map(|s| s.to_string()),
             )
+            .field("cache_bytes", &self.cache_bytes)
+            .field("replica_grace", &self.replica_grace)
+            .field("read_only", &self.read_only)
+            .field("refresh_interval", &self.refresh_interval)
             .finish()
     }
 }

@@ -7,11 +7,17 @@
 //! its last file reader is dropped. A file that a change removes (compaction
 //! replaced it) is still named by every older version, so it is deleted only
 //! when no pin on an older version is left.
+//!
+//! In a bucket, other processes (query replicas) read the files too, and
+//! this process cannot see their reads: there a removed file also waits a
+//! grace period ([`crate::Options::replica_grace`]) after its removal, long
+//! enough for every replica to have moved on to a newer manifest.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use datafusion::datasource::listing::PartitionedFile;
@@ -28,18 +34,28 @@ use parquet::file::metadata::ParquetMetaData;
 #[derive(Debug, Default)]
 pub(crate) struct Readers {
     inner: Mutex<ReadersInner>,
+    /// How long a removed file stays at least, whatever the pins.
+    grace: Duration,
 }
 
 #[derive(Debug, Default)]
 struct ReadersInner {
     /// Version -> number of pins.
     pins: BTreeMap<u64, usize>,
-    /// Files removed from the manifest by the change to `version`: readable
-    /// by pins below it.
-    removed: Vec<(u64, Vec<StorePath>)>,
+    /// Files removed from the manifest by the change to `version`, and
+    /// when: readable by pins below it.
+    removed: Vec<(u64, Instant, Vec<StorePath>)>,
 }
 
 impl Readers {
+    /// Readers whose removed files also wait `grace` after their removal.
+    pub fn with_grace(grace: Duration) -> Self {
+        Self {
+            grace,
+            ..Default::default()
+        }
+    }
+
     /// Pins `version`. Call it while holding the lock that the snapshot of
     /// that version is taken under.
     pub fn pin(self: &Arc<Self>, version: u64) -> Arc<ReadPin> {
@@ -54,7 +70,7 @@ impl Readers {
     /// Records files that the change to manifest `version` removed.
     pub fn removed(&self, version: u64, files: Vec<StorePath>) {
         if !files.is_empty() {
-            self.lock().removed.push((version, files));
+            self.lock().removed.push((version, Instant::now(), files));
         }
     }
 
@@ -62,11 +78,14 @@ impl Readers {
     pub fn take_unreachable(&self) -> Vec<StorePath> {
         let mut inner = self.lock();
         let oldest = inner.pins.keys().next().copied();
+        let grace = self.grace;
         let (free, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.removed)
             .into_iter()
-            .partition(|(version, _)| oldest.is_none_or(|o| o >= *version));
+            .partition(|(version, at, _)| {
+                oldest.is_none_or(|o| o >= *version) && at.elapsed() >= grace
+            });
         inner.removed = kept;
-        free.into_iter().flat_map(|(_, files)| files).collect()
+        free.into_iter().flat_map(|(_, _, files)| files).collect()
     }
 
     /// Files removed from the manifest and not yet deleted.
@@ -75,7 +94,7 @@ impl Readers {
         self.lock()
             .removed
             .iter()
-            .flat_map(|(_, f)| f)
+            .flat_map(|(_, _, f)| f)
             .filter(|p| !crate::FileMeta::is_sidecar(p.as_ref()))
             .count()
     }
@@ -191,5 +210,17 @@ mod tests {
             vec![StorePath::from("b.parquet")]
         );
         assert_eq!(readers.waiting(), 0);
+    }
+
+    #[test]
+    fn removed_files_wait_out_the_grace_period() {
+        let readers = Arc::new(Readers::with_grace(Duration::from_millis(50)));
+        readers.removed(1, vec![StorePath::from("a.parquet")]);
+        assert!(readers.take_unreachable().is_empty());
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            readers.take_unreachable(),
+            vec![StorePath::from("a.parquet")]
+        );
     }
 }

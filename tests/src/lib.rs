@@ -1,6 +1,8 @@
 //! End-to-end tests of Ingot across its crates, on the plant-telemetry
 //! workload. The tests live in `tests/`; this library holds what they share.
 
+pub mod s3;
+
 use arrow::array::RecordBatch;
 use ingot_bench::{Generator, Preset};
 use ingot_engine::Engine;
