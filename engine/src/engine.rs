@@ -1255,7 +1255,23 @@ fn run_flusher(
     rx: Receiver<FlushMsg>,
     compact_tx: Sender<CompactMsg>,
 ) {
-    while let Ok(msg) = rx.recv() {
+    // Without an interval, wait for messages alone (a day at a time).
+    let interval = shared
+        .options
+        .flush_interval
+        .unwrap_or(Duration::from_secs(86_400));
+    loop {
+        let msg = match rx.recv_timeout(interval) {
+            Ok(msg) => msg,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                let pending = !shared.state_read().active.is_empty();
+                if shared.options.flush_interval.is_none() || !pending {
+                    continue;
+                }
+                FlushMsg::Flush(None)
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
         match msg {
             FlushMsg::Flush(reply) => {
                 let result = flush_all(&shared, &runtime);

@@ -236,11 +236,11 @@ impl ManifestLog for ObjectManifest {
         }
         self.version = version;
         self.shown.store(version, Ordering::Relaxed);
-        if version - self.checkpoint >= CHECKPOINT_EVERY {
-            if let Err(e) = self.checkpoint(next) {
-                // The edits alone still hold every version.
-                warn!(version, error = %e, "manifest checkpoint failed; the next commit retries");
-            }
+        // On failure the edits alone still hold every version.
+        if version - self.checkpoint >= CHECKPOINT_EVERY
+            && let Err(e) = self.checkpoint(next)
+        {
+            warn!(version, error = %e, "manifest checkpoint failed; the next commit retries");
         }
         Ok(())
     }

@@ -143,6 +143,11 @@ pub struct Options {
     /// first. Longer than replicas' [`Options::refresh_interval`] plus their
     /// longest query. Default 5 minutes.
     pub replica_grace: Duration,
+    /// Persist the memtable at least this often while it holds rows, as
+    /// well as when it fills: what bounds how far a query replica (which
+    /// reads only persisted files) trails the writer. `None`, the default,
+    /// flushes only when the memtable fills and at close.
+    pub flush_interval: Option<Duration>,
     /// A query replica: serve queries from the object store's files and
     /// manifest, refreshed every [`Options::refresh_interval`], and refuse
     /// every write with [`crate::Error::ReadOnly`]. It writes nothing to the
@@ -200,6 +205,7 @@ impl Default for Options {
             object_store: None,
             cache_bytes: 4 << 30,
             replica_grace: Duration::from_secs(300),
+            flush_interval: None,
             read_only: false,
             refresh_interval: Duration::from_secs(2),
             declare_file_order: false,
@@ -238,6 +244,7 @@ impl std::fmt::Debug for Options {
             )
             .field("cache_bytes", &self.cache_bytes)
             .field("replica_grace", &self.replica_grace)
+            .field("flush_interval", &self.flush_interval)
             .field("read_only", &self.read_only)
             .field("refresh_interval", &self.refresh_interval)
             .finish()

@@ -42,11 +42,8 @@ pub(crate) fn run_refresher(
     interval: Duration,
     stop: Receiver<()>,
 ) {
-    loop {
-        match stop.recv_timeout(interval) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-        }
+    // A message or a dropped sender stops it.
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
         let current = shared.state_read().manifest.clone();
         match log.refresh(&current) {
             Ok(Some(next)) => {

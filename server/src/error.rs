@@ -30,6 +30,10 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A write sent to a read-only query replica: HTTP 403, gRPC
+    /// FAILED_PRECONDITION.
+    #[error("{0}")]
+    ReadOnly(String),
     /// The disk is full: HTTP 507, gRPC RESOURCE_EXHAUSTED. Nothing of the
     /// request was kept; it can be retried once space is freed.
     #[error("{0}")]
@@ -55,6 +59,7 @@ impl ApiError {
                 | ApiError::AlreadyExists(_)
                 | ApiError::PayloadTooLarge(_)
                 | ApiError::Unauthenticated(_)
+                | ApiError::ReadOnly(_)
         )
     }
 
@@ -71,6 +76,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("{prefix}: {m}")),
             ApiError::Unauthenticated(m) => ApiError::Unauthenticated(m),
             ApiError::ResourceExhausted(m) => ApiError::ResourceExhausted(format!("{prefix}: {m}")),
+            ApiError::ReadOnly(m) => ApiError::ReadOnly(m),
             ApiError::InsufficientStorage(m) => {
                 ApiError::InsufficientStorage(format!("{prefix}: {m}"))
             }
@@ -99,6 +105,7 @@ impl From<ingot_engine::Error> for ApiError {
             E::NotFound(m) => ApiError::NotFound(m),
             E::AlreadyExists(m) => ApiError::AlreadyExists(m),
             E::ResourceExhausted { .. } => ApiError::ResourceExhausted(e.to_string()),
+            E::ReadOnly { .. } => ApiError::ReadOnly(e.to_string()),
             e if e.is_storage_full() => ApiError::InsufficientStorage(format!(
                 "{e}: the disk is full; nothing of the request was stored, retry once space is freed"
             )),
@@ -122,6 +129,13 @@ impl From<DataFusionError> for ApiError {
             {
                 ApiError::invalid(inner.to_string())
             }
+            DataFusionError::External(inner)
+                if inner
+                    .downcast_ref::<ingot_engine::Error>()
+                    .is_some_and(|e| matches!(e, ingot_engine::Error::ReadOnly { .. })) =>
+            {
+                ApiError::ReadOnly(inner.to_string())
+            }
             DataFusionError::ResourcesExhausted(_) => ApiError::ResourceExhausted(message),
             DataFusionError::Internal(_)
             | DataFusionError::IoError(_)
@@ -141,6 +155,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::AlreadyExists(m) => tonic::Status::already_exists(m),
             ApiError::PayloadTooLarge(m) => tonic::Status::resource_exhausted(m),
             ApiError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
+            ApiError::ReadOnly(m) => tonic::Status::failed_precondition(m),
             ApiError::ResourceExhausted(m) | ApiError::InsufficientStorage(m) => {
                 tonic::Status::resource_exhausted(m)
             }
@@ -160,6 +175,7 @@ impl IntoResponse for ApiError {
             ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::ReadOnly(_) => StatusCode::FORBIDDEN,
             ApiError::ResourceExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

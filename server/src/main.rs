@@ -83,6 +83,27 @@ struct ServeArgs {
     /// ALTER DATABASE or PUT /api/v3/configure/database.
     #[arg(long, env = "INGOT_RETENTION_PERIOD", default_value = "none")]
     retention_period: Period,
+    /// Keep the Parquet files and the manifest in object storage:
+    /// s3://bucket/prefix (endpoint, region and keys from AWS_ENDPOINT,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or
+    /// file:///path. The data directory then holds the WAL and the cache.
+    #[arg(long, env = "INGOT_OBJECT_STORE")]
+    object_store: Option<String>,
+    /// Local disk for copies of the object store's files (default 4 GiB).
+    #[arg(long, env = "INGOT_CACHE_BYTES")]
+    cache_bytes: Option<u64>,
+    /// Persist written rows to Parquet at least this often (10s, 1m), not
+    /// only when the memtable fills: replicas see rows once they are
+    /// persisted. Default 10s with --object-store, none without.
+    #[arg(long, env = "INGOT_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
+    flush_interval: Option<Duration>,
+    /// A query replica: serve queries from --object-store, following the
+    /// writer there, and refuse every write.
+    #[arg(long, env = "INGOT_READ_ONLY", requires = "object_store")]
+    read_only: bool,
+    /// How often a replica looks for the writer's new files (2s, 500ms).
+    #[arg(long, env = "INGOT_REFRESH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    refresh_interval: Duration,
 }
 
 /// A retention period on the command line: a duration, or none.
@@ -201,6 +222,10 @@ fn main() -> ExitCode {
 /// the 2 MiB default. Only touched pages are backed by memory.
 const THREAD_STACK_BYTES: usize = 64 << 20;
 
+/// How often a writer on object storage persists its rows, unless told:
+/// how far its replicas trail it.
+const DEFAULT_BUCKET_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn compact(args: CompactArgs) -> Result<(), BoxError> {
@@ -238,6 +263,14 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     config.max_grpc_message_bytes = args.max_grpc_message_bytes;
     config.memtable_budget_bytes = args.memtable_budget_bytes;
     config.default_retention = args.retention_period.0;
+    config.flush_interval = args.flush_interval.or(args
+        .object_store
+        .as_ref()
+        .map(|_| DEFAULT_BUCKET_FLUSH_INTERVAL));
+    config.object_store = args.object_store;
+    config.cache_bytes = args.cache_bytes;
+    config.read_only = args.read_only;
+    config.refresh_interval = args.refresh_interval;
     config.sql_limits = SqlLimits {
         max_query_bytes: args.max_query_bytes,
         max_expression_depth: args.max_expression_depth,

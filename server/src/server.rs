@@ -50,6 +50,21 @@ pub struct ServeConfig {
     /// Retention period of databases created from now on; `None` keeps
     /// their rows forever.
     pub default_retention: Option<Duration>,
+    /// `s3://bucket/prefix` (or `file:///path`): keep the files and the
+    /// manifest there (see `ingot_engine::object_store_from_url`); the data
+    /// directory then holds the WAL and the cache.
+    pub object_store: Option<String>,
+    /// Local disk for copies of the object store's files; `None` keeps the
+    /// engine's default.
+    pub cache_bytes: Option<u64>,
+    /// Persist the memtable at least this often while it holds rows (what
+    /// bounds how far replicas trail); `None` flushes when it fills.
+    pub flush_interval: Option<Duration>,
+    /// Serve queries from the object store's files and refuse writes (a
+    /// query replica of the writer on that bucket prefix).
+    pub read_only: bool,
+    /// How often a read-only server looks for the writer's changes.
+    pub refresh_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +87,11 @@ impl ServeConfig {
             sql_limits: SqlLimits::default(),
             memtable_budget_bytes: None,
             default_retention: None,
+            object_store: None,
+            cache_bytes: None,
+            flush_interval: None,
+            read_only: false,
+            refresh_interval: Options::default().refresh_interval,
         }
     }
 }
@@ -143,6 +163,15 @@ impl Server {
         if let Some(budget) = config.memtable_budget_bytes {
             options.memtable_budget_bytes = budget;
         }
+        if let Some(url) = &config.object_store {
+            options.object_store = Some(ingot_engine::object_store_from_url(url)?);
+        }
+        if let Some(bytes) = config.cache_bytes {
+            options.cache_bytes = bytes;
+        }
+        options.flush_interval = config.flush_interval;
+        options.read_only = config.read_only;
+        options.refresh_interval = config.refresh_interval;
         let dir = config.data_dir.clone();
         let engine = tokio::task::spawn_blocking(move || Engine::open(&dir, options))
             .await

@@ -1,6 +1,9 @@
 //! An S3-compatible server for tests: moto on 127.0.0.1, started through
 //! `tests/s3/serve.sh` (which installs it in a cached virtual environment)
 //! and stopped when the [`S3Server`] is dropped.
+//!
+//! The server's end-to-end tests include this file as a module of their own
+//! (they cannot depend on this crate), so it uses only what both have.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -32,7 +35,8 @@ impl S3Server {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/serve.sh");
+        // From this crate (`tests/`) and from the server's (`server/`) alike.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/s3/serve.sh");
         let mut child = Command::new("bash")
             .arg(&script)
             .arg(port.to_string())
@@ -76,6 +80,7 @@ impl S3Server {
 
     /// The settings that reach this server (see
     /// [`ingot_engine::object_store_from_url_with`]).
+    #[allow(dead_code)] // the server's tests use `env`
     pub fn settings(&self) -> Vec<(&'static str, String)> {
         vec![
             ("aws_endpoint", self.endpoint.clone()),
@@ -86,6 +91,7 @@ impl S3Server {
     }
 
     /// The same settings as environment variables, for a child process.
+    #[allow(dead_code)] // this crate's tests use `settings`
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT", self.endpoint.clone()),
@@ -96,6 +102,7 @@ impl S3Server {
     }
 
     /// The store at `s3://ingot/{prefix}`.
+    #[allow(dead_code)]
     pub fn store(&self, prefix: &str) -> Arc<dyn object_store::ObjectStore> {
         object_store_from_url_with(&format!("s3://{BUCKET}/{prefix}"), self.settings())
             .expect("open the test bucket")

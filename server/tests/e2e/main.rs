@@ -10,5 +10,8 @@ mod grpc;
 mod http;
 mod in_process;
 mod python;
+mod replica;
+#[path = "../../../tests/src/s3.rs"]
+mod s3;
 mod support;
 mod tls;

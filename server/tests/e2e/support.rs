@@ -24,6 +24,11 @@ impl TestServer {
     /// Starts a server on `dir` with extra `serve` flags and waits for its
     /// ready line.
     pub fn spawn(dir: &Path, extra: &[&str]) -> TestServer {
+        Self::spawn_with_env(dir, extra, &[])
+    }
+
+    /// [`TestServer::spawn`] with extra environment variables.
+    pub fn spawn_with_env(dir: &Path, extra: &[&str], env: &[(&str, String)]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
             .arg("serve")
             .arg("--data-dir")
@@ -32,6 +37,7 @@ impl TestServer {
             .args(extra)
             .env("RUST_LOG", "warn")
             .env_remove("INGOT_TOKEN")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

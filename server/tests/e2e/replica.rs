@@ -1,0 +1,152 @@
+//! A writer and two query replicas on one bucket of a real S3 server (moto,
+//! started on 127.0.0.1): rows written to the writer reach the replicas'
+//! Flight SQL and HTTP queries once persisted, and the replicas refuse
+//! writes over HTTP (403) and gRPC (FAILED_PRECONDITION).
+
+use std::time::{Duration, Instant};
+
+use ingot_proto::v1::WriteRequest;
+use ingot_proto::v1::write_request::Payload;
+
+use crate::s3::S3Server;
+use crate::support::{TestServer, count, http};
+
+fn lines(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| {
+            format!(
+                "pumps,site=s{} flow={i} {}\n",
+                i % 3,
+                1_700_000_000_000_000_000i64 + i as i64
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_the_writer_and_refuse_writes() {
+    let Some(s3) = S3Server::start() else { return };
+    let env = s3.env();
+    let bucket = "s3://ingot/plant-7";
+    let writer_dir = tempfile::tempdir().unwrap();
+    let writer = TestServer::spawn_with_env(
+        writer_dir.path(),
+        &[
+            "--object-store",
+            bucket,
+            "--wal-sync",
+            "none",
+            "--flush-interval",
+            "200ms",
+        ],
+        &env,
+    );
+    let replicas: Vec<(tempfile::TempDir, TestServer)> = (0..2)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let server = TestServer::spawn_with_env(
+                dir.path(),
+                &[
+                    "--object-store",
+                    bucket,
+                    "--read-only",
+                    "--refresh-interval",
+                    "200ms",
+                ],
+                &env,
+            );
+            (dir, server)
+        })
+        .collect();
+
+    let http = http();
+    let wrote = http
+        .post(writer.http_url("/api/v2/write?bucket=plant"))
+        .body(lines(0, 100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrote.status(), 204, "{}", wrote.text().await.unwrap());
+
+    // Both replicas answer over Flight SQL once the writer has persisted.
+    for (_, replica) in &replicas {
+        let mut client = replica.client().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = match client.query("SELECT count(*) FROM plant.pumps").await {
+                Ok((_, batches)) => batches
+                    .first()
+                    .map(|b| {
+                        b.column(0)
+                            .as_any()
+                            .downcast_ref::<arrow::array::Int64Array>()
+                            .unwrap()
+                            .value(0)
+                    })
+                    .unwrap_or(0),
+                Err(_) => 0, // the table does not exist there yet
+            };
+            if n == 100 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a replica saw {n} of 100 rows");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            count(
+                &mut client,
+                "SELECT count(*) FROM plant.pumps WHERE site = 's1'"
+            )
+            .await,
+            33
+        );
+    }
+
+    // And over HTTP.
+    let (_, replica) = &replicas[0];
+    let answer: serde_json::Value = http
+        .get(replica.http_url(
+            "/api/v3/query_sql?db=plant&q=SELECT%20sum(flow)%20AS%20s%20FROM%20pumps&format=json",
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, serde_json::json!([{ "s": 4950.0 }]));
+
+    // Writes to a replica are refused, and say where to send them.
+    let refused = http
+        .post(replica.http_url("/api/v2/write?bucket=plant"))
+        .body(lines(100, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains("read-only") && body.contains("writer"),
+        "{body}"
+    );
+    let mut client = replica.client().await;
+    let e = client
+        .write(WriteRequest {
+            database: "plant".into(),
+            table: String::new(),
+            payload: Some(Payload::LineProtocol(lines(100, 1))),
+            precision: 0,
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("FailedPrecondition"), "{e}");
+    let e = client
+        .execute_update("DELETE FROM plant.pumps WHERE site = 's0'")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{e}");
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM plant.pumps").await,
+        100
+    );
+}
