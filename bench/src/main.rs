@@ -237,6 +237,16 @@ struct QueryArgs {
     /// Where the queries run.
     #[arg(long, value_enum, default_value = "embedded")]
     target: QueryTarget,
+    /// Keep the files and the manifest in object storage (s3://bucket/prefix,
+    /// with AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY set; `tests/s3/serve.sh` starts a local S3
+    /// server); embedded only.
+    #[arg(long)]
+    object_store: Option<String>,
+    /// With --object-store: local disk for the cache of its files, bytes
+    /// (default: the engine's; 0 reads every file from the store each time).
+    #[arg(long)]
+    cache_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -324,6 +334,16 @@ struct IngestArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Keep the files and the manifest in object storage (s3://bucket/prefix,
+    /// with AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY set; `tests/s3/serve.sh` starts a local S3
+    /// server); embedded only.
+    #[arg(long)]
+    object_store: Option<String>,
+    /// With --object-store: local disk for the cache of its files, bytes
+    /// (default: the engine's; 0 reads every file from the store each time).
+    #[arg(long)]
+    cache_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -386,6 +406,9 @@ struct Outcome {
 type Shared<T> = Arc<Mutex<T>>;
 
 fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.object_store.is_some() && !matches!(args.target, Target::Embedded) {
+        return Err("--object-store works with --target embedded only".into());
+    }
     let preset = Preset::by_name(&args.preset).ok_or_else(|| {
         format!(
             "unknown preset {:?}: expected tiny, small, medium or billion",
@@ -501,6 +524,21 @@ fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Points `options` at the object store `url`, when given.
+fn in_bucket(
+    options: &mut Options,
+    url: Option<&str>,
+    cache_bytes: Option<u64>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(url) = url {
+        options.object_store = Some(ingot_engine::object_store_from_url(url)?);
+    }
+    if let Some(bytes) = cache_bytes {
+        options.cache_bytes = bytes;
+    }
+    Ok(())
+}
+
 /// Writers calling `Engine::write_batch` in this process.
 fn ingest_embedded(
     args: &IngestArgs,
@@ -512,6 +550,7 @@ fn ingest_embedded(
     if let Some(minutes) = args.summary_minutes {
         options.summary_window = (minutes > 0).then(|| Duration::from_secs(minutes * 60));
     }
+    in_bucket(&mut options, args.object_store.as_deref(), args.cache_bytes)?;
     let engine = Engine::open(dir, options)?;
     let started = Instant::now();
     let writers: Vec<_> = (0..args.clients.max(1))
@@ -717,6 +756,9 @@ fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
 }
 
 fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.object_store.is_some() && !matches!(args.target, QueryTarget::Embedded) {
+        return Err("--object-store works with --target embedded only".into());
+    }
     let preset =
         Preset::by_name(&args.preset).ok_or_else(|| format!("unknown preset {:?}", args.preset))?;
     let queries = match &args.queries {
@@ -748,7 +790,8 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(minutes) = args.summary_minutes {
         options.summary_window = (minutes > 0).then(|| Duration::from_secs(minutes * 60));
     }
-    let engine = Engine::open(&dir, options)?;
+    in_bucket(&mut options, args.object_store.as_deref(), args.cache_bytes)?;
+    let mut engine = Engine::open(&dir, options.clone())?;
     if engine.tables("public").is_empty() {
         let mut generator = Generator::new(preset);
         while let Some(batch) = generator.next_batch(10_000) {
@@ -760,6 +803,12 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
             preset.rows(),
             engine.files().len()
         );
+        if options.object_store.is_some() {
+            // Queries start from an empty cache, as on a new node.
+            engine.close()?;
+            drop(engine);
+            engine = Engine::open(temp.path().join("node"), options)?;
+        }
     } else {
         eprintln!("reusing {} ({} files)", dir.display(), engine.files().len());
     }
@@ -855,6 +904,13 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
             let plan = runtime.block_on(engine.sql(&format!("EXPLAIN ANALYZE {sql}")))?;
             println!("{}", arrow::util::pretty::pretty_format_batches(&plan)?);
         }
+    }
+    if args.object_store.is_some() && remote.is_none() {
+        let stats = engine.stats();
+        eprintln!(
+            "object store cache: {} hits, {} misses, {} bytes fetched, {} bytes held",
+            stats.cache_hits, stats.cache_misses, stats.cache_fetched_bytes, stats.cache_bytes
+        );
     }
     match remote {
         Some((server, _)) => drop(server.stop().map_err(|e| e.to_string())?),
