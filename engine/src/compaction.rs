@@ -1325,6 +1325,7 @@ impl Output {
                 .unwrap_or(0),
             summary,
             last_rows,
+            node: None,
         }))
     }
 }

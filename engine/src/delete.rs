@@ -59,6 +59,10 @@ pub struct Tombstone {
     pub max_time: i64,
     /// Each tag named, with the values it must take (all tags must match).
     pub tags: Vec<(String, Vec<String>)>,
+    /// In a replica's view of a cluster, the writer node that recorded it:
+    /// it applies to that node's files only (`None` everywhere else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Tombstone {
@@ -73,6 +77,7 @@ impl Tombstone {
             min_time: i64::MIN,
             max_time: i64::MAX,
             tags: Vec::new(),
+            node: None,
         };
         for f in filters {
             t.narrow(table, f)?;
@@ -172,6 +177,7 @@ impl Tombstone {
     pub fn applies_to_file(&self, f: &FileMeta) -> bool {
         f.database == self.database
             && f.table == self.table
+            && f.node == self.node
             && f.max_seq < self.seq
             && f.deletes_applied < self.seq
             && f.min_time <= self.max_time

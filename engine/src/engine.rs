@@ -42,7 +42,7 @@ use crate::memtable::Memtable;
 use crate::object_manifest::ObjectManifest;
 use crate::options::{Options, Precision};
 use crate::readers::Readers;
-use crate::replica::NoLog;
+use crate::replica::{Follow, NoLog, check_node_id, node_store};
 use crate::retention::check_period;
 use crate::statement::Statement;
 use crate::summary_cache::SummaryCache;
@@ -257,34 +257,49 @@ impl Engine {
         let mut cache_stats = Arc::new(CacheStats::default());
         let mut manifest_version = Arc::new(AtomicU64::new(0));
         let (storage, manifest_store, mut manifest) = match &options.object_store {
+            Some(store) if options.read_only => {
+                let cache =
+                    CachedStore::new(store.clone(), dir.join("cache"), options.cache_bytes)?;
+                cache_stats = cache.stats();
+                let (log, manifest) = Follow::open(store.clone())?;
+                manifest_version = log.shown_version();
+                follow = Some(log);
+                let storage = Storage {
+                    store: Arc::new(cache),
+                    local_root: None,
+                    epoch: 0,
+                };
+                let log = NoLog {
+                    store: store.to_string(),
+                };
+                (storage, Box::new(log) as Box<dyn ManifestLog>, manifest)
+            }
             Some(store) => {
+                // A node of a cluster writes under its own folder.
+                let store = match &options.node_id {
+                    Some(id) => {
+                        check_node_id(id)?;
+                        node_store(store.clone(), id)
+                    }
+                    None => store.clone(),
+                };
                 let cache =
                     CachedStore::new(store.clone(), dir.join("cache"), options.cache_bytes)?;
                 cache_stats = cache.stats();
                 let (mut log, mut manifest) = ObjectManifest::open(store.clone())?;
                 manifest_version = log.shown_version();
-                if !options.read_only {
-                    // Take the prefix over: a writer still running on it
-                    // fails its next change, and this one names its files
-                    // by the version it took over at.
-                    let mut fenced = manifest.clone();
-                    log.commit(&manifest, &mut fenced)?;
-                    manifest = fenced;
-                }
+                // Take the prefix over: a writer still running on it fails
+                // its next change, and this one names its files by the
+                // version it took over at.
+                let mut fenced = manifest.clone();
+                log.commit(&manifest, &mut fenced)?;
+                manifest = fenced;
                 let storage = Storage {
                     store: Arc::new(cache),
                     local_root: None,
                     epoch: log.version(),
                 };
-                let log: Box<dyn ManifestLog> = if options.read_only {
-                    follow = Some(log);
-                    Box::new(NoLog {
-                        store: store.to_string(),
-                    })
-                } else {
-                    Box::new(log)
-                };
-                (storage, log, manifest)
+                (storage, Box::new(log) as Box<dyn ManifestLog>, manifest)
             }
             None => {
                 let root = dir.join("tables");
@@ -1024,7 +1039,8 @@ impl Shared {
 
     /// Applies one decoded write to the active memtable.
     /// Logs a delete in the WAL and makes it take effect; returns once it is
-    /// durable under the sync policy, with its sequence number.
+    /// durable under the sync policy, with its sequence number. In a bucket
+    /// it is recorded in the manifest too, where replicas find it.
     pub(crate) fn commit_delete(&self, tombstone: Tombstone) -> Result<u64> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -1040,7 +1056,13 @@ impl Shared {
             reserved: 0,
             reply,
         };
-        committer.commit(self, request, result)
+        let seq = committer.commit(self, request, result)?;
+        if self.options.object_store.is_some() {
+            // Replicas read deletes from the manifest, not the WAL: record
+            // it there now rather than at the next flush.
+            self.edit_manifest(|_| Ok(()), |_| {})?;
+        }
+        Ok(seq)
     }
 
     /// Logs a drop in the WAL and applies it; then records it in the

@@ -296,6 +296,7 @@ pub(crate) async fn flush_memtable(
                 deletes_applied,
                 summary,
                 last_rows: last_rows_meta,
+                node: None,
             };
             files.push(Persisted {
                 meta,

@@ -97,6 +97,11 @@ pub struct FileMeta {
     /// for files written without them (they are then read from the file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rows: Option<crate::last_rows::LastRowsMeta>,
+    /// In a replica's view of a cluster, the writer node the file is from
+    /// (`None` in every manifest a writer records). Each series lives on one
+    /// node, so files of different nodes never hold the same series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Where a file kept beside the data file at `path` lives: the data file's
@@ -553,6 +558,7 @@ mod tests {
             deletes_applied: 0,
             summary: None,
             last_rows: None,
+            node: None,
         }
     }
 

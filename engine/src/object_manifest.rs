@@ -274,6 +274,7 @@ mod tests {
             deletes_applied: 0,
             summary: None,
             last_rows: None,
+            node: None,
         }));
         next
     }

@@ -148,6 +148,12 @@ pub struct Options {
     /// reads only persisted files) trails the writer. `None`, the default,
     /// flushes only when the memtable fills and at close.
     pub flush_interval: Option<Duration>,
+    /// With an object store: this writer is node `id` of a cluster of
+    /// writers on one bucket prefix, and keeps its files and manifest under
+    /// `nodes/{id}/` there. Each node takes its own share of the series
+    /// (clients route each series to one node, `ingot_proto::route`); a
+    /// replica of the prefix serves them all. Letters, digits, `-`, `_`.
+    pub node_id: Option<String>,
     /// A query replica: serve queries from the object store's files and
     /// manifest, refreshed every [`Options::refresh_interval`], and refuse
     /// every write with [`crate::Error::ReadOnly`]. It writes nothing to the
@@ -206,6 +212,7 @@ impl Default for Options {
             cache_bytes: 4 << 30,
             replica_grace: Duration::from_secs(300),
             flush_interval: None,
+            node_id: None,
             read_only: false,
             refresh_interval: Duration::from_secs(2),
             declare_file_order: false,
@@ -245,6 +252,7 @@ impl std::fmt::Debug for Options {
             .field("cache_bytes", &self.cache_bytes)
             .field("replica_grace", &self.replica_grace)
             .field("flush_interval", &self.flush_interval)
+            .field("node_id", &self.node_id)
             .field("read_only", &self.read_only)
             .field("refresh_interval", &self.refresh_interval)
             .finish()

@@ -777,6 +777,10 @@ fn may_share_rows(a: &Source, b: &Source) -> bool {
     let (Source::File(a), Source::File(b)) = (a, b) else {
         return true;
     };
+    // A series lives on one writer node of a cluster.
+    if a.node != b.node {
+        return false;
+    }
     let (Some(a), Some(b)) = (&a.tag_ranges, &b.tag_ranges) else {
         return true;
     };

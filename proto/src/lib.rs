@@ -7,3 +7,5 @@ pub mod v1 {
     #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
     tonic::include_proto!("ingot.v1");
 }
+
+pub mod route;

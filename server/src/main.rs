@@ -97,6 +97,17 @@ struct ServeArgs {
     /// persisted. Default 10s with --object-store, none without.
     #[arg(long, env = "INGOT_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
     flush_interval: Option<Duration>,
+    /// This writer is one node of a cluster on --object-store: it keeps its
+    /// files and manifest under nodes/ID/ there, and takes the series that
+    /// clients route to it (ingot_proto::route); a --read-only replica of
+    /// the same prefix serves every node's.
+    #[arg(
+        long,
+        env = "INGOT_NODE_ID",
+        requires = "object_store",
+        conflicts_with = "read_only"
+    )]
+    node_id: Option<String>,
     /// A query replica: serve queries from --object-store, following the
     /// writer there, and refuse every write.
     #[arg(long, env = "INGOT_READ_ONLY", requires = "object_store")]
@@ -268,6 +279,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .as_ref()
         .map(|_| DEFAULT_BUCKET_FLUSH_INTERVAL));
     config.object_store = args.object_store;
+    config.node_id = args.node_id;
     config.cache_bytes = args.cache_bytes;
     config.read_only = args.read_only;
     config.refresh_interval = args.refresh_interval;

@@ -57,6 +57,9 @@ pub struct ServeConfig {
     /// Local disk for copies of the object store's files; `None` keeps the
     /// engine's default.
     pub cache_bytes: Option<u64>,
+    /// This writer's node id in a cluster of writers on one bucket prefix:
+    /// it keeps its files under `nodes/{id}/` there.
+    pub node_id: Option<String>,
     /// Persist the memtable at least this often while it holds rows (what
     /// bounds how far replicas trail); `None` flushes when it fills.
     pub flush_interval: Option<Duration>,
@@ -90,6 +93,7 @@ impl ServeConfig {
             object_store: None,
             cache_bytes: None,
             flush_interval: None,
+            node_id: None,
             read_only: false,
             refresh_interval: Options::default().refresh_interval,
         }
@@ -170,6 +174,7 @@ impl Server {
             options.cache_bytes = bytes;
         }
         options.flush_interval = config.flush_interval;
+        options.node_id = config.node_id.clone();
         options.read_only = config.read_only;
         options.refresh_interval = config.refresh_interval;
         let dir = config.data_dir.clone();

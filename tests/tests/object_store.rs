@@ -223,3 +223,107 @@ fn a_replica_follows_the_writer_and_refuses_writes() {
     assert_eq!(count(&replica), want);
     assert_eq!(replica.files().len(), writer.files().len());
 }
+
+/// Splits a workload batch by the node that owns each row's series.
+fn route(batch: &arrow::array::RecordBatch, nodes: &[&str]) -> Vec<arrow::array::RecordBatch> {
+    use arrow::array::{AsArray, BooleanArray};
+    use arrow::datatypes::Int32Type;
+    let tags = ["plant", "line", "device_id", "model"];
+    let columns: Vec<_> = tags
+        .iter()
+        .map(|t| {
+            batch
+                .column_by_name(t)
+                .unwrap()
+                .as_dictionary::<Int32Type>()
+        })
+        .collect();
+    let owners: Vec<usize> = (0..batch.num_rows())
+        .map(|row| {
+            let values: Vec<(&str, &str)> = tags
+                .iter()
+                .zip(&columns)
+                .map(|(t, c)| {
+                    let key = c.keys().value(row) as usize;
+                    (*t, c.values().as_string::<i32>().value(key))
+                })
+                .collect();
+            let key = ingot_proto::route::series_key("readings", values);
+            ingot_proto::route::node_for(&key, nodes).unwrap()
+        })
+        .collect();
+    (0..nodes.len())
+        .map(|n| {
+            let mask = BooleanArray::from_iter(owners.iter().map(|&o| Some(o == n)));
+            arrow::compute::filter_record_batch(batch, &mask).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn three_writer_nodes_and_a_replica_answer_as_one_node_does() {
+    let Some(s3) = S3Server::start() else { return };
+    let tiny = Preset::by_name("tiny").unwrap();
+    let delete = "DELETE FROM readings WHERE device_id = 'dev-000007'";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // One node: the reference.
+    let reference_dir = tempfile::tempdir().unwrap();
+    let reference = Engine::open(reference_dir.path(), Options::default()).unwrap();
+    load_preset(&reference, tiny, 5_000).unwrap();
+    reference.flush().unwrap();
+    rt.block_on(reference.sql(delete)).unwrap();
+    let want = answers(&reference);
+
+    // Three writer nodes on one prefix, each taking the series it owns.
+    let nodes = ["a", "b", "c"];
+    let dirs: Vec<_> = nodes.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let writers: Vec<Engine> = nodes
+        .iter()
+        .zip(&dirs)
+        .map(|(id, dir)| {
+            let mut options = bucket_options(s3.store("cluster"));
+            options.node_id = Some(id.to_string());
+            options.compaction = false;
+            options.memtable_budget_bytes = 2 << 20;
+            Engine::open(dir.path(), options).unwrap()
+        })
+        .collect();
+    let mut generator = ingot_bench::Generator::new(tiny);
+    while let Some(batch) = generator.next_batch(5_000) {
+        for (writer, part) in writers.iter().zip(route(&batch, &nodes)) {
+            if part.num_rows() > 0 {
+                writer.write_batch("public", "readings", &part).unwrap();
+            }
+        }
+    }
+    for writer in &writers {
+        writer.flush().unwrap();
+        assert!(count(writer) > 0, "a node took no series");
+    }
+    // A delete goes to every node; each applies it to its own rows.
+    for writer in &writers {
+        rt.block_on(writer.sql(delete)).unwrap();
+    }
+    let names = objects(&s3.store("cluster"));
+    for id in nodes {
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with(&format!("nodes/{id}/manifest/"))),
+            "{names:?}"
+        );
+    }
+
+    // A replica of the prefix serves the union, with the pending delete.
+    let replica_dir = tempfile::tempdir().unwrap();
+    let mut options = bucket_options(s3.store("cluster"));
+    options.read_only = true;
+    let replica = Engine::open(replica_dir.path(), options).unwrap();
+    assert_eq!(
+        replica.files().len(),
+        writers.iter().map(|w| w.files().len()).sum::<usize>()
+    );
+    assert_same_answers(&answers(&replica), &want);
+    assert_eq!(count(&replica), count(&reference));
+}
