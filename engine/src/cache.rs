@@ -387,3 +387,57 @@ impl ObjectStore for CachedStore {
         self.inner.copy_opts(from, to, options).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn reads_once_then_serves_ranges_from_disk_and_evicts_the_least_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cache = CachedStore::new(inner.clone(), dir.path().join("cache"), 250).unwrap();
+        let (a, b, c) = (
+            Path::from("tables/a.parquet"),
+            Path::from("tables/b.parquet"),
+            Path::from("tables/c.parquet"),
+        );
+        run(async {
+            for (p, byte) in [(&a, 1u8), (&b, 2)] {
+                inner.put(p, PutPayload::from(vec![byte; 100])).await.unwrap();
+            }
+            // Read whole on first use, then from disk.
+            let got = cache.get_range(&a, 10..20).await.unwrap();
+            assert_eq!(&got[..], &[1u8; 10]);
+            let got = cache.get_ranges(&a, &[0..1, 99..100]).await.unwrap();
+            assert_eq!(got, vec![Bytes::from(vec![1u8]), Bytes::from(vec![1u8])]);
+            let stats = cache.stats();
+            assert_eq!(stats.misses.load(Ordering::Relaxed), 1);
+            assert_eq!(stats.hits.load(Ordering::Relaxed), 1);
+            assert_eq!(stats.fetched_bytes.load(Ordering::Relaxed), 100);
+            // Gone from the store, still served: the copy is on disk.
+            inner.delete(&a).await.unwrap();
+            assert_eq!(cache.get(&a).await.unwrap().bytes().await.unwrap().len(), 100);
+            // A put is cached as it is written.
+            cache.put(&c, PutPayload::from(vec![3u8; 100])).await.unwrap();
+            cache.get_range(&b, 0..1).await.unwrap();
+            // 300 bytes over a 250-byte cache: a, the least recently used, went.
+            assert_eq!(stats.cached_bytes.load(Ordering::Relaxed), 200);
+            assert!(cache.get_range(&a, 0..1).await.is_err());
+            assert_eq!(&cache.get_range(&c, 0..2).await.unwrap()[..], &[3u8, 3]);
+            // Outside tables/, nothing is cached.
+            let m = Path::from("manifest/1.edit");
+            cache.put(&m, PutPayload::from(vec![9u8; 10])).await.unwrap();
+            assert_eq!(stats.cached_bytes.load(Ordering::Relaxed), 200);
+        });
+    }
+}
