@@ -50,6 +50,9 @@ struct CacheIndex {
     capacity: u64,
     state: Mutex<CacheState>,
     stats: Arc<CacheStats>,
+    /// A lock per file being fetched, so that reads of one file that miss
+    /// together fetch it once.
+    fetching: Mutex<HashMap<Path, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What the cache holds.
@@ -93,6 +96,7 @@ impl CachedStore {
                 capacity,
                 state: Mutex::new(CacheState::default()),
                 stats: Arc::new(CacheStats::default()),
+                fetching: Mutex::default(),
             }),
         })
     }
@@ -110,6 +114,31 @@ impl CachedStore {
             index.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(meta));
         }
+        let lock = index
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(location.clone())
+            .or_default()
+            .clone();
+        let _fetching = lock.lock().await;
+        // Another read may have fetched it meanwhile.
+        if let Some(meta) = index.lookup(location) {
+            index.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(meta));
+        }
+        let fetched = self.fetch(location).await;
+        index
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(location);
+        fetched
+    }
+
+    /// Fetches the object at `location` whole into the cache.
+    async fn fetch(&self, location: &Path) -> object_store::Result<Option<ObjectMeta>> {
+        let index = &self.index;
         index.stats.misses.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.get_opts(location, GetOptions::default()).await?;
         // Under the name asked for (a prefixed store may report another).
@@ -413,7 +442,10 @@ mod tests {
         );
         run(async {
             for (p, byte) in [(&a, 1u8), (&b, 2)] {
-                inner.put(p, PutPayload::from(vec![byte; 100])).await.unwrap();
+                inner
+                    .put(p, PutPayload::from(vec![byte; 100]))
+                    .await
+                    .unwrap();
             }
             // Read whole on first use, then from disk.
             let got = cache.get_range(&a, 10..20).await.unwrap();
@@ -426,9 +458,15 @@ mod tests {
             assert_eq!(stats.fetched_bytes.load(Ordering::Relaxed), 100);
             // Gone from the store, still served: the copy is on disk.
             inner.delete(&a).await.unwrap();
-            assert_eq!(cache.get(&a).await.unwrap().bytes().await.unwrap().len(), 100);
+            assert_eq!(
+                cache.get(&a).await.unwrap().bytes().await.unwrap().len(),
+                100
+            );
             // A put is cached as it is written.
-            cache.put(&c, PutPayload::from(vec![3u8; 100])).await.unwrap();
+            cache
+                .put(&c, PutPayload::from(vec![3u8; 100]))
+                .await
+                .unwrap();
             cache.get_range(&b, 0..1).await.unwrap();
             // 300 bytes over a 250-byte cache: a, the least recently used, went.
             assert_eq!(stats.cached_bytes.load(Ordering::Relaxed), 200);
@@ -436,7 +474,10 @@ mod tests {
             assert_eq!(&cache.get_range(&c, 0..2).await.unwrap()[..], &[3u8, 3]);
             // Outside tables/, nothing is cached.
             let m = Path::from("manifest/1.edit");
-            cache.put(&m, PutPayload::from(vec![9u8; 10])).await.unwrap();
+            cache
+                .put(&m, PutPayload::from(vec![9u8; 10]))
+                .await
+                .unwrap();
             assert_eq!(stats.cached_bytes.load(Ordering::Relaxed), 200);
         });
     }
