@@ -196,17 +196,7 @@ impl Manifest {
         }
         let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
         let crc = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
-        let payload = &bytes[HEADER_LEN..];
-        if payload.len() as u64 != len {
-            return Err(bad(format!(
-                "payload is {} bytes, header says {len}",
-                payload.len()
-            )));
-        }
-        if crc32c::crc32c(payload) != crc {
-            return Err(bad("checksum mismatch".into()));
-        }
-        serde_json::from_slice(payload).map_err(|e| bad(e.to_string()))
+        checked_json(&bytes[HEADER_LEN..], len, crc, bad)
     }
 
     /// The stored form of the whole manifest (header, checksum, JSON).
@@ -250,6 +240,26 @@ impl ManifestLog for ManifestStore {
     fn commit(&mut self, current: &Manifest, next: &mut Manifest) -> Result<()> {
         ManifestStore::commit(self, current, next)
     }
+}
+
+/// `body` read as JSON, once its length and checksum are the ones its header
+/// gave; `bad` makes the error.
+fn checked_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    len: u64,
+    crc: u32,
+    bad: impl Fn(String) -> Error,
+) -> Result<T> {
+    if body.len() as u64 != len {
+        return Err(bad(format!(
+            "{} bytes follow the header, which says {len}",
+            body.len()
+        )));
+    }
+    if crc32c::crc32c(body) != crc {
+        return Err(bad("checksum mismatch".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| bad(e.to_string()))
 }
 
 /// One change of the manifest, as the log records it.
@@ -321,19 +331,9 @@ impl Edit {
         if bytes.len() < RECORD_HEADER_LEN {
             return Err(bad("shorter than a record header".into()));
         }
-        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        let body = &bytes[RECORD_HEADER_LEN..];
-        if body.len() != len {
-            return Err(bad(format!(
-                "body is {} bytes, header says {len}",
-                body.len()
-            )));
-        }
-        if crc32c::crc32c(body) != crc {
-            return Err(bad("checksum mismatch".into()));
-        }
-        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))
+        checked_json(&bytes[RECORD_HEADER_LEN..], u64::from(len), crc, bad)
     }
 
     pub fn apply(self, m: &mut Manifest) {
@@ -514,7 +514,7 @@ impl ManifestStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -538,7 +538,8 @@ mod tests {
         assert!(err.contains("checksum"), "{err}");
     }
 
-    fn file(id: u64) -> FileMeta {
+    /// A file record for tests.
+    pub(crate) fn file(id: u64) -> FileMeta {
         FileMeta {
             id,
             database: "public".into(),

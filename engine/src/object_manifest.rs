@@ -255,27 +255,7 @@ mod tests {
         let mut next = m.clone();
         next.next_file_id = id + 1;
         next.persisted_seq = id * 10;
-        next.files.push(Arc::new(crate::manifest::FileMeta {
-            id,
-            database: "public".into(),
-            table: "t".into(),
-            path: format!("tables/public/t/{id}.parquet"),
-            partition: 0,
-            min_time: 0,
-            max_time: 1,
-            rows: 1,
-            bytes: 1,
-            max_seq: id * 10,
-            sort_key: None,
-            time_slice_ns: None,
-            tag_ranges: None,
-            level: 0,
-            written_at: 0,
-            deletes_applied: 0,
-            summary: None,
-            last_rows: None,
-            node: None,
-        }));
+        next.files.push(Arc::new(crate::manifest::tests::file(id)));
         next
     }
 
