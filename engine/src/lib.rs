@@ -35,7 +35,9 @@
 //! numbered objects that conditional puts keep to one writer
 //! (`object_manifest`); requests run on one I/O runtime (`bucket`) and a
 //! local cache keeps recently used files on disk (`cache`). The data
-//! directory holds the WAL and the cache.
+//! directory holds the WAL and the cache. A read-only engine is a query
+//! replica that follows a writer's manifest, or the manifests of a cluster
+//! of writer nodes (`replica`).
 //!
 //! Files on disk: `{dir}/wal/*.wal`, `{dir}/MANIFEST` and `{dir}/MANIFEST.log`
 //! (a checkpoint and the edits after it, `manifest`), `{dir}/LOCK`, and
