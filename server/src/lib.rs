@@ -8,6 +8,7 @@
 //! (`sql`), planned by DataFusion and streamed back as Flight data
 //! (`flight`) or encoded as JSON, CSV or Parquet (`format`). The token check
 //! is shared by both ports (`auth`); `metrics` serves Prometheus text.
+//! `route` is the write front of a cluster of writer nodes.
 
 mod auth;
 pub mod client;
@@ -19,6 +20,7 @@ mod grpc;
 mod http;
 pub mod import;
 mod metrics;
+pub mod route;
 mod server;
 mod sql;
 

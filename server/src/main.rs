@@ -29,9 +29,61 @@ enum Command {
     Sql(SqlArgs),
     /// Load Parquet, CSV or line-protocol files into a server or a data directory.
     Import(ImportArgs),
+    /// One HTTP write address for a cluster of writer nodes (--node-id):
+    /// splits line-protocol writes by the node that owns each series and
+    /// forwards each node its share.
+    Route(RouteArgs),
     /// Compact a data directory offline (no server may hold it): every
     /// partition with more than one file becomes one sorted, deduplicated file.
     Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+struct RouteArgs {
+    /// HTTP address to take writes on; port 0 picks a free port.
+    #[arg(long, env = "INGOT_HTTP_ADDR", default_value = "127.0.0.1:8090")]
+    http_addr: String,
+    /// A writer node: ID=URL, its --node-id and its HTTP address
+    /// (a=http://10.0.0.1:8080); once per node, every node of the cluster.
+    #[arg(long = "node", required = true, value_parser = parse_node)]
+    nodes: Vec<(String, String)>,
+    /// Largest HTTP body accepted (after gzip decompression).
+    #[arg(long, env = "INGOT_MAX_BODY_BYTES", default_value_t = 64 << 20)]
+    max_body_bytes: usize,
+}
+
+fn parse_node(text: &str) -> Result<(String, String), String> {
+    let (id, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not ID=URL (a=http://127.0.0.1:8080)"))?;
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(format!(
+            "node {id}: {url:?} is not an http:// or https:// URL"
+        ));
+    }
+    Ok((id.to_string(), url.to_string()))
+}
+
+async fn route(args: RouteArgs) -> Result<(), BoxError> {
+    let listener = tokio::net::TcpListener::bind(&args.http_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.http_addr))?;
+    let addr = listener.local_addr()?;
+    let app = ingot_server::route::router(ingot_server::route::RouteConfig {
+        nodes: args.nodes,
+        max_body_bytes: args.max_body_bytes,
+    });
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "ingot routing http={addr}")?;
+        stdout.flush()?;
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = wait_for_signal().await;
+        })
+        .await?;
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +269,7 @@ fn main() -> ExitCode {
             Command::Sql(args) => sql(args).await,
             Command::Import(args) => import(args).await,
             Command::Compact(args) => compact(args).await,
+            Command::Route(args) => route(args).await,
         }
     });
     match result {

@@ -150,3 +150,158 @@ async fn replicas_follow_the_writer_and_refuse_writes() {
         100
     );
 }
+
+/// `ingot route` in front of `nodes`, once it prints its address.
+struct Router(std::process::Child, String);
+
+impl Router {
+    fn spawn(nodes: &[(&str, &TestServer)]) -> Router {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ingot"));
+        command.args(["route", "--http-addr", "127.0.0.1:0"]);
+        for (id, node) in nodes {
+            command
+                .arg("--node")
+                .arg(format!("{id}={}", node.http_url("")));
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ingot route");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("ingot routing http=")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Router(child, addr)
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_splits_writes_among_the_nodes_and_a_replica_serves_them_all() {
+    let Some(s3) = S3Server::start() else { return };
+    let env = s3.env();
+    let bucket = "s3://ingot/site";
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let node = |dir: &tempfile::TempDir, id: &str| {
+        TestServer::spawn_with_env(
+            dir.path(),
+            &[
+                "--object-store",
+                bucket,
+                "--node-id",
+                id,
+                "--wal-sync",
+                "none",
+                "--flush-interval",
+                "200ms",
+            ],
+            &env,
+        )
+    };
+    let (a, b) = (node(&dirs[0], "a"), node(&dirs[1], "b"));
+    let replica = TestServer::spawn_with_env(
+        dirs[2].path(),
+        &[
+            "--object-store",
+            bucket,
+            "--read-only",
+            "--refresh-interval",
+            "200ms",
+        ],
+        &env,
+    );
+    let router = Router::spawn(&[("a", &a), ("b", &b)]);
+
+    let http = http();
+    let wrote = http
+        .post(format!("http://{}/api/v2/write?bucket=plant", router.1))
+        .body(
+            (0..300)
+                .map(|i| {
+                    format!(
+                        "pumps,site=s{} flow={i} {}\n",
+                        i % 20,
+                        1_700_000_000_000_000_000i64 + i
+                    )
+                })
+                .collect::<String>(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrote.status(), 204, "{}", wrote.text().await.unwrap());
+
+    // Each node holds whole series: a site's rows are on one node.
+    let mut per_node = Vec::new();
+    for n in [&a, &b] {
+        let mut client = n.client().await;
+        let sites = count(&mut client, "SELECT count(DISTINCT site) FROM plant.pumps").await;
+        per_node.push((
+            sites,
+            count(&mut client, "SELECT count(*) FROM plant.pumps").await,
+        ));
+    }
+    assert_eq!(
+        per_node.iter().map(|p| p.0).sum::<i64>(),
+        20,
+        "{per_node:?}"
+    );
+    assert_eq!(
+        per_node.iter().map(|p| p.1).sum::<i64>(),
+        300,
+        "{per_node:?}"
+    );
+    assert!(per_node.iter().all(|p| p.1 > 0), "{per_node:?}");
+
+    // The replica serves both nodes' rows as one table.
+    let mut client = replica.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = match client.query("SELECT count(*) FROM plant.pumps").await {
+            Ok((_, batches)) => batches.first().map_or(0, |b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .value(0)
+            }),
+            Err(_) => 0,
+        };
+        if n == 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica saw {n} of 300 rows");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT count(*) FROM plant.pumps WHERE site = 's2'"
+        )
+        .await,
+        15
+    );
+
+    // A node's refusal comes back with the node named.
+    let bad = http
+        .post(format!("http://{}/api/v2/write?bucket=plant", router.1))
+        .body("pumps,site=s1 flow=\"text\" 5\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body = bad.text().await.unwrap();
+    assert!(body.contains("node "), "{body}");
+}
