@@ -23,6 +23,32 @@ fn lines(from: usize, n: usize) -> String {
         .collect()
 }
 
+/// Waits (at most 30 s) until a replica counts `want` rows in
+/// `plant.pumps`; the table is missing there until the first file arrives.
+async fn wait_for_rows(client: &mut ingot_server::client::Client, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = match client.query("SELECT count(*) FROM plant.pumps").await {
+            Ok((_, batches)) => batches.first().map_or(0, |b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .value(0)
+            }),
+            Err(_) => 0,
+        };
+        if n == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a replica saw {n} of {want} rows"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_follow_the_writer_and_refuse_writes() {
     let Some(s3) = S3Server::start() else { return };
@@ -71,27 +97,7 @@ async fn replicas_follow_the_writer_and_refuse_writes() {
     // Both replicas answer over Flight SQL once the writer has persisted.
     for (_, replica) in &replicas {
         let mut client = replica.client().await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let n = match client.query("SELECT count(*) FROM plant.pumps").await {
-                Ok((_, batches)) => batches
-                    .first()
-                    .map(|b| {
-                        b.column(0)
-                            .as_any()
-                            .downcast_ref::<arrow::array::Int64Array>()
-                            .unwrap()
-                            .value(0)
-                    })
-                    .unwrap_or(0),
-                Err(_) => 0, // the table does not exist there yet
-            };
-            if n == 100 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "a replica saw {n} of 100 rows");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_rows(&mut client, 100).await;
         assert_eq!(
             count(
                 &mut client,
@@ -267,24 +273,7 @@ async fn a_router_splits_writes_among_the_nodes_and_a_replica_serves_them_all() 
 
     // The replica serves both nodes' rows as one table.
     let mut client = replica.client().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = match client.query("SELECT count(*) FROM plant.pumps").await {
-            Ok((_, batches)) => batches.first().map_or(0, |b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .unwrap()
-                    .value(0)
-            }),
-            Err(_) => 0,
-        };
-        if n == 300 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the replica saw {n} of 300 rows");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_rows(&mut client, 300).await;
     assert_eq!(
         count(
             &mut client,
