@@ -166,26 +166,11 @@ fn compact(shared: &Shared, runtime: &Runtime, policy: Policy) -> Result<Vec<Com
     loop {
         let (manifest, tombstones, drops, unflushed) = {
             let state = shared.state_read();
-            // Partitions with rows not yet flushed are still receiving
-            // writes: another file is on its way.
-            let mut unflushed = HashSet::new();
-            for m in state
-                .frozen
-                .iter()
-                .map(|m| m.as_ref())
-                .chain([&state.active])
-            {
-                for ((database, table), partitions) in m.tables() {
-                    for &start in partitions.keys() {
-                        unflushed.insert((database.clone(), table.clone(), start));
-                    }
-                }
-            }
             (
                 state.manifest.clone(),
                 state.tombstones.clone(),
                 state.drops.clone(),
-                unflushed,
+                state.unflushed_partitions(),
             )
         };
         let mut jobs = pick(&manifest, policy, &tombstones, &unflushed);
@@ -951,10 +936,10 @@ fn estimated_row_bytes(table: &TableSchema) -> usize {
 
 /// Reads a Parquet file's byte ranges from the object store.
 #[derive(Clone)]
-struct StoreReader {
-    store: Arc<dyn ObjectStore>,
-    path: StorePath,
-    size: u64,
+pub(crate) struct StoreReader {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: StorePath,
+    pub size: u64,
 }
 
 impl AsyncFileReader for StoreReader {

@@ -34,6 +34,7 @@ use crate::catalog::Catalog;
 use crate::commit::{Change, Committer, WriteRequest};
 use crate::compaction::{CompactMsg, CompactionRecord, run_compactor};
 use crate::delete::{Dropped, Tombstone, still_needed};
+use crate::delta::{PublishMsg, PublishRecord, run_publisher};
 use crate::error::{Error, Result};
 use crate::flush::{FileShape, Storage, flush_memtable, now_ns};
 use crate::last_rows::LastRowsCache;
@@ -74,6 +75,8 @@ struct Inner {
     committer: Arc<Committer>,
     flush_tx: Sender<FlushMsg>,
     compact_tx: Sender<CompactMsg>,
+    /// The Delta Lake publisher's, when `Options::delta_lake` is on.
+    publish_tx: Option<Sender<PublishMsg>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Stops a replica's refresher (dropping it does too).
     refresh_stop: Mutex<Option<Sender<()>>>,
@@ -204,6 +207,23 @@ pub(crate) struct State {
     pub drops: Vec<Dropped>,
 }
 
+impl State {
+    /// The (database, table, partition start) of every row in the memtables:
+    /// partitions that are still receiving writes, with another file on its
+    /// way.
+    pub fn unflushed_partitions(&self) -> HashSet<(String, String, i64)> {
+        let mut unflushed = HashSet::new();
+        for m in self.frozen.iter().map(|m| m.as_ref()).chain([&self.active]) {
+            for ((database, table), partitions) in m.tables() {
+                for &start in partitions.keys() {
+                    unflushed.insert((database.clone(), table.clone(), start));
+                }
+            }
+        }
+        unflushed
+    }
+}
+
 pub(crate) enum FlushMsg {
     /// Persist everything; reply when done if asked.
     Flush(Option<Sender<Result<()>>>),
@@ -240,6 +260,7 @@ impl Engine {
             }
             // A replica changes nothing in the bucket.
             options.compaction = false;
+            options.delta_lake = false;
         }
         let width = i64::try_from(options.partition_duration.as_nanos()).unwrap_or(i64::MAX);
         if width <= 0 || width % 3_600_000_000_000 != 0 {
@@ -396,6 +417,22 @@ impl Engine {
                 .spawn(move || run_compactor(s, compact_runtime, compact_rx))
                 .map_err(|e| Error::io(&dir, e))?,
         );
+        let mut publish_tx = None;
+        if shared.options.delta_lake {
+            let (tx, rx) = bounded::<PublishMsg>(4);
+            let s = shared.clone();
+            let publish_runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io(&dir, e))?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ingot-delta".into())
+                    .spawn(move || run_publisher(s, publish_runtime, rx))
+                    .map_err(|e| Error::io(&dir, e))?,
+            );
+            publish_tx = Some(tx);
+        }
         let mut refresh_stop = None;
         if let Some(log) = follow {
             let (stop, stopped) = bounded::<()>(1);
@@ -416,6 +453,7 @@ impl Engine {
                 committer,
                 flush_tx,
                 compact_tx,
+                publish_tx,
                 threads: Mutex::new(threads),
                 refresh_stop: Mutex::new(refresh_stop),
                 lock: Mutex::new(Some(lock)),
@@ -684,6 +722,28 @@ impl Engine {
         rx.recv().map_err(|_| Error::Closed)?
     }
 
+    /// Publishes to Delta Lake now what changed since the last publish (see
+    /// [`Options::delta_lake`]); returns a record per commit made. Blocking:
+    /// from async code, call it inside `spawn_blocking`.
+    pub fn publish_delta(&self) -> Result<Vec<PublishRecord>> {
+        if self.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.inner.shared.check_writable()?;
+        let Some(publish_tx) = &self.inner.publish_tx else {
+            return Err(Error::InvalidInput(
+                "Delta Lake publishing is off: turn it on with Options::delta_lake \
+                 (--delta-lake for the server)"
+                    .into(),
+            ));
+        };
+        let (tx, rx) = bounded(1);
+        publish_tx
+            .send(PublishMsg::Now(tx))
+            .map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
     /// The most recent compactions (at most 100), oldest first.
     pub fn compactions(&self) -> Vec<CompactionRecord> {
         let recent = self
@@ -831,6 +891,9 @@ impl Inner {
         self.committer.close();
         let _ = self.flush_tx.send(FlushMsg::Shutdown);
         let _ = self.compact_tx.send(CompactMsg::Shutdown);
+        if let Some(tx) = &self.publish_tx {
+            let _ = tx.send(PublishMsg::Shutdown);
+        }
         if let Some(stop) = self.refresh_stop.lock().ok().and_then(|mut s| s.take()) {
             let _ = stop.send(());
         }

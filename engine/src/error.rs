@@ -146,6 +146,9 @@ pub enum Error {
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 
+    #[error("Delta Lake: {0}")]
+    Delta(#[from] Box<deltalake_core::DeltaTableError>),
+
     /// An invariant of the engine did not hold: a bug.
     #[error("internal error (a bug in Ingot): {0}")]
     Internal(String),

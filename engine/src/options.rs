@@ -173,6 +173,12 @@ pub struct Options {
     /// few sorted, deduplicated files, and remove the files that retention
     /// expired. On by default; [`crate::Engine::compact`] does both either way.
     pub compaction: bool,
+    /// Publish each table's compacted partitions as a Delta Lake table at
+    /// `delta/{database}/{table}/` beside the files (`crate::delta` says
+    /// what an outside reader sees), so that Spark, Trino, DuckDB and Polars
+    /// read them without Ingot. Costs the compacted data's bytes again. Off
+    /// by default; a read-only engine never publishes.
+    pub delta_lake: bool,
     /// Memory one compaction may hold: input batches, the merged rows on their
     /// way out, and the Parquet row group being encoded. A partition of any
     /// size compacts within it.
@@ -217,6 +223,7 @@ impl Default for Options {
             refresh_interval: Duration::from_secs(2),
             declare_file_order: false,
             compaction: true,
+            delta_lake: false,
             compaction_memory_bytes: 256 << 20,
             compaction_trigger_files: 8,
             compaction_cold_after: Duration::from_secs(300),
