@@ -39,6 +39,10 @@
 //! replica that follows a writer's manifest, or the manifests of a cluster
 //! of writer nodes (`replica`).
 //!
+//! **For outside readers** ([`Options::delta_lake`]): a publisher thread
+//! keeps each table's settled partitions as a Delta Lake table beside the
+//! files, for Spark, Trino, DuckDB and Polars (`delta`).
+//!
 //! Files on disk: `{dir}/wal/*.wal`, `{dir}/MANIFEST` and `{dir}/MANIFEST.log`
 //! (a checkpoint and the edits after it, `manifest`), `{dir}/LOCK`, and
 //! `{dir}/tables/{database}/{table}/day=YYYY-MM-DD/{id}.parquet`; the byte

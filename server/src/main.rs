@@ -164,6 +164,11 @@ struct ServeArgs {
     /// writer there, and refuse every write.
     #[arg(long, env = "INGOT_READ_ONLY", requires = "object_store")]
     read_only: bool,
+    /// Publish each table's compacted partitions as a Delta Lake table at
+    /// delta/DATABASE/TABLE/ beside the files (in the data directory or the
+    /// --object-store prefix), for Spark, Trino, DuckDB and Polars.
+    #[arg(long, env = "INGOT_DELTA_LAKE", conflicts_with = "read_only")]
+    delta_lake: bool,
     /// How often a replica looks for the writer's new files (2s, 500ms).
     #[arg(long, env = "INGOT_REFRESH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     refresh_interval: Duration,
@@ -335,6 +340,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     config.node_id = args.node_id;
     config.cache_bytes = args.cache_bytes;
     config.read_only = args.read_only;
+    config.delta_lake = args.delta_lake;
     config.refresh_interval = args.refresh_interval;
     config.sql_limits = SqlLimits {
         max_query_bytes: args.max_query_bytes,

@@ -68,6 +68,8 @@ pub struct ServeConfig {
     pub read_only: bool,
     /// How often a read-only server looks for the writer's changes.
     pub refresh_interval: Duration,
+    /// Publish each table's compacted partitions as a Delta Lake table.
+    pub delta_lake: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +98,7 @@ impl ServeConfig {
             node_id: None,
             read_only: false,
             refresh_interval: Options::default().refresh_interval,
+            delta_lake: false,
         }
     }
 }
@@ -177,6 +180,7 @@ impl Server {
         options.node_id = config.node_id.clone();
         options.read_only = config.read_only;
         options.refresh_interval = config.refresh_interval;
+        options.delta_lake = config.delta_lake;
         let dir = config.data_dir.clone();
         let engine = tokio::task::spawn_blocking(move || Engine::open(&dir, options))
             .await
