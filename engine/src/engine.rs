@@ -602,6 +602,33 @@ impl Engine {
         Ok(df.collect().await?)
     }
 
+    /// Reads one share of a table for a distributed engine (Ballista's
+    /// executors run it): with `(share, shares)`, the time partitions whose
+    /// number modulo `shares` is `share`, through Ingot's own scan with its
+    /// pruning, duplicate rule and deletes, so that the shares together hold
+    /// each row once. `projection`, `filters` and `limit` are a DataFusion
+    /// scan's.
+    pub async fn scan_share(
+        &self,
+        database: &str,
+        table: &str,
+        (share, shares): (u64, u64),
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        crate::query::scan_share(
+            self.inner.shared.clone(),
+            database,
+            table,
+            (share, shares),
+            projection,
+            filters,
+            limit,
+        )
+        .await
+    }
+
     /// Runs one of Ingot's own statements, as parsed by
     /// [`crate::statement::parse`]; a table it names without a database is
     /// in `database`. Blocking for as long as a WAL append and a manifest

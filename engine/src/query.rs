@@ -146,6 +146,7 @@ impl SchemaProvider for IngotSchema {
                     crate::flush::now_ns(),
                 ),
                 fixed: None,
+                share: None,
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -171,6 +172,9 @@ pub(crate) struct IngotTable {
     /// the sources as of when the query was planned, less the files whose
     /// summaries are read instead.
     fixed: Option<Arc<FixedSources>>,
+    /// `(share, shares)`: read only the time partitions whose number modulo
+    /// `shares` is `share` (see [`scan_share`]); `None` reads them all.
+    share: Option<(u64, u64)>,
 }
 
 /// Every source of one table as of one instant, with the pin that keeps
@@ -282,6 +286,14 @@ impl IngotTable {
         };
         let mut parts: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
         let mut pruned = 0;
+        let width = self.shared.partition_width;
+        let mine = |start: i64| {
+            self.share.is_none_or(|(share, shares)| {
+                start.div_euclid(width).rem_euclid(shares as i64) as u64 == share
+            })
+        };
+        let files = files.into_iter().filter(|f| mine(f.partition));
+        let chunks = chunks.into_iter().filter(|(start, _)| mine(*start));
         for f in files {
             if self
                 .fixed
@@ -421,6 +433,7 @@ impl IngotTable {
             schema: self.schema.clone(),
             horizon: self.horizon,
             fixed: Some(Arc::new(fixed)),
+            share: self.share,
         };
         Some((table, summarized, pin))
     }
@@ -1265,4 +1278,49 @@ impl IngotTable {
             _ => UnionExec::try_new(inputs)?,
         })
     }
+}
+
+/// Reads one share of a table's rows for a distributed engine that splits
+/// a scan across its workers: the time partitions whose number (start /
+/// partition width) modulo `shares` is `share`. Each partition is read
+/// whole by one share, so Ingot's own scan (pruning, the duplicate rule
+/// where files overlap, deletes, retention) gives each share exactly its
+/// rows, and the shares together are the table. Runs on the engine's own
+/// runtime and object store.
+pub(crate) async fn scan_share(
+    shared: Arc<Shared>,
+    database: &str,
+    table: &str,
+    (share, shares): (u64, u64),
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> crate::error::Result<datafusion::execution::SendableRecordBatchStream> {
+    if shares == 0 || share >= shares {
+        return Err(crate::error::Error::InvalidInput(format!(
+            "share {share} of {shares}: a share is a number below the count of shares"
+        )));
+    }
+    let schema = shared
+        .catalog_read()
+        .table(database, table)
+        .ok_or_else(|| {
+            crate::error::Error::NotFound(format!("table {database}.{table} does not exist"))
+        })?;
+    let horizon = crate::retention::horizon(
+        shared.catalog_read().retention(database),
+        crate::flush::now_ns(),
+    );
+    let ctx = session(shared.clone());
+    let provider = IngotTable {
+        shared,
+        database: database.to_string(),
+        schema,
+        horizon,
+        fixed: None,
+        share: Some((share, shares)),
+    };
+    let state = ctx.state();
+    let plan = provider.scan(&state, projection, filters, limit).await?;
+    Ok(execute_stream(plan, ctx.task_ctx())?)
 }
