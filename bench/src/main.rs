@@ -247,6 +247,12 @@ struct QueryArgs {
     /// (default: the engine's; 0 reads every file from the store each time).
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// With --target ballista: the scheduler.
+    #[arg(long, default_value = "df://127.0.0.1:50050")]
+    ballista_scheduler: String,
+    /// With --target ballista: the tasks each table scan is split into.
+    #[arg(long, default_value_t = 4)]
+    shares: usize,
 }
 
 #[derive(Serialize)]
@@ -292,6 +298,9 @@ enum QueryTarget {
     Embedded,
     /// Flight SQL to an `ingot serve` child on the same data directory.
     Flight,
+    /// A Ballista cluster (`ingot-ballista scheduler` and executors, started
+    /// beforehand) at --ballista-scheduler, over the --object-store prefix.
+    Ballista,
 }
 
 /// The command-line form of a WAL sync policy, for `ingot serve`.
@@ -756,8 +765,14 @@ fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
 }
 
 fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.object_store.is_some() && !matches!(args.target, QueryTarget::Embedded) {
-        return Err("--object-store works with --target embedded only".into());
+    match (args.target, &args.object_store) {
+        (QueryTarget::Flight, Some(_)) => {
+            return Err("--object-store works with --target embedded or ballista".into());
+        }
+        (QueryTarget::Ballista, None) => {
+            return Err("--target ballista reads the tables from --object-store".into());
+        }
+        _ => {}
     }
     let preset =
         Preset::by_name(&args.preset).ok_or_else(|| format!("unknown preset {:?}", args.preset))?;
@@ -818,7 +833,7 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     // Over Flight SQL, the server opens the same directory.
     let mut remote = match args.target {
-        QueryTarget::Embedded => None,
+        QueryTarget::Embedded | QueryTarget::Ballista => None,
         QueryTarget::Flight => {
             engine.close()?;
             let server = remote::ServerProcess::start(&dir, "always").map_err(|e| e.to_string())?;
@@ -830,6 +845,16 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some((server, client))
         }
     };
+    // On Ballista, this process only plans and collects: the node engine
+    // gives the tables' schemas.
+    let ballista = match (args.target, &args.object_store) {
+        (QueryTarget::Ballista, Some(url)) => Some(runtime.block_on(async {
+            let ctx = ingot_ballista::remote_context(&args.ballista_scheduler).await?;
+            ingot_ballista::register_tables(&ctx, &engine, url, args.shares).await?;
+            Ok::<_, datafusion::error::DataFusionError>(ctx)
+        })?),
+        _ => None,
+    };
     let mut reports = Vec::new();
     for (name, sql) in queries
         .iter()
@@ -838,9 +863,12 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         let mut run =
             || -> Result<(f64, Vec<arrow::array::RecordBatch>), Box<dyn std::error::Error>> {
                 let t = Instant::now();
-                let batches = match &mut remote {
-                    Some((_, client)) => runtime.block_on(client.query(sql))?.1,
-                    None => runtime.block_on(engine.sql(sql))?,
+                let batches = match (&mut remote, &ballista) {
+                    (Some((_, client)), _) => runtime.block_on(client.query(sql))?.1,
+                    (None, Some(ctx)) => {
+                        runtime.block_on(async { ctx.sql(sql).await?.collect().await })?
+                    }
+                    (None, None) => runtime.block_on(engine.sql(sql))?,
                 };
                 Ok((t.elapsed().as_secs_f64() * 1e3, batches))
             };
@@ -882,7 +910,7 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
             report.warm_median_ms
         );
         reports.push(report);
-        if args.phases && remote.is_none() {
+        if args.phases && remote.is_none() && ballista.is_none() {
             let phases = (0..args.runs.max(1))
                 .map(|_| runtime.block_on(query_phases(&engine, sql)))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -900,7 +928,7 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
                 median(4)
             );
         }
-        if args.explain && remote.is_none() {
+        if args.explain && remote.is_none() && ballista.is_none() {
             let plan = runtime.block_on(engine.sql(&format!("EXPLAIN ANALYZE {sql}")))?;
             println!("{}", arrow::util::pretty::pretty_format_batches(&plan)?);
         }
