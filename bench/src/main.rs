@@ -4,6 +4,7 @@
 //! into an engine in a temporary directory and reports rows/s, points/s,
 //! acknowledgement latency, peak RSS and bytes per point on disk after flush.
 
+mod delta;
 mod remote;
 mod replay;
 mod soak;
@@ -43,6 +44,8 @@ enum Command {
     /// Crashes a writer with a full memtable in the WAL (a child process
     /// that aborts), then times the open that replays it.
     Replay(ReplayArgs),
+    /// Writes a preset, compacts it, and times publishing it to Delta Lake.
+    Delta(delta::DeltaArgs),
 }
 
 #[derive(clap::Args)]
@@ -392,6 +395,7 @@ fn main() {
         Command::Open(args) => open_many_files(args),
         Command::Soak(args) => soak(args),
         Command::Replay(args) => replay(args),
+        Command::Delta(args) => delta::run(args),
     };
     if let Err(e) = result {
         eprintln!("ingot-bench: {e}");
