@@ -14,7 +14,7 @@
 //! its shares through a read-only Ingot engine on the same prefix (one per
 //! prefix and process, following the writers' manifests like any query
 //! replica): [`ingot_engine::Engine::scan_share`] reads the table's time
-//! partitions whose number modulo `shares` is the share, with Ingot's
+//! partitions that a hash of their start gives the share, with Ingot's
 //! pruning by time and tags, its duplicate rule where files overlap,
 //! deletes and retention. A time partition is read whole by one share, so
 //! the answers are exact where files overlap, as on one node. Tags cross

@@ -603,8 +603,8 @@ impl Engine {
     }
 
     /// Reads one share of a table for a distributed engine (Ballista's
-    /// executors run it): with `(share, shares)`, the time partitions whose
-    /// number modulo `shares` is `share`, through Ingot's own scan with its
+    /// executors run it): with `(share, shares)`, the time partitions a hash
+    /// of their start gives to `share`, through Ingot's own scan with its
     /// pruning, duplicate rule and deletes, so that the shares together hold
     /// each row once. `projection`, `filters` and `limit` are a DataFusion
     /// scan's.

@@ -172,8 +172,8 @@ pub(crate) struct IngotTable {
     /// the sources as of when the query was planned, less the files whose
     /// summaries are read instead.
     fixed: Option<Arc<FixedSources>>,
-    /// `(share, shares)`: read only the time partitions whose number modulo
-    /// `shares` is `share` (see [`scan_share`]); `None` reads them all.
+    /// `(share, shares)`: read only the time partitions [`share_of`] gives
+    /// to `share` (see [`scan_share`]); `None` reads them all.
     share: Option<(u64, u64)>,
 }
 
@@ -286,11 +286,9 @@ impl IngotTable {
         };
         let mut parts: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
         let mut pruned = 0;
-        let width = self.shared.partition_width;
         let mine = |start: i64| {
-            self.share.is_none_or(|(share, shares)| {
-                start.div_euclid(width).rem_euclid(shares as i64) as u64 == share
-            })
+            self.share
+                .is_none_or(|(share, shares)| share_of(start, shares) == share)
         };
         let files = files.into_iter().filter(|f| mine(f.partition));
         let chunks = chunks.into_iter().filter(|(start, _)| mine(*start));
@@ -1280,9 +1278,20 @@ impl IngotTable {
     }
 }
 
+/// Which of `shares` shares reads the time partition starting at `start`
+/// (ns): a hash of the start, so that consecutive partitions spread over
+/// the shares whatever the partition width (which a reader need not know).
+pub(crate) fn share_of(start: i64, shares: u64) -> u64 {
+    // splitmix64's finalizer.
+    let mut z = start as u64;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % shares.max(1)
+}
+
 /// Reads one share of a table's rows for a distributed engine that splits
-/// a scan across its workers: the time partitions whose number (start /
-/// partition width) modulo `shares` is `share`. Each partition is read
+/// a scan across its workers: the time partitions that [`share_of`] gives
+/// to `share`. Each partition is read
 /// whole by one share, so Ingot's own scan (pruning, the duplicate rule
 /// where files overlap, deletes, retention) gives each share exactly its
 /// rows, and the shares together are the table. Runs on the engine's own
