@@ -8,12 +8,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv="${INGOT_PYTHON_VENV:-$HOME/.cache/ingot-python-venv}"
-stamp="$venv/.requirements"
-if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null; then
-    rm -rf "$venv"
-    python3 -m venv "$venv" || exit 77
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --timeout 30 --retries 2 \
-        -r "$here/requirements.txt" || exit 77
-    cp "$here/requirements.txt" "$stamp"
-fi
+. "$here/../venv.sh"
+ensure_venv "$venv" "$here/requirements.txt"
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_clients.py"

@@ -9,12 +9,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv="${INGOT_S3_VENV:-$HOME/.cache/ingot-s3-venv}"
-stamp="$venv/.requirements"
-if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null; then
-    rm -rf "$venv"
-    python3 -m venv "$venv" >&2 || exit 77
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --timeout 30 --retries 2 \
-        -r "$here/requirements.txt" >&2 || exit 77
-    cp "$here/requirements.txt" "$stamp"
-fi
+. "$here/../venv.sh"
+ensure_venv "$venv" "$here/requirements.txt"
 exec "$venv/bin/python" "$here/serve.py" "$@"
