@@ -59,6 +59,7 @@ mod delta;
 mod engine;
 mod error;
 mod flush;
+mod functions;
 mod last_rows;
 pub mod line_protocol;
 mod manifest;

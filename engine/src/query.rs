@@ -84,6 +84,9 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
     let ctx = SessionContext::new_with_config_rt(config, shared.runtime_env.clone());
     ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
+    for function in crate::functions::all() {
+        ctx.register_udaf(function);
+    }
     ctx.add_optimizer_rule(Arc::new(LastRowsRule));
     ctx.add_optimizer_rule(Arc::new(SummaryRule));
     ctx
