@@ -31,6 +31,7 @@ pub fn run(args: DeltaArgs) -> Result<(), Box<dyn std::error::Error>> {
     options.delta_lake = true;
     // Compaction and publishing run when this command asks, to time them.
     options.compaction = false;
+    options.delta_interval = std::time::Duration::from_secs(3600);
     options.wal_sync = WalSync::None;
     if let Some(url) = &args.object_store {
         options.object_store = Some(ingot_engine::object_store_from_url(url)?);

@@ -21,7 +21,7 @@
 //! its partition again, one Delta commit removes it and adds the new file,
 //! so a reader sees each partition as of its last merge, never half of one.
 //! Files that retention expires and tables that are dropped leave the Delta
-//! table at the publisher's next look (every [`LOOK_EVERY`]).
+//! table at the publisher's next look (every `Options::delta_interval`).
 //!
 //! **The copies.** Delta's timestamps are microseconds, Ingot's nanoseconds,
 //! and Ingot's files keep tags as dictionaries and many floats as decimals.
@@ -83,8 +83,6 @@ use crate::manifest::FileMeta;
 pub const DELTA_FOLDER: &str = "delta";
 /// The column that keeps each row's exact time in nanoseconds.
 pub const TIME_NS_COLUMN: &str = "time_ns";
-/// How often the publisher compares the level-2 files with what it published.
-pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(5);
 /// Rows per batch while a file is copied.
 const BATCH_ROWS: usize = 8192;
 
@@ -108,11 +106,12 @@ pub struct PublishRecord {
     pub bytes_added: u64,
 }
 
-/// The publisher thread: publishes every [`LOOK_EVERY`] and on request.
+/// The publisher thread: publishes every `Options::delta_interval` and on
+/// request.
 pub(crate) fn run_publisher(shared: Arc<Shared>, runtime: Runtime, rx: Receiver<PublishMsg>) {
     let mut publisher = Publisher::default();
     loop {
-        match rx.recv_timeout(LOOK_EVERY) {
+        match rx.recv_timeout(shared.options.delta_interval) {
             Ok(PublishMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Ok(PublishMsg::Now(reply)) => {
                 let _ = reply.send(publisher.publish(&shared, &runtime));

@@ -179,6 +179,9 @@ pub struct Options {
     /// read them without Ingot. Costs the compacted data's bytes again. Off
     /// by default; a read-only engine never publishes.
     pub delta_lake: bool,
+    /// How often the Delta Lake publisher looks for settled partitions to
+    /// publish and removed files to drop. Default 5 s.
+    pub delta_interval: Duration,
     /// Memory one compaction may hold: input batches, the merged rows on their
     /// way out, and the Parquet row group being encoded. A partition of any
     /// size compacts within it.
@@ -224,6 +227,7 @@ impl Default for Options {
             declare_file_order: false,
             compaction: true,
             delta_lake: false,
+            delta_interval: Duration::from_secs(5),
             compaction_memory_bytes: 256 << 20,
             compaction_trigger_files: 8,
             compaction_cold_after: Duration::from_secs(300),

@@ -97,8 +97,10 @@ fn assert_same_as_ingot(engine: &Engine, table: &str, read: &Read) {
 fn local_options() -> Options {
     let mut options = Options::default();
     options.delta_lake = true;
-    // Compactions only when the test asks, so that what is published is known.
+    // Compactions and publishing only when the test asks, so that what is
+    // published is known.
     options.compaction = false;
+    options.delta_interval = Duration::from_secs(3600);
     // A partition that is one file is settled at once.
     options.compaction_cold_after = Duration::ZERO;
     // Removed copies are deleted at once.
