@@ -38,31 +38,34 @@ enum Command {
         bind: SocketAddr,
     },
     /// Runs tasks; reads Ingot tables from the bucket (AWS_* variables).
-    Executor {
-        /// The scheduler's address.
-        #[arg(
-            long,
-            env = "INGOT_BALLISTA_SCHEDULER",
-            default_value = "127.0.0.1:50050"
-        )]
-        scheduler: SocketAddr,
-        /// Host to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        bind_host: String,
-        /// Port of the executor's Arrow Flight service (results, shuffles).
-        #[arg(long, default_value_t = 50051)]
-        port: u16,
-        /// Port of the executor's gRPC service (tasks).
-        #[arg(long, default_value_t = 50052)]
-        grpc_port: u16,
-        /// Tasks run at once (default: the machine's cores).
-        #[arg(long)]
-        concurrent_tasks: Option<usize>,
-        /// Shuffle files, and the read-only Ingot engines' caches of the
-        /// bucket's files (default: a folder in the temporary directory).
-        #[arg(long)]
-        work_dir: Option<PathBuf>,
-    },
+    Executor(ExecutorArgs),
+}
+
+#[derive(clap::Args)]
+struct ExecutorArgs {
+    /// The scheduler's address.
+    #[arg(
+        long,
+        env = "INGOT_BALLISTA_SCHEDULER",
+        default_value = "127.0.0.1:50050"
+    )]
+    scheduler: SocketAddr,
+    /// Host to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_host: String,
+    /// Port of the executor's Arrow Flight service (results, shuffles).
+    #[arg(long, default_value_t = 50051)]
+    port: u16,
+    /// Port of the executor's gRPC service (tasks).
+    #[arg(long, default_value_t = 50052)]
+    grpc_port: u16,
+    /// Tasks run at once (default: the machine's cores).
+    #[arg(long)]
+    concurrent_tasks: Option<usize>,
+    /// Shuffle files, and the read-only Ingot engines' caches of the
+    /// bucket's files (default: a folder in the temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -76,24 +79,7 @@ async fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Scheduler { bind } => scheduler(bind).await,
-        Command::Executor {
-            scheduler,
-            bind_host,
-            port,
-            grpc_port,
-            concurrent_tasks,
-            work_dir,
-        } => {
-            executor(
-                scheduler,
-                bind_host,
-                port,
-                grpc_port,
-                concurrent_tasks,
-                work_dir,
-            )
-            .await
-        }
+        Command::Executor(args) => executor(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,31 +103,26 @@ async fn scheduler(bind: SocketAddr) -> ballista_core::error::Result<()> {
     start_server(cluster, bind, Arc::new(config)).await
 }
 
-async fn executor(
-    scheduler: SocketAddr,
-    bind_host: String,
-    port: u16,
-    grpc_port: u16,
-    concurrent_tasks: Option<usize>,
-    work_dir: Option<PathBuf>,
-) -> ballista_core::error::Result<()> {
-    let work_dir = work_dir
+async fn executor(args: ExecutorArgs) -> ballista_core::error::Result<()> {
+    let port = args.port;
+    let work_dir = args
+        .work_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ingot-ballista-executor-{port}")));
     std::fs::create_dir_all(&work_dir)?;
     set_replica_dir(work_dir.join("ingot"));
     let mut config = ExecutorProcessConfig {
-        bind_host: bind_host.clone(),
-        external_host: Some(bind_host),
+        bind_host: args.bind_host.clone(),
+        external_host: Some(args.bind_host),
         port,
-        grpc_port,
-        scheduler_host: scheduler.ip().to_string(),
-        scheduler_port: scheduler.port(),
+        grpc_port: args.grpc_port,
+        scheduler_host: args.scheduler.ip().to_string(),
+        scheduler_port: args.scheduler.port(),
         work_dir: Some(work_dir.join("shuffle").display().to_string()),
         override_logical_codec: Some(Arc::new(IngotLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(IngotPhysicalCodec::default())),
         ..Default::default()
     };
-    if let Some(tasks) = concurrent_tasks {
+    if let Some(tasks) = args.concurrent_tasks {
         config.vcores = tasks;
     }
     start_executor_process(Arc::new(config)).await

@@ -436,17 +436,20 @@ fn candidates(shared: &Shared) -> BTreeMap<String, Candidates> {
     let mut found: BTreeMap<String, Candidates> = BTreeMap::new();
     for ((database, table, partition), files) in partitions {
         let entry = found.entry(table_folder(database, table)).or_default();
-        for file in &files {
+        let settled = match files.as_slice() {
+            [file] => {
+                !unflushed.contains(&(database.to_string(), table.to_string(), partition))
+                    && !state.tombstones.iter().any(|t| t.applies_to_file(file))
+                    && (file.level == 2 || now.saturating_sub(file.written_at) >= cold_after)
+            }
+            _ => false,
+        };
+        for file in files {
             let path = copy_path(file, shared.partition_width);
-            entry.live.insert(path, (*file).clone());
-        }
-        let [file] = files.as_slice() else { continue };
-        let settled = !unflushed.contains(&(database.to_string(), table.to_string(), partition))
-            && !state.tombstones.iter().any(|t| t.applies_to_file(file))
-            && (file.level == 2 || now.saturating_sub(file.written_at) >= cold_after);
-        if settled {
-            let path = copy_path(file, shared.partition_width);
-            entry.settled.insert(path, (*file).clone());
+            if settled {
+                entry.settled.insert(path.clone(), file.clone());
+            }
+            entry.live.insert(path, file.clone());
         }
     }
     found
