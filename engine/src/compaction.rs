@@ -377,9 +377,11 @@ fn remove(shared: &Shared, runtime: &Runtime, path: &StorePath) {
 
 /// Deletes the files replaced by manifest changes that no read can reach.
 fn delete_unreachable(shared: &Shared, runtime: &Runtime) {
-    for path in shared.readers.take_unreachable() {
-        remove(shared, runtime, &path);
+    let files = shared.readers.take_unreachable();
+    for path in &files {
+        remove(shared, runtime, path);
     }
+    shared.readers.deleted(&files);
 }
 
 /// Counts a compaction as under way while it lives.

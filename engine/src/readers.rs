@@ -45,6 +45,9 @@ struct ReadersInner {
     /// Files removed from the manifest by the change to `version`, and
     /// when: readable by pins below it.
     removed: Vec<(u64, Instant, Vec<StorePath>)>,
+    /// Data files taken by [`Readers::take_unreachable`] whose deletion has
+    /// not been confirmed with [`Readers::deleted`] yet.
+    deleting: usize,
 }
 
 impl Readers {
@@ -85,23 +88,38 @@ impl Readers {
                 oldest.is_none_or(|o| o >= *version) && at.elapsed() >= grace
             });
         inner.removed = kept;
-        free.into_iter().flat_map(|(_, _, files)| files).collect()
+        let files: Vec<StorePath> = free.into_iter().flat_map(|(_, _, files)| files).collect();
+        inner.deleting += data_files(&files);
+        files
     }
 
-    /// Files removed from the manifest and not yet deleted.
+    /// Confirms that files from [`Readers::take_unreachable`] are deleted
+    /// (or that deleting them was given up), so they no longer count as
+    /// waiting.
+    pub fn deleted(&self, files: &[StorePath]) {
+        let mut inner = self.lock();
+        inner.deleting = inner.deleting.saturating_sub(data_files(files));
+    }
+
+    /// Data files removed from the manifest and not yet deleted; each one's
+    /// summary and last rows go with it.
     pub fn waiting(&self) -> usize {
-        // Data files; each one's summary and last rows go with it.
-        self.lock()
-            .removed
-            .iter()
-            .flat_map(|(_, _, f)| f)
-            .filter(|p| !crate::FileMeta::is_sidecar(p.as_ref()))
-            .count()
+        let inner = self.lock();
+        let listed: usize = inner.removed.iter().map(|(_, _, f)| data_files(f)).sum();
+        listed + inner.deleting
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ReadersInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// How many of `files` are data files rather than sidecars.
+fn data_files(files: &[StorePath]) -> usize {
+    files
+        .iter()
+        .filter(|p| !crate::FileMeta::is_sidecar(p.as_ref()))
+        .count()
 }
 
 /// A read's hold on one manifest version; released when dropped.
@@ -198,17 +216,17 @@ mod tests {
         assert!(readers.take_unreachable().is_empty());
         drop(old);
         // Version 4 does not name it.
-        assert_eq!(
-            readers.take_unreachable(),
-            vec![StorePath::from("a.parquet")]
-        );
+        let taken = readers.take_unreachable();
+        assert_eq!(taken, vec![StorePath::from("a.parquet")]);
+        readers.deleted(&taken);
         readers.removed(5, vec![StorePath::from("b.parquet")]);
         assert_eq!(readers.waiting(), 1);
         drop(current);
-        assert_eq!(
-            readers.take_unreachable(),
-            vec![StorePath::from("b.parquet")]
-        );
+        let taken = readers.take_unreachable();
+        assert_eq!(taken, vec![StorePath::from("b.parquet")]);
+        // Taken is not yet deleted.
+        assert_eq!(readers.waiting(), 1);
+        readers.deleted(&taken);
         assert_eq!(readers.waiting(), 0);
     }
 
