@@ -30,6 +30,7 @@ use datafusion::datasource::physical_plan::{
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -82,11 +83,22 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
         .with_create_default_catalog_and_schema(false)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
-    let ctx = SessionContext::new_with_config_rt(config, shared.runtime_env.clone());
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(shared.runtime_env.clone())
+        .with_default_features()
+        .with_query_planner(Arc::new(crate::gapfill::IngotQueryPlanner))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
     for function in crate::functions::all() {
         ctx.register_udaf(function);
     }
+    ctx.register_udf(crate::local_time::date_bin());
+    for function in crate::gapfill::functions() {
+        ctx.register_udf(function);
+    }
+    ctx.add_analyzer_rule(Arc::new(crate::gapfill::GapFillRule));
     ctx.add_optimizer_rule(Arc::new(LastRowsRule));
     ctx.add_optimizer_rule(Arc::new(SummaryRule));
     ctx
