@@ -91,8 +91,11 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
-    for function in crate::functions::all() {
+    for function in crate::functions::aggregates() {
         ctx.register_udaf(function);
+    }
+    for function in crate::functions::windows() {
+        ctx.register_udwf(function);
     }
     ctx.register_udf(crate::local_time::date_bin());
     for function in crate::gapfill::functions() {
