@@ -247,12 +247,29 @@ fn json_values(array: &ArrayRef) -> Result<Vec<Value>> {
             let a = array.as_string_view();
             (0..n).map(|i| Value::from(a.value(i))).collect()
         }
-        DataType::Timestamp(..) => {
+        DataType::Timestamp(_, tz) => {
             let ns = cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, None))
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             let a = ns.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+            // A column in a zone other than UTC (`time AT TIME ZONE ...`)
+            // shows its local time and offset; others show UTC.
+            let zone = match tz.as_deref() {
+                Some(tz) if !matches!(tz, "UTC" | "+00:00" | "Z") => Some(
+                    tz.parse::<arrow::array::timezone::Tz>()
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                ),
+                _ => None,
+            };
             (0..n)
-                .map(|i| Value::from(rfc3339_nanos(a.value(i))))
+                .map(|i| {
+                    Value::from(match &zone {
+                        Some(zone) => chrono::DateTime::from_timestamp_nanos(a.value(i))
+                            .with_timezone(zone)
+                            .format("%Y-%m-%dT%H:%M:%S%.9f%:z")
+                            .to_string(),
+                        None => rfc3339_nanos(a.value(i)),
+                    })
+                })
                 .collect()
         }
         _ => {

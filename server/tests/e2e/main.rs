@@ -14,4 +14,5 @@ mod replica;
 #[path = "../../../tests/src/s3.rs"]
 mod s3;
 mod support;
+mod time_series;
 mod tls;
