@@ -5,7 +5,7 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ingot_proto::v1::ingest_client::IngestClient;
 use ingot_proto::v1::{WriteRequest, WriteResponse};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -114,6 +114,33 @@ impl Client {
             batches.extend(part);
         }
         Ok((schema, batches))
+    }
+
+    /// Runs a query and streams its batches, endpoint after endpoint, as
+    /// they arrive.
+    pub async fn query_stream(
+        &mut self,
+        sql: &str,
+    ) -> Result<
+        (
+            SchemaRef,
+            impl futures::Stream<Item = Result<RecordBatch, ClientError>> + Send + 'static,
+        ),
+        ClientError,
+    > {
+        let info = self.flight.execute(sql.to_string(), None).await?;
+        let schema = std::sync::Arc::new(info.clone().try_decode_schema()?);
+        let tickets: Vec<_> = info.endpoint.into_iter().filter_map(|e| e.ticket).collect();
+        let flight = self.flight.clone();
+        let stream = futures::stream::iter(tickets)
+            .then(move |ticket| {
+                let mut flight = flight.clone();
+                async move { flight.do_get(ticket).await }
+            })
+            .map_err(ClientError::from)
+            .and_then(|batches| async move { Ok(batches.map_err(ClientError::from)) })
+            .try_flatten();
+        Ok((schema, stream))
     }
 
     /// Runs a statement that changes the server (`CREATE DATABASE`, `ALTER

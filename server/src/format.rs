@@ -56,6 +56,9 @@ pub struct Encoder {
     parquet: Option<parquet::arrow::ArrowWriter<Vec<u8>>>,
 }
 
+/// Rows per row group of a Parquet result.
+const PARQUET_ROW_GROUP_ROWS: usize = 128 * 1024;
+
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("{what} encoding: {e}"))
 }
@@ -78,8 +81,18 @@ impl Encoder {
                     .map_err(|e| internal("CSV", e))?;
             }
             Format::Parquet => {
-                let writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), None)
-                    .map_err(|e| internal("Parquet", e))?;
+                // Row groups of at most PARQUET_ROW_GROUP_ROWS rows are sent
+                // as each is finished: memory holds one row group.
+                let properties = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                    .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
+                    .build();
+                let writer = parquet::arrow::ArrowWriter::try_new(
+                    Vec::new(),
+                    schema.clone(),
+                    Some(properties),
+                )
+                .map_err(|e| internal("Parquet", e))?;
                 parquet = Some(writer);
             }
         }
@@ -145,6 +158,9 @@ impl Encoder {
             Format::Parquet => {
                 if let Some(writer) = &mut self.parquet {
                     writer.write(batch).map_err(|e| internal("Parquet", e))?;
+                    // The bytes of finished row groups; the writer counts
+                    // offsets itself, so its buffer can be emptied.
+                    out = std::mem::take(writer.inner_mut());
                 }
             }
         }

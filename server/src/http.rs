@@ -314,11 +314,21 @@ async fn query_post(
 /// Runs a query and streams its result: the response starts once the first
 /// batch is ready (so that planning and early execution errors still get a
 /// proper 4xx), then each batch is encoded as it arrives.
+///
+/// `COPY (query) TO 'file' [STORED AS ...]` streams the query's result as
+/// that file (a download named after it) instead of writing on the server.
 async fn query(state: &AppState, p: QueryParams) -> Result<Response> {
-    let format = Format::parse(p.format.as_deref())?;
-    let Some(sql) = p.q.filter(|q| !q.trim().is_empty()) else {
+    let Some(mut sql) = p.q.filter(|q| !q.trim().is_empty()) else {
         return Err(ApiError::invalid("missing query: pass it as q"));
     };
+    let mut format = Format::parse(p.format.as_deref())?;
+    let mut download = None;
+    crate::sql::check_query(&sql, &state.limits)?;
+    if let Some(copy) = crate::sql::copy_to(&sql)? {
+        sql = copy.query;
+        format = copy.format;
+        download = Some(copy.file_name);
+    }
     let database = p.db.unwrap_or_default();
     let mut timer = QueryTimer::start(state.metrics.clone(), "http");
     let started = async {
@@ -361,9 +371,20 @@ async fn query(state: &AppState, p: QueryParams) -> Result<Response> {
         }
         part.map_err(|e| std::io::Error::other(e.to_string()))
     });
-    Ok((
+    let mut response = (
         [(header::CONTENT_TYPE, format.content_type())],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response();
+    if let Some(name) = download {
+        let name = name.replace(['"', '\\', '\r', '\n'], "_");
+        if let Ok(value) =
+            header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
 }

@@ -396,6 +396,40 @@ pub async fn import_file(
     result.map(|()| total)
 }
 
+/// Imports a directory written by `ingot export`: each of its files into
+/// the table it came from (or `options.table`), in `database` or else the
+/// database it came from; checks that every row of the export arrived.
+pub async fn import_export(
+    target: &mut Target,
+    dir: &Path,
+    database: Option<&str>,
+    options: &ImportOptions,
+) -> Result<ImportSummary, ImportError> {
+    let manifest = crate::export::ExportManifest::read(dir).map_err(|e| file_err(dir, e))?;
+    let options = ImportOptions {
+        database: database.unwrap_or(&manifest.database).to_string(),
+        table: Some(options.table.clone().unwrap_or(manifest.table.clone())),
+        format: Some(FileFormat::Parquet),
+        precision: options.precision,
+    };
+    let mut total = ImportSummary::default();
+    for file in &manifest.files {
+        let s = import_file(target, &dir.join(&file.name), &options).await?;
+        if s.rows != file.rows {
+            return Err(file_err(
+                &dir.join(&file.name),
+                format!(
+                    "the export recorded {} rows, {} were read",
+                    file.rows, s.rows
+                ),
+            ));
+        }
+        total.rows += s.rows;
+        total.points += s.points;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

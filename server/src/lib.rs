@@ -14,6 +14,7 @@ mod auth;
 pub mod client;
 mod convert;
 mod error;
+pub mod export;
 mod flight;
 mod format;
 mod grpc;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ingot_engine::{Engine, Options, Precision, WalSync};
 use ingot_server::client::Client;
-use ingot_server::import::{FileFormat, ImportOptions, Target, import_file};
+use ingot_server::export::ExportOptions;
+use ingot_server::import::{FileFormat, ImportOptions, Target, import_export, import_file};
 use ingot_server::{ServeConfig, Server, SqlLimits, TlsFiles};
 use tracing::{error, info, warn};
 
@@ -27,8 +28,12 @@ enum Command {
     /// Run SQL against a server (Flight SQL) or a data directory; reads
     /// statements from stdin, one per line, when no query is given.
     Sql(SqlArgs),
-    /// Load Parquet, CSV or line-protocol files into a server or a data directory.
+    /// Load Parquet, CSV or line-protocol files, or a directory written by
+    /// `ingot export`, into a server or a data directory.
     Import(ImportArgs),
+    /// Back up a table (or a time range of it) as Parquet files in a
+    /// directory, from one consistent snapshot; `ingot import DIR` restores it.
+    Export(ExportArgs),
     /// One HTTP write address for a cluster of writer nodes (--node-id):
     /// splits line-protocol writes by the node that owns each series and
     /// forwards each node its share.
@@ -218,9 +223,12 @@ struct SqlArgs {
 struct ImportArgs {
     #[command(flatten)]
     connection: Connection,
-    #[arg(long, default_value = "public")]
-    database: String,
-    /// Table for Parquet and CSV files (default: the file name without extension).
+    /// Database to write into (default: public, or the database an export
+    /// directory came from).
+    #[arg(long)]
+    database: Option<String>,
+    /// Table for Parquet and CSV files (default: the file name without
+    /// extension, or the table an export directory came from).
     #[arg(long)]
     table: Option<String>,
     /// parquet, csv or lp (default: from the extension).
@@ -229,8 +237,30 @@ struct ImportArgs {
     /// Line-protocol timestamp precision: ns, us, ms, s.
     #[arg(long, default_value = "ns", value_parser = parse_precision)]
     precision: Precision,
+    /// Files, and directories written by `ingot export`.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[arg(long, default_value = "public")]
+    database: String,
+    #[arg(long)]
+    table: String,
+    /// Rows at or after this time (RFC 3339, 2026-01-01T00:00:00Z).
+    #[arg(long)]
+    from: Option<String>,
+    /// Rows before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// Rows per Parquet file.
+    #[arg(long, default_value_t = ingot_server::export::DEFAULT_ROWS_PER_FILE)]
+    rows_per_file: u64,
+    /// Directory to write (created if missing; must not hold an export).
+    dir: PathBuf,
 }
 
 fn parse_format(s: &str) -> Result<FileFormat, String> {
@@ -273,6 +303,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Sql(args) => sql(args).await,
             Command::Import(args) => import(args).await,
+            Command::Export(args) => export(args).await,
             Command::Compact(args) => compact(args).await,
             Command::Route(args) => route(args).await,
         }
@@ -513,14 +544,22 @@ async fn repl(backend: &mut Target, database: &str) -> Result<(), BoxError> {
 async fn import(args: ImportArgs) -> Result<(), BoxError> {
     let mut target = backend(&args.connection).await?;
     let options = ImportOptions {
-        database: args.database,
+        database: args
+            .database
+            .clone()
+            .unwrap_or_else(|| ingot_engine::DEFAULT_DATABASE.to_string()),
         table: args.table,
         format: args.format,
         precision: args.precision,
     };
     let mut failed = None;
     for file in &args.files {
-        match import_file(&mut target, file, &options).await {
+        let imported = if file.is_dir() {
+            import_export(&mut target, file, args.database.as_deref(), &options).await
+        } else {
+            import_file(&mut target, file, &options).await
+        };
+        match imported {
             Ok(s) => eprintln!("{}: {} rows, {} points", file.display(), s.rows, s.points),
             Err(e) => {
                 error!(file = %file.display(), error = %e, "import failed");
@@ -534,4 +573,27 @@ async fn import(args: ImportArgs) -> Result<(), BoxError> {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+async fn export(args: ExportArgs) -> Result<(), BoxError> {
+    let mut target = backend(&args.connection).await?;
+    let options = ExportOptions {
+        database: args.database,
+        table: args.table,
+        from: args.from,
+        to: args.to,
+        rows_per_file: args.rows_per_file,
+    };
+    let exported = ingot_server::export::export(&mut target, &options, &args.dir).await;
+    close(target).await?;
+    let manifest = exported?;
+    eprintln!(
+        "{}.{}: {} rows in {} files, {}",
+        manifest.database,
+        manifest.table,
+        manifest.rows,
+        manifest.files.len(),
+        args.dir.display()
+    );
+    Ok(())
 }

@@ -10,7 +10,10 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionContext};
 use ingot_engine::{DEFAULT_DATABASE, Engine, statement};
 
+use datafusion::sql::parser::{CopyToSource, DFParser, Statement as DFStatement};
+
 use crate::error::{ApiError, Result};
+use crate::format::Format;
 
 /// Limits checked on query text before it reaches the SQL parser.
 #[derive(Debug, Clone, Copy)]
@@ -251,6 +254,67 @@ fn statement_options() -> SQLOptions {
 
 /// Checks, plans and starts a query; batches are produced as the stream is
 /// polled, never collected here.
+/// A `COPY ... TO 'file'` sent to the server: the query, and the file it
+/// names, which the HTTP API streams back instead of writing on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyTo {
+    /// The rows: `SELECT * FROM table` or the statement's query.
+    pub query: String,
+    /// The file's name, without its directories.
+    pub file_name: String,
+    /// `STORED AS`, else the file's extension.
+    pub format: Format,
+}
+
+/// Reads `sql` as a `COPY ... TO` statement; `Ok(None)` when it is not one.
+pub fn copy_to(sql: &str) -> Result<Option<CopyTo>> {
+    let starts_with_copy = sql
+        .trim_start()
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("copy"));
+    if !starts_with_copy {
+        return Ok(None);
+    }
+    let mut statements = DFParser::parse_sql(sql)?;
+    let (Some(DFStatement::CopyTo(copy)), None) = (statements.pop_front(), statements.pop_front())
+    else {
+        return Ok(None);
+    };
+    let query = match &copy.source {
+        CopyToSource::Relation(name) => format!("SELECT * FROM {name}"),
+        CopyToSource::Query(query) => query.to_string(),
+    };
+    let file_name = copy
+        .target
+        .rsplit(['/', '\\'])
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("export")
+        .to_string();
+    let kind = copy
+        .stored_as
+        .clone()
+        .or_else(|| file_name.rsplit_once('.').map(|(_, e)| e.to_string()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let format = match kind.as_str() {
+        "parquet" => Format::Parquet,
+        "csv" => Format::Csv,
+        "json" | "ndjson" | "jsonl" => Format::JsonLines,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "COPY TO {:?}: unknown format {other:?}; say STORED AS PARQUET, CSV or JSON",
+                copy.target
+            )));
+        }
+    };
+    Ok(Some(CopyTo {
+        query,
+        file_name,
+        format,
+    }))
+}
+
 pub async fn execute(
     engine: &Engine,
     database: &str,
@@ -258,6 +322,7 @@ pub async fn execute(
     limits: &SqlLimits,
 ) -> Result<SendableRecordBatchStream> {
     check_query(sql, limits)?;
+    refuse_copy(sql)?;
     if run_statement(engine, database, sql).await? {
         let schema = Arc::new(Schema::empty());
         return Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -274,6 +339,18 @@ pub async fn execute(
 /// `ALTER DATABASE ... SET retention_period`, `DROP TABLE`, `DROP
 /// DATABASE`), with `database` as the session's; false when it is not, and
 /// DataFusion should plan it.
+/// The server never writes query results on its own disk.
+fn refuse_copy(sql: &str) -> Result<()> {
+    if copy_to(sql)?.is_some() {
+        return Err(ApiError::invalid(
+            "COPY ... TO would write the file where the server runs: send it to \
+             /api/v3/query_sql, which streams the file back, or run the query and write the \
+             result yourself (`ingot export` backs up a table)",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn run_statement(engine: &Engine, database: &str, sql: &str) -> Result<bool> {
     let Some(statement) = statement::parse(sql)? else {
         return Ok(false);
@@ -295,6 +372,7 @@ pub async fn plan(
     limits: &SqlLimits,
 ) -> Result<datafusion::dataframe::DataFrame> {
     check_query(sql, limits)?;
+    refuse_copy(sql)?;
     if statement::parse(sql)?.is_some() {
         return Err(ApiError::invalid(
             "CREATE DATABASE, ALTER DATABASE and DROP change the server: send them with \
@@ -308,6 +386,23 @@ pub async fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_to_names_its_query_file_and_format() {
+        let copy = copy_to("COPY (SELECT a FROM t WHERE b > 1) TO '/tmp/out/x.parquet'")
+            .unwrap()
+            .unwrap();
+        assert_eq!(copy.query, "SELECT a FROM t WHERE b > 1");
+        assert_eq!(copy.file_name, "x.parquet");
+        assert_eq!(copy.format, Format::Parquet);
+        let copy = copy_to("copy readings to 'r.out' stored as csv")
+            .unwrap()
+            .unwrap();
+        assert_eq!(copy.query, "SELECT * FROM readings");
+        assert_eq!(copy.format, Format::Csv);
+        assert!(copy_to("SELECT 1").unwrap().is_none());
+        assert!(copy_to("COPY t TO 'x.avro'").is_err());
+    }
 
     #[test]
     fn ordinary_queries_pass() {

@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use crate::support::{TestServer, count};
 
 /// Runs `ingot ARGS` with `stdin`, bounded in time; returns (success, stdout, stderr).
-fn ingot(args: &[&str], stdin: &str) -> (bool, String, String) {
+pub fn ingot(args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
         .args(args)
         .env("RUST_LOG", "warn")

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod crash;
+mod export;
 mod flight;
 mod grpc;
 mod http;
