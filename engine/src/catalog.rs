@@ -14,6 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::rollup::RollupDef;
 
 /// Arrow field metadata key naming a column's role: `time`, `tag` or `field`.
 pub const KIND_METADATA_KEY: &str = "ingot.kind";
@@ -208,6 +209,8 @@ pub struct Catalog {
     /// Counts the drops since open: a write resolved against an older count
     /// may name a table that is gone, and is resolved again before it commits.
     drops: u64,
+    /// Continuous rollups, by (database, name).
+    rollups: BTreeMap<(String, String), RollupDef>,
 }
 
 /// The persisted form of a catalog (inside the manifest).
@@ -218,6 +221,9 @@ pub(crate) struct CatalogSnapshot {
     /// written before Ingot had retention.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retention_ns: BTreeMap<String, u64>,
+    /// Continuous rollups and how far each has caught up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollups: Vec<RollupDef>,
 }
 
 impl Catalog {
@@ -243,11 +249,17 @@ impl Catalog {
             .iter()
             .map(|(db, ns)| (db.clone(), Duration::from_nanos(*ns)))
             .collect();
+        let rollups = s
+            .rollups
+            .iter()
+            .map(|r| ((r.database.clone(), r.name.clone()), r.clone()))
+            .collect();
         Self {
             databases,
             retention,
             default_retention: None,
             drops: 0,
+            rollups,
         }
     }
 
@@ -271,6 +283,47 @@ impl Catalog {
                 .iter()
                 .map(|(db, d)| (db.clone(), u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
                 .collect(),
+            rollups: self.rollups.values().cloned().collect(),
+        }
+    }
+
+    /// The rollup `name` of `database`, if there is one.
+    pub(crate) fn rollup(&self, database: &str, name: &str) -> Option<&RollupDef> {
+        self.rollups.get(&(database.to_string(), name.to_string()))
+    }
+
+    pub(crate) fn rollups(&self) -> Vec<RollupDef> {
+        self.rollups.values().cloned().collect()
+    }
+
+    /// Names of the rollups of `database`.
+    pub(crate) fn rollup_names(&self, database: &str) -> Vec<String> {
+        self.rollups
+            .keys()
+            .filter(|(d, _)| d == database)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    pub(crate) fn add_rollup(&mut self, def: RollupDef) {
+        self.ensure_database(&def.database);
+        self.rollups
+            .insert((def.database.clone(), def.name.clone()), def);
+    }
+
+    pub(crate) fn remove_rollup(&mut self, database: &str, name: &str) -> bool {
+        self.rollups
+            .remove(&(database.to_string(), name.to_string()))
+            .is_some()
+    }
+
+    /// Records that every write to the rollup's source up to `seq` is in it.
+    pub(crate) fn set_rollup_caught_up(&mut self, database: &str, name: &str, seq: u64) {
+        if let Some(def) = self
+            .rollups
+            .get_mut(&(database.to_string(), name.to_string()))
+        {
+            def.caught_up_seq = def.caught_up_seq.max(seq);
         }
     }
 
@@ -318,6 +371,7 @@ impl Catalog {
                 .is_some_and(|tables| tables.remove(table).is_some()),
             None => {
                 self.retention.remove(database);
+                self.rollups.retain(|(d, _), _| d != database);
                 self.databases.remove(database).is_some()
             }
         };

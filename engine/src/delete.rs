@@ -317,7 +317,9 @@ pub(crate) fn remove_deleted(
 }
 
 /// The tombstones still needed once `manifest` is in place: those a flush
-/// has not yet passed, and those that still apply to one of its files.
+/// has not yet passed, those that still apply to one of its files, and
+/// those a rollup of their table has not yet passed (it recomputes the
+/// windows they touch).
 pub(crate) fn still_needed(
     tombstones: &[Arc<Tombstone>],
     manifest: &Manifest,
@@ -325,7 +327,13 @@ pub(crate) fn still_needed(
     tombstones
         .iter()
         .filter(|t| {
-            t.seq > manifest.persisted_seq || manifest.files.iter().any(|f| t.applies_to_file(f))
+            t.seq > manifest.persisted_seq
+                || manifest.files.iter().any(|f| t.applies_to_file(f))
+                || manifest.catalog.rollups.iter().any(|r| {
+                    r.source_database == t.database
+                        && r.source_table == t.table
+                        && r.caught_up_seq < t.seq
+                })
         })
         .cloned()
         .collect()

@@ -21,13 +21,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cache::{CacheStats, CachedStore};
 use crate::catalog::Catalog;
@@ -77,6 +77,8 @@ struct Inner {
     compact_tx: Sender<CompactMsg>,
     /// The Delta Lake publisher's, when `Options::delta_lake` is on.
     publish_tx: Option<Sender<PublishMsg>>,
+    /// The rollup maintainer's (none on a read-only replica).
+    rollup_tx: Option<Sender<RollupMsg>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Stops a replica's refresher (dropping it does too).
     refresh_stop: Mutex<Option<Sender<()>>>,
@@ -446,6 +448,26 @@ impl Engine {
             );
             refresh_stop = Some(stop);
         }
+        let mut rollup_tx = None;
+        if !shared.options.read_only {
+            let (tx, rx) = bounded::<RollupMsg>(4);
+            let writer = Writer {
+                shared: shared.clone(),
+                committer: committer.clone(),
+                flush_tx: flush_tx.clone(),
+            };
+            let rollup_runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io(&dir, e))?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ingot-rollup".into())
+                    .spawn(move || run_maintainer(writer, rollup_runtime, rx))
+                    .map_err(|e| Error::io(&dir, e))?,
+            );
+            rollup_tx = Some(tx);
+        }
         info!(dir = %dir.display(), last_seq, read_only = shared.options.read_only, "engine open");
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -454,6 +476,7 @@ impl Engine {
                 flush_tx,
                 compact_tx,
                 publish_tx,
+                rollup_tx,
                 threads: Mutex::new(threads),
                 refresh_stop: Mutex::new(refresh_stop),
                 lock: Mutex::new(Some(lock)),
@@ -529,54 +552,20 @@ impl Engine {
     }
 
     fn write_tables(&self, database: &str, writes: Vec<TableWrite>) -> Result<()> {
-        let shared = &self.inner.shared;
-        if shared.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        shared.check_writable()?;
-        check_name("database", database)?;
-        let writes: Vec<TableWrite> = writes
-            .into_iter()
-            .filter(|w| w.batch.num_rows() > 0)
-            .collect();
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let period = shared.catalog_read().retention(database);
-        crate::retention::check_writes(database, period, &writes, now_ns())?;
-        let resolved_at = {
-            let mut catalog = shared.catalog_mut();
-            catalog.resolve_writes(database, &writes)?;
-            catalog.drops()
-        };
-        let reserved: usize = writes.iter().map(|w| w.batch.get_array_memory_size()).sum();
-        shared.reserve_memory(reserved, &self.inner.flush_tx)?;
-        let payload = match encode_entry(database, &writes) {
-            Ok(p) => p,
-            Err(e) => {
-                shared.release_memory(reserved);
-                return Err(e);
+        {
+            let catalog = self.inner.shared.catalog_read();
+            if let Some(w) = writes
+                .iter()
+                .find(|w| catalog.rollup(database, &w.table).is_some())
+            {
+                return Err(Error::InvalidWrite(format!(
+                    "{database}.{} is a materialized view, which Ingot keeps up to date from \
+                     its source table; write to the source instead",
+                    w.table
+                )));
             }
-        };
-        let (reply, result) = bounded(1);
-        let request = WriteRequest {
-            database: database.to_string(),
-            payload,
-            change: Change::Write {
-                writes,
-                resolved_at,
-            },
-            reserved,
-            reply,
-        };
-        match self.inner.committer.commit(shared, request, result) {
-            Ok(_) => Ok(()),
-            Err(Error::Closed) => {
-                shared.release_memory(reserved);
-                Err(Error::Closed)
-            }
-            Err(e) => Err(e),
         }
+        self.inner.writer().write_tables(database, writes)
     }
 
     /// A DataFusion session over this engine's catalog (`ingot`), with the
@@ -662,7 +651,108 @@ impl Engine {
                 Err(Error::NotFound(_)) if *if_exists => Ok(()),
                 done => done,
             },
+            Statement::CreateRollup {
+                database: named,
+                name,
+                if_not_exists,
+                query,
+            } => match self.create_rollup(
+                named.as_deref().unwrap_or(database),
+                name,
+                query,
+                database,
+            ) {
+                Err(Error::AlreadyExists(_)) if *if_not_exists => Ok(()),
+                done => done,
+            },
+            Statement::DropRollup {
+                database: named,
+                name,
+                if_exists,
+            } => match self.drop_rollup(named.as_deref().unwrap_or(database), name) {
+                Err(Error::NotFound(_)) if *if_exists => Ok(()),
+                done => done,
+            },
         }
+    }
+
+    /// Creates the continuous rollup `name` in `database` from `query`
+    /// (whose unqualified names are in `query_database`); see
+    /// [`crate::rollup`]. The maintainer fills it from the source's rows in
+    /// the background; queries see them all at once. Persisted before it
+    /// returns.
+    pub fn create_rollup(
+        &self,
+        database: &str,
+        name: &str,
+        query: &str,
+        query_database: &str,
+    ) -> Result<()> {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        shared.check_writable()?;
+        check_name("database", database)?;
+        check_name("table", name)?;
+        let taken = |catalog: &crate::catalog::Catalog| {
+            if catalog.rollup(database, name).is_some() {
+                Err(Error::AlreadyExists(format!(
+                    "materialized view {database}.{name} already exists"
+                )))
+            } else if catalog.table(database, name).is_some() {
+                Err(Error::AlreadyExists(format!(
+                    "a table {database}.{name} already exists; a materialized view needs a name of its own"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        taken(&shared.catalog_read())?;
+        let def = futures::executor::block_on(crate::rollup::define(
+            shared,
+            database,
+            name,
+            query,
+            query_database,
+        ))?;
+        {
+            let mut catalog = shared.catalog_mut();
+            taken(&catalog)?;
+            catalog.add_rollup(def);
+        }
+        shared.edit_manifest(|_| Ok(()), |_| {})?;
+        if let Some(tx) = &self.inner.rollup_tx {
+            let _ = tx.try_send(RollupMsg::Look);
+        }
+        Ok(())
+    }
+
+    /// Drops the rollup `name` of `database` and its stored rows.
+    pub fn drop_rollup(&self, database: &str, name: &str) -> Result<()> {
+        let shared = &self.inner.shared;
+        shared.check_writable()?;
+        if !shared.catalog_mut().remove_rollup(database, name) {
+            return Err(Error::NotFound(format!(
+                "materialized view {database}.{name} does not exist"
+            )));
+        }
+        shared.edit_manifest(|_| Ok(()), |_| {})?;
+        match self.drop_table(database, name) {
+            Err(Error::NotFound(_)) => Ok(()),
+            done => done,
+        }
+    }
+
+    /// Brings every rollup up to the changes flushed so far (the maintainer
+    /// does this in the background every `Options::rollup_interval`).
+    pub fn refresh_rollups(&self) -> Result<()> {
+        let Some(tx) = &self.inner.rollup_tx else {
+            return Ok(());
+        };
+        let (reply, done) = bounded(1);
+        tx.send(RollupMsg::Now(reply)).map_err(|_| Error::Closed)?;
+        done.recv().map_err(|_| Error::Closed)?
     }
 
     /// Drops `table` of `database`: its rows are gone from queries at once,
@@ -670,6 +760,17 @@ impl Engine {
     /// write of that name creates a new table. Durable (logged in the WAL)
     /// before it returns.
     pub fn drop_table(&self, database: &str, table: &str) -> Result<()> {
+        let is_rollup = self
+            .inner
+            .shared
+            .catalog_read()
+            .rollup(database, table)
+            .is_some();
+        if is_rollup {
+            return Err(Error::InvalidInput(format!(
+                "{database}.{table} is a materialized view: DROP MATERIALIZED VIEW {database}.{table}"
+            )));
+        }
         if self
             .inner
             .shared
@@ -914,12 +1015,23 @@ fn no_database(database: &str) -> Error {
 }
 
 impl Inner {
+    fn writer(&self) -> Writer {
+        Writer {
+            shared: self.shared.clone(),
+            committer: self.committer.clone(),
+            flush_tx: self.flush_tx.clone(),
+        }
+    }
+
     fn shutdown(&self) {
         self.committer.close();
         let _ = self.flush_tx.send(FlushMsg::Shutdown);
         let _ = self.compact_tx.send(CompactMsg::Shutdown);
         if let Some(tx) = &self.publish_tx {
             let _ = tx.send(PublishMsg::Shutdown);
+        }
+        if let Some(tx) = &self.rollup_tx {
+            let _ = tx.send(RollupMsg::Shutdown);
         }
         if let Some(stop) = self.refresh_stop.lock().ok().and_then(|mut s| s.take()) {
             let _ = stop.send(());
@@ -932,6 +1044,119 @@ impl Inner {
             if t.join().is_err() {
                 error!("an engine thread panicked");
             }
+        }
+    }
+}
+
+/// What writing needs, for the engine's handle and for the threads that
+/// write on its behalf (the rollup maintainer).
+#[derive(Clone)]
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    committer: Arc<Committer>,
+    flush_tx: Sender<FlushMsg>,
+}
+
+impl Writer {
+    /// Writes a batch whose columns carry their roles (`ingot.kind`).
+    pub(crate) fn write_batch(
+        &self,
+        database: &str,
+        table: &str,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let write = normalize_batch(table, batch)?;
+        self.write_tables(database, vec![write])
+    }
+
+    pub(crate) fn write_tables(&self, database: &str, writes: Vec<TableWrite>) -> Result<()> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        shared.check_writable()?;
+        check_name("database", database)?;
+        let writes: Vec<TableWrite> = writes
+            .into_iter()
+            .filter(|w| w.batch.num_rows() > 0)
+            .collect();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let period = shared.catalog_read().retention(database);
+        crate::retention::check_writes(database, period, &writes, now_ns())?;
+        let resolved_at = {
+            let mut catalog = shared.catalog_mut();
+            catalog.resolve_writes(database, &writes)?;
+            catalog.drops()
+        };
+        let reserved: usize = writes.iter().map(|w| w.batch.get_array_memory_size()).sum();
+        shared.reserve_memory(reserved, &self.flush_tx)?;
+        let payload = match encode_entry(database, &writes) {
+            Ok(p) => p,
+            Err(e) => {
+                shared.release_memory(reserved);
+                return Err(e);
+            }
+        };
+        let (reply, result) = bounded(1);
+        let request = WriteRequest {
+            database: database.to_string(),
+            payload,
+            change: Change::Write {
+                writes,
+                resolved_at,
+            },
+            reserved,
+            reply,
+        };
+        match self.committer.commit(shared, request, result) {
+            Ok(_) => Ok(()),
+            Err(Error::Closed) => {
+                shared.release_memory(reserved);
+                Err(Error::Closed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What the rollup maintainer is asked.
+pub(crate) enum RollupMsg {
+    Look,
+    Now(Sender<Result<()>>),
+    Shutdown,
+}
+
+/// The rollup maintainer: every `Options::rollup_interval`, and when asked,
+/// brings each rollup up to its source's flushed changes.
+fn run_maintainer(writer: Writer, runtime: tokio::runtime::Runtime, rx: Receiver<RollupMsg>) {
+    let interval = writer.shared.options.rollup_interval;
+    loop {
+        let reply = match rx.recv_timeout(interval) {
+            Ok(RollupMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(RollupMsg::Now(reply)) => Some(reply),
+            Ok(RollupMsg::Look) | Err(RecvTimeoutError::Timeout) => None,
+        };
+        let mut result = Ok(());
+        let rollups = writer.shared.catalog_read().rollups();
+        for def in rollups {
+            let write = |batch: &RecordBatch| writer.write_batch(&def.database, &def.name, batch);
+            match crate::rollup::refresh(&writer.shared, &runtime, &def, &write) {
+                Ok(done) if done.windows_recomputed > 0 => {
+                    debug!(database = %def.database, rollup = %def.name, windows = done.windows_recomputed, rows = done.rows_written, "rollup refreshed");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(database = %def.database, rollup = %def.name, error = %e, "refreshing a rollup failed; tried again at the next look");
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
         }
     }
 }

@@ -73,6 +73,7 @@ mod query;
 mod readers;
 mod replica;
 mod retention;
+mod rollup;
 pub mod statement;
 mod summary;
 mod summary_cache;

@@ -182,6 +182,9 @@ pub struct Options {
     /// How often the Delta Lake publisher looks for settled partitions to
     /// publish and removed files to drop. Default 5 s.
     pub delta_interval: Duration,
+    /// How often the rollup maintainer looks for flushed changes to bring
+    /// into the materialized views (`CREATE MATERIALIZED VIEW`). Default 1 s.
+    pub rollup_interval: Duration,
     /// Memory one compaction may hold: input batches, the merged rows on their
     /// way out, and the Parquet row group being encoded. A partition of any
     /// size compacts within it.
@@ -228,6 +231,7 @@ impl Default for Options {
             compaction: true,
             delta_lake: false,
             delta_interval: Duration::from_secs(5),
+            rollup_interval: Duration::from_secs(1),
             compaction_memory_bytes: 256 << 20,
             compaction_trigger_files: 8,
             compaction_cold_after: Duration::from_secs(300),

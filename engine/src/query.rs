@@ -149,32 +149,48 @@ struct IngotSchema {
 #[async_trait]
 impl SchemaProvider for IngotSchema {
     fn table_names(&self) -> Vec<String> {
-        self.shared.catalog_read().table_names(&self.database)
+        let catalog = self.shared.catalog_read();
+        let mut names = catalog.table_names(&self.database);
+        names.extend(catalog.rollup_names(&self.database));
+        names.sort();
+        names.dedup();
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let schema = self.shared.catalog_read().table(&self.database, name);
-        Ok(schema.map(|schema| {
-            Arc::new(IngotTable {
-                shared: self.shared.clone(),
-                database: self.database.clone(),
-                schema,
-                horizon: crate::retention::horizon(
-                    self.shared.catalog_read().retention(&self.database),
-                    crate::flush::now_ns(),
-                ),
-                fixed: None,
-                share: None,
-            }) as Arc<dyn TableProvider>
-        }))
+        if let Some(rollup) =
+            crate::rollup::RollupTable::open(self.shared.clone(), &self.database, name).await?
+        {
+            return Ok(Some(Arc::new(rollup)));
+        }
+        Ok(ingot_table(&self.shared, &self.database, name).map(|t| t as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.shared
-            .catalog_read()
-            .table(&self.database, name)
-            .is_some()
+        let catalog = self.shared.catalog_read();
+        catalog.table(&self.database, name).is_some()
+            || catalog.rollup(&self.database, name).is_some()
     }
+}
+
+/// The stored table `name` of `database`, as queries read it.
+pub(crate) fn ingot_table(
+    shared: &Arc<Shared>,
+    database: &str,
+    name: &str,
+) -> Option<Arc<IngotTable>> {
+    let schema = shared.catalog_read().table(database, name)?;
+    Some(Arc::new(IngotTable {
+        shared: shared.clone(),
+        database: database.to_string(),
+        schema,
+        horizon: crate::retention::horizon(
+            shared.catalog_read().retention(database),
+            crate::flush::now_ns(),
+        ),
+        fixed: None,
+        share: None,
+    }))
 }
 
 /// One Ingot table as a DataFusion table.

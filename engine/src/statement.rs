@@ -49,17 +49,36 @@ pub enum Statement {
         name: String,
         if_exists: bool,
     },
+    /// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] [database.]name AS query`:
+    /// a continuous rollup ([`crate::Engine::create_rollup`]); `database` is
+    /// `None` when the name is not qualified.
+    CreateRollup {
+        database: Option<String>,
+        name: String,
+        if_not_exists: bool,
+        query: String,
+    },
+    /// `DROP MATERIALIZED VIEW [IF EXISTS] [database.]name`.
+    DropRollup {
+        database: Option<String>,
+        name: String,
+        if_exists: bool,
+    },
 }
 
 /// Reads `sql` as one of Ingot's own statements: `Ok(None)` when it is not
 /// one (DataFusion plans it), an error when it starts like one but is wrong.
 pub fn parse(sql: &str) -> Result<Option<Statement>> {
-    let words = leading_words(sql, 2);
+    let words = leading_words(sql, 3);
     let kind = match words.as_slice() {
-        [a, b] if a == "create" && b == "database" => Kind::Create,
-        [a, b] if a == "alter" && b == "database" => Kind::Alter,
-        [a, b] if a == "drop" && b == "table" => Kind::DropTable,
-        [a, b] if a == "drop" && (b == "database" || b == "schema") => Kind::DropDatabase,
+        [a, b, ..] if a == "create" && b == "database" => Kind::Create,
+        [a, b, ..] if a == "alter" && b == "database" => Kind::Alter,
+        [a, b, ..] if a == "drop" && b == "table" => Kind::DropTable,
+        [a, b, ..] if a == "drop" && (b == "database" || b == "schema") => Kind::DropDatabase,
+        [a, b, c] if a == "create" && b == "materialized" && c == "view" => {
+            return create_rollup(sql).map(Some);
+        }
+        [a, b, c] if a == "drop" && b == "materialized" && c == "view" => Kind::DropRollup,
         _ => return Ok(None),
     };
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
@@ -69,21 +88,26 @@ pub fn parse(sql: &str) -> Result<Option<Statement>> {
         .into_iter()
         .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon | Token::EOF))
         .collect();
-    let mut p = Parser { tokens, at: 2 };
+    let at = if kind == Kind::DropRollup { 3 } else { 2 };
+    let mut p = Parser { tokens, at };
     let statement = match kind {
         Kind::Create => p.create()?,
         Kind::Alter => p.alter()?,
         Kind::DropTable => {
             let if_exists = p.keywords(&["if", "exists"]);
-            let first = p.name("a table name")?;
-            let (database, table) = if p.eat(&Token::Period) {
-                (Some(first), p.name("a table name")?)
-            } else {
-                (None, first)
-            };
+            let (database, table) = p.qualified_name("a table name")?;
             Statement::DropTable {
                 database,
                 table,
+                if_exists,
+            }
+        }
+        Kind::DropRollup => {
+            let if_exists = p.keywords(&["if", "exists"]);
+            let (database, name) = p.qualified_name("a view name")?;
+            Statement::DropRollup {
+                database,
+                name,
                 if_exists,
             }
         }
@@ -98,11 +122,60 @@ pub fn parse(sql: &str) -> Result<Option<Statement>> {
     Ok(Some(statement))
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Create,
     Alter,
     DropTable,
     DropDatabase,
+    DropRollup,
+}
+
+/// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] [database.]name AS query`: the
+/// query is kept as written, from the first token after `AS`.
+fn create_rollup(sql: &str) -> Result<Statement> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::InvalidInput(format!("SQL error: {e}")))?;
+    let (tokens, starts): (Vec<Token>, Vec<_>) = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .map(|t| (t.token, t.span.start))
+        .unzip();
+    let mut p = Parser { tokens, at: 3 };
+    let if_not_exists = p.keywords(&["if", "not", "exists"]);
+    let (database, name) = p.qualified_name("a view name")?;
+    if !p.keywords(&["as"]) {
+        return Err(p.unexpected_here("AS followed by the view's SELECT"));
+    }
+    let Some(start) = starts.get(p.at) else {
+        return Err(p.unexpected_here("the view's SELECT"));
+    };
+    // Locations count lines and characters from 1.
+    let offset: usize = sql
+        .split_inclusive('\n')
+        .take(start.line.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum::<usize>()
+        + sql
+            .split_inclusive('\n')
+            .nth(start.line.saturating_sub(1) as usize)
+            .unwrap_or("")
+            .chars()
+            .take(start.column.saturating_sub(1) as usize)
+            .map(char::len_utf8)
+            .sum::<usize>();
+    let query = sql[offset..]
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .to_string();
+    Ok(Statement::CreateRollup {
+        database,
+        name,
+        if_not_exists,
+        query,
+    })
 }
 
 /// The first `n` words of `sql`, lowercased, skipping comments.
@@ -125,7 +198,9 @@ const SYNTAX: &str = "CREATE DATABASE [IF NOT EXISTS] name [WITH (retention_peri
                       ALTER DATABASE name SET retention_period = '30d', \
                       ALTER DATABASE name UNSET retention_period, \
                       DROP TABLE [IF EXISTS] [database.]table, \
-                      DROP DATABASE [IF EXISTS] name";
+                      DROP DATABASE [IF EXISTS] name, \
+                      CREATE MATERIALIZED VIEW [IF NOT EXISTS] [database.]name AS SELECT ..., \
+                      DROP MATERIALIZED VIEW [IF EXISTS] [database.]name";
 
 struct Parser {
     tokens: Vec<Token>,
@@ -188,6 +263,16 @@ impl Parser {
         }
         self.at += 1;
         Ok(())
+    }
+
+    /// `name` or `database.name`.
+    fn qualified_name(&mut self, what: &str) -> Result<(Option<String>, String)> {
+        let first = self.name(what)?;
+        Ok(if self.eat(&Token::Period) {
+            (Some(first), self.name(what)?)
+        } else {
+            (None, first)
+        })
     }
 
     /// A name, as SQL reads identifiers: lowercased unless quoted.
@@ -342,6 +427,35 @@ mod tests {
         );
         let err = parse("DROP TABLE a, b").unwrap_err().to_string();
         assert!(err.contains("end of the statement"), "{err}");
+    }
+
+    #[test]
+    fn reads_materialized_views() {
+        let sql = "CREATE MATERIALIZED VIEW IF NOT EXISTS archive.r_1m AS\n  SELECT date_bin(INTERVAL '1 minute', time) AS time, avg(t) AS t\n  FROM r GROUP BY 1;";
+        assert_eq!(
+            parse(sql).unwrap(),
+            Some(Statement::CreateRollup {
+                database: Some("archive".into()),
+                name: "r_1m".into(),
+                if_not_exists: true,
+                query: "SELECT date_bin(INTERVAL '1 minute', time) AS time, avg(t) AS t\n  FROM r GROUP BY 1".into(),
+            })
+        );
+        assert_eq!(
+            parse("drop materialized view if exists r_1m").unwrap(),
+            Some(Statement::DropRollup {
+                database: None,
+                name: "r_1m".into(),
+                if_exists: true,
+            })
+        );
+        let err = parse("CREATE MATERIALIZED VIEW v SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected AS followed by the view's SELECT"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //!
 //! - `system.databases`: each database with its retention period;
 //! - `system.files`: one row per live Parquet file;
-//! - `system.compactions`: the most recent compactions (at most 100).
+//! - `system.compactions`: the most recent compactions (at most 100);
+//! - `system.rollups`: each materialized view, its source and query, and how
+//!   far it has caught up: the sequence number below which every change of
+//!   its source is in its stored rows, against the source's flushed one, and
+//!   the windows still computed from raw rows at query time.
 //!
 //! Each table is built from the engine's state when a query names it, so a
 //! query sees one consistent moment. The name `system` is reserved: no
@@ -28,7 +32,7 @@ use crate::retention::format_period;
 /// The schema's name, reserved.
 pub const SYSTEM_SCHEMA: &str = "system";
 
-const TABLES: [&str; 3] = ["compactions", "databases", "files"];
+const TABLES: [&str; 4] = ["compactions", "databases", "files", "rollups"];
 
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
@@ -46,6 +50,7 @@ impl SchemaProvider for SystemSchema {
             "databases" => databases(&self.shared)?,
             "files" => files(&self.shared)?,
             "compactions" => compactions(&self.shared)?,
+            "rollups" => rollups(&self.shared)?,
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
@@ -125,6 +130,67 @@ fn databases(shared: &Shared) -> DfResult<RecordBatch> {
                 periods.iter().map(|p| p.map(|d| d.as_secs())),
             )),
             Arc::new(UInt64Array::from(tables)),
+        ],
+    )
+}
+
+fn rollups(shared: &Shared) -> DfResult<RecordBatch> {
+    let defs = shared.catalog_read().rollups();
+    let flushed = shared.state_read().manifest.persisted_seq;
+    let pending: Vec<Vec<(i64, i64)>> = defs
+        .iter()
+        .map(|d| crate::rollup::pending(shared, d))
+        .collect();
+    let text = |f: &dyn Fn(&crate::rollup::RollupDef) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(defs.iter().map(f)))
+    };
+    let nullable_time = |name: &str| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            true,
+        )
+    };
+    batch(
+        vec![
+            Field::new("database", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("window_seconds", DataType::UInt64, false),
+            Field::new("query", DataType::Utf8, false),
+            Field::new("caught_up_seq", DataType::UInt64, false),
+            Field::new("source_flushed_seq", DataType::UInt64, false),
+            Field::new("pending_windows", DataType::UInt64, false),
+            nullable_time("oldest_pending"),
+        ],
+        vec![
+            text(&|d| d.database.clone()),
+            text(&|d| d.name.clone()),
+            text(&|d| format!("{}.{}", d.source_database, d.source_table)),
+            Arc::new(UInt64Array::from_iter_values(
+                defs.iter().map(|d| (d.stride_ns / 1_000_000_000) as u64),
+            )),
+            text(&|d| d.query.clone()),
+            Arc::new(UInt64Array::from_iter_values(
+                defs.iter().map(|d| d.caught_up_seq),
+            )),
+            Arc::new(UInt64Array::from_iter_values(defs.iter().map(|_| flushed))),
+            Arc::new(UInt64Array::from_iter_values(
+                defs.iter().zip(&pending).map(|(d, p)| {
+                    p.iter()
+                        .map(|(lo, hi)| ((hi - lo) / d.stride_ns) as u64)
+                        .sum()
+                }),
+            )),
+            Arc::new(
+                TimestampNanosecondArray::from(
+                    pending
+                        .iter()
+                        .map(|p| p.first().map(|r| r.0))
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
         ],
     )
 }
