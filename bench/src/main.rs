@@ -7,6 +7,7 @@
 mod delta;
 mod remote;
 mod replay;
+mod rollup;
 mod soak;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Writes a preset, compacts it, and times publishing it to Delta Lake.
     Delta(delta::DeltaArgs),
+    /// Loads a preset with and without a continuous rollup, and times a
+    /// q4-style query against the raw table and the rollup.
+    Rollup(rollup::RollupArgs),
 }
 
 #[derive(clap::Args)]
@@ -396,6 +400,7 @@ fn main() {
         Command::Soak(args) => soak(args),
         Command::Replay(args) => replay(args),
         Command::Delta(args) => delta::run(args),
+        Command::Rollup(args) => rollup::run(args),
     };
     if let Err(e) = result {
         eprintln!("ingot-bench: {e}");

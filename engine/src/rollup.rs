@@ -515,8 +515,8 @@ pub(crate) fn refresh(
             let end = start.saturating_add(piece).min(hi);
             let plan = runtime.block_on(plan_over(shared, def, &[(start, end)]))?;
             let ctx = session_in(shared, &def.query_database);
-            let batches = runtime
-                .block_on(async { ctx.execute_logical_plan(plan).await?.collect().await })?;
+            let mut batches = runtime
+                .block_on(async { ctx.execute_logical_plan(plan).await?.execute_stream().await })?;
             let has_stored = shared
                 .catalog_read()
                 .table(&def.database, &def.name)
@@ -532,9 +532,15 @@ pub(crate) fn refresh(
                     node: None,
                 })?;
             }
-            for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-                write(&to_stored(def, batch)?)?;
-                done.rows_written += batch.num_rows() as u64;
+            // The new rows, a batch at a time as the query makes them. A
+            // failure leaves the mark where it was: the range stays pending
+            // (answered from the raw rows) and is recomputed next time.
+            while let Some(batch) = runtime.block_on(futures::StreamExt::next(&mut batches)) {
+                let batch = batch?;
+                if batch.num_rows() > 0 {
+                    write(&to_stored(def, &batch)?)?;
+                    done.rows_written += batch.num_rows() as u64;
+                }
             }
             done.windows_recomputed += ((end - start) / def.stride_ns) as u64;
             start = end;

@@ -88,3 +88,79 @@ async fn local_days_and_gap_fill_over_http_and_flight_sql() {
         )
     );
 }
+
+/// A rollup made and read over the wire: created with `/api/v3/query_sql`,
+/// listed in `system.rollups`, read over Flight SQL, refused as a write
+/// target, dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_over_http_and_flight_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(dir.path(), &[]);
+    let post = |body: &'static str, path: &'static str| {
+        let url = server.http_url(path);
+        async move { http().post(url).body(body).send().await.unwrap() }
+    };
+    let response = post(ENERGY, "/api/v3/write_lp?db=plant&precision=second").await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let create = "CREATE MATERIALIZED VIEW energy_1d AS \
+                  SELECT date_bin(INTERVAL '1 day', time AT TIME ZONE 'Europe/Berlin') AS time, line, \
+                  sum(kwh) AS kwh FROM energy GROUP BY 1, line";
+    let response = http()
+        .get(server.http_url("/api/v3/query_sql"))
+        .query(&[("db", "plant"), ("q", create)])
+        .send()
+        .await
+        .unwrap();
+    // A rollup bins the time column itself: the zone goes in the query of it.
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let create = "CREATE MATERIALIZED VIEW energy_1h AS \
+                  SELECT date_bin(INTERVAL '1 hour', time) AS time, line, sum(kwh) AS kwh \
+                  FROM energy GROUP BY 1, line";
+    get(&server, create, "json").await;
+    let listed: Value = get(&server, "SELECT name, source FROM system.rollups", "json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        json!([{"name": "energy_1h", "source": "plant.energy"}])
+    );
+
+    let mut flight = server.client().await;
+    flight.set_flight_header(ingot_server::DATABASE_HEADER, "plant");
+    let expected = dedent(
+        "+----------------------+------+-----+
+         | time                 | line | kwh |
+         +----------------------+------+-----+
+         | 2024-03-30T22:00:00Z | l3   | 1   |
+         | 2024-03-30T23:00:00Z | l3   | 2   |
+         | 2024-03-31T21:00:00Z | l3   | 4   |
+         | 2024-03-31T22:00:00Z | l3   | 8   |
+         +----------------------+------+-----+",
+    );
+    assert_eq!(
+        dedent(
+            &table(
+                &mut flight,
+                "SELECT time, line, kwh FROM energy_1h ORDER BY time"
+            )
+            .await
+        ),
+        expected
+    );
+    let response = post(
+        "energy_1h,line=l3 kwh=1i 0",
+        "/api/v3/write_lp?db=plant&precision=second",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("materialized view"));
+    get(&server, "DROP MATERIALIZED VIEW energy_1h", "json").await;
+    let listed: Value = get(&server, "SELECT count(*) AS n FROM system.rollups", "json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([{"n": 0}]));
+}
