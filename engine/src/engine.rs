@@ -551,6 +551,25 @@ impl Engine {
         Ok(summary)
     }
 
+    /// Writes batches of several tables of `database` as one request: all
+    /// of them or none. Column roles as [`Engine::write_batch`] reads them.
+    pub fn write_batches(
+        &self,
+        database: &str,
+        batches: &[(&str, &RecordBatch)],
+    ) -> Result<WriteSummary> {
+        let mut writes = Vec::with_capacity(batches.len());
+        let mut summary = WriteSummary { rows: 0, points: 0 };
+        for (table, batch) in batches {
+            let write = normalize_batch(table, batch)?;
+            summary.rows += write.batch.num_rows() as u64;
+            summary.points += count_points(&write.batch);
+            writes.push(write);
+        }
+        self.write_tables(database, writes)?;
+        Ok(summary)
+    }
+
     fn write_tables(&self, database: &str, writes: Vec<TableWrite>) -> Result<()> {
         {
             let catalog = self.inner.shared.catalog_read();

@@ -41,13 +41,65 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v3/configure/table", delete(drop_table))
         .route("/metrics", get(metrics))
         .layer(from_fn_with_state(state.auth.clone(), http_auth));
+    // Prometheus compresses with snappy, which the decompression layer does
+    // not know: its route decodes its own body, outside that layer.
+    let prometheus = Router::new()
+        .route(
+            "/api/v1/write",
+            post(move |state, query, body| prometheus_write(state, query, body, max_body_bytes)),
+        )
+        .layer(from_fn_with_state(state.auth.clone(), http_auth))
+        .layer(DefaultBodyLimit::max(max_body_bytes));
     Router::new()
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .merge(protected)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(RequestDecompressionLayer::new())
+        .merge(prometheus)
         .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct PrometheusParams {
+    db: Option<String>,
+}
+
+/// Prometheus remote write ([`crate::prometheus`]): 204 once the samples
+/// are durable.
+async fn prometheus_write(
+    State(state): State<AppState>,
+    Query(p): Query<PrometheusParams>,
+    body: Bytes,
+    max_body_bytes: usize,
+) -> Result<StatusCode> {
+    let database =
+        p.db.filter(|d| !d.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let bytes = body.len() as u64;
+    let decoded = crate::prometheus::decode(&body, max_body_bytes)
+        .and_then(|request| crate::prometheus::to_batches(&request));
+    let tables = match decoded {
+        Ok((tables, _)) => tables,
+        Err(e) => {
+            let failed = Err(e);
+            state
+                .metrics
+                .write("prometheus_remote_write", &failed, bytes);
+            return failed.map(|_| StatusCode::NO_CONTENT);
+        }
+    };
+    let engine = state.engine.clone();
+    let result = blocking(move || {
+        let tables: Vec<(&str, &arrow::array::RecordBatch)> =
+            tables.iter().map(|(t, b)| (t.as_str(), b)).collect();
+        engine.write_batches(&database, &tables)
+    })
+    .await;
+    state
+        .metrics
+        .write("prometheus_remote_write", &result, bytes);
+    result.map(|_| StatusCode::NO_CONTENT)
 }
 
 /// InfluxDB's shape of a health answer, which its client libraries parse.

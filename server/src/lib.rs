@@ -21,6 +21,7 @@ mod grpc;
 mod http;
 pub mod import;
 mod metrics;
+mod prometheus;
 pub mod route;
 mod server;
 mod sql;

@@ -10,6 +10,7 @@ mod flight;
 mod grpc;
 mod http;
 mod in_process;
+mod prometheus;
 mod python;
 mod replica;
 #[path = "../../../tests/src/s3.rs"]
