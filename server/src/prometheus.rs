@@ -92,10 +92,13 @@ fn with_kind(field: Field, kind: &str) -> Field {
     field.with_metadata([(KIND_METADATA_KEY.to_string(), kind.to_string())].into())
 }
 
+/// One series: its labels (by column name) and its samples.
+type LabeledSamples<'a> = (BTreeMap<String, &'a str>, &'a [Sample]);
+
 /// One batch per metric: `(table, batch)`, and the samples in them.
 pub fn to_batches(request: &WriteRequest) -> Result<(Vec<(String, RecordBatch)>, u64), ApiError> {
     // Series by metric, each with its labels other than the name.
-    let mut metrics: BTreeMap<&str, Vec<(BTreeMap<String, &str>, &[Sample])>> = BTreeMap::new();
+    let mut metrics: BTreeMap<&str, Vec<LabeledSamples>> = BTreeMap::new();
     for series in &request.timeseries {
         let name = series
             .labels
