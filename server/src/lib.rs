@@ -21,6 +21,7 @@ mod grpc;
 mod http;
 pub mod import;
 mod metrics;
+pub mod mqtt;
 mod prometheus;
 pub mod route;
 mod server;

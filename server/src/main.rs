@@ -177,6 +177,29 @@ struct ServeArgs {
     /// How often a replica looks for the writer's new files (2s, 500ms).
     #[arg(long, env = "INGOT_REFRESH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     refresh_interval: Duration,
+    /// Subscribe to this MQTT broker (mqtt://host:port) and write the
+    /// messages, line protocol or JSON; off when empty.
+    #[arg(long, env = "INGOT_MQTT_URL", conflicts_with = "read_only")]
+    mqtt_url: Option<String>,
+    /// Topic filter to subscribe to with QoS 1; repeat for more.
+    #[arg(
+        long,
+        env = "INGOT_MQTT_TOPIC",
+        default_value = "#",
+        value_delimiter = ','
+    )]
+    mqtt_topic: Vec<String>,
+    /// The client id of Ingot's persistent MQTT session: keep it stable, so
+    /// the broker holds messages while Ingot is down.
+    #[arg(long, env = "INGOT_MQTT_CLIENT_ID", default_value = "ingot")]
+    mqtt_client_id: String,
+    /// Database MQTT messages are written to.
+    #[arg(long, env = "INGOT_MQTT_DATABASE", default_value = "public")]
+    mqtt_database: String,
+    /// Where a JSON message's table and tags are in its topic, as in
+    /// plant/{line}/{device}/{table} (default: the table is the last level).
+    #[arg(long, env = "INGOT_MQTT_JSON_TOPIC")]
+    mqtt_json_topic: Option<String>,
 }
 
 /// A retention period on the command line: a duration, or none.
@@ -373,6 +396,16 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     config.read_only = args.read_only;
     config.delta_lake = args.delta_lake;
     config.refresh_interval = args.refresh_interval;
+    config.mqtt =
+        args.mqtt_url
+            .filter(|u| !u.is_empty())
+            .map(|url| ingot_server::mqtt::MqttConfig {
+                url,
+                topics: args.mqtt_topic,
+                client_id: args.mqtt_client_id,
+                database: args.mqtt_database,
+                json_topic: args.mqtt_json_topic,
+            });
     config.sql_limits = SqlLimits {
         max_query_bytes: args.max_query_bytes,
         max_expression_depth: args.max_expression_depth,

@@ -22,6 +22,11 @@ struct ProtocolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MqttLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     protocol: &'static str,
     outcome: &'static str,
@@ -37,6 +42,7 @@ pub struct Metrics {
     bytes_written: Family<ProtocolLabels, Counter>,
     queries: Family<OutcomeLabels, Counter>,
     query_seconds: Family<ProtocolLabels, Histogram>,
+    mqtt_messages: Family<MqttLabels, Counter>,
 }
 
 impl Metrics {
@@ -76,6 +82,13 @@ impl Metrics {
             "Time to plan and run a SQL query to its last batch",
             query_seconds.clone(),
         );
+        let mqtt_messages = Family::<MqttLabels, Counter>::default();
+        registry.register(
+            "mqtt_messages",
+            "MQTT messages by outcome (ok, invalid: refused and dropped, error: not written \
+             and not acknowledged), and lost connections (disconnected)",
+            mqtt_messages.clone(),
+        );
         registry.register_collector(Box::new(EngineCollector { engine }));
         Self {
             registry,
@@ -85,7 +98,15 @@ impl Metrics {
             bytes_written,
             queries,
             query_seconds,
+            mqtt_messages,
         }
+    }
+
+    /// Counts an MQTT message (or a lost connection) by outcome.
+    pub fn mqtt(&self, outcome: &'static str) {
+        self.mqtt_messages
+            .get_or_create(&MqttLabels { outcome })
+            .inc();
     }
 
     /// Records the outcome of a write request, and logs it.

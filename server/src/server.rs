@@ -70,6 +70,8 @@ pub struct ServeConfig {
     pub refresh_interval: Duration,
     /// Publish each table's compacted partitions as a Delta Lake table.
     pub delta_lake: bool,
+    /// Subscribe to an MQTT broker and write what it sends.
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +101,7 @@ impl ServeConfig {
             read_only: false,
             refresh_interval: Options::default().refresh_interval,
             delta_lake: false,
+            mqtt: None,
         }
     }
 }
@@ -136,6 +139,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     grpc: JoinHandle<Result<(), ServeError>>,
     http: JoinHandle<Result<(), ServeError>>,
+    mqtt: Option<JoinHandle<()>>,
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
@@ -208,6 +212,21 @@ impl Server {
             None => None,
         };
         let (stop, stopped) = watch::channel(false);
+        let mqtt = match &config.mqtt {
+            Some(mqtt) if !config.read_only => {
+                crate::mqtt::check(mqtt).map_err(|reason| ServeError::Serve {
+                    service: "mqtt",
+                    reason,
+                })?;
+                Some(tokio::spawn(crate::mqtt::run(
+                    mqtt.clone(),
+                    engine.clone(),
+                    state.metrics.clone(),
+                    stopped.clone(),
+                )))
+            }
+            _ => None,
+        };
 
         let grpc = tokio::spawn(serve_grpc(
             grpc_listener,
@@ -226,6 +245,7 @@ impl Server {
             stop,
             grpc,
             http,
+            mqtt,
         })
     }
 
@@ -248,6 +268,10 @@ impl Server {
         let _ = self.stop.send(true);
         let grpc = finish(self.grpc, "grpc").await;
         let http = finish(self.http, "http").await;
+        if let Some(mqtt) = self.mqtt {
+            // A message being written finishes; unacknowledged ones come again.
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, mqtt).await;
+        }
         let engine = self.engine.clone();
         let closed = tokio::task::spawn_blocking(move || engine.close()).await;
         for (service, result) in [("grpc", grpc), ("http", http)] {

@@ -10,6 +10,7 @@ mod flight;
 mod grpc;
 mod http;
 mod in_process;
+mod mqtt;
 mod prometheus;
 mod python;
 mod replica;
