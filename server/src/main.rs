@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve gRPC ingestion + Flight SQL and the HTTP API over a data directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run SQL against a server (Flight SQL) or a data directory; reads
     /// statements from stdin, one per line, when no query is given.
     Sql(SqlArgs),
@@ -323,7 +323,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Sql(args) => sql(args).await,
             Command::Import(args) => import(args).await,
             Command::Export(args) => export(args).await,
