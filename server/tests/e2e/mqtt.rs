@@ -1,7 +1,9 @@
 //! MQTT ingestion against a real Mosquitto broker (the Debian package,
-//! installed by `tests/apt.sh`), with messages sent by `mosquitto_pub`: line
-//! protocol and JSON, a bad payload counted and skipped, and messages sent
-//! while Ingot is down delivered when it is back (persistent session, QoS 1).
+//! installed by `tests/apt.sh`), with messages sent by `mosquitto_pub` and
+//! by a Python gateway (paho-mqtt, `tests/mqtt/publish.sh`): line protocol
+//! and JSON, a bad payload counted and skipped, messages sent while Ingot is
+//! down delivered when it is back (persistent session, QoS 1), and none lost
+//! to a SIGKILL.
 //! Skipped, with the reason printed, where Mosquitto cannot be installed.
 
 use std::net::TcpStream;
@@ -194,6 +196,26 @@ async fn mqtt_messages_are_written_and_none_is_lost_while_down() {
         metrics.contains("ingot_mqtt_messages_total{outcome=\"invalid\"} 1"),
         "{metrics}"
     );
+
+    // A gateway in Python (paho-mqtt), where the packages can be installed.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mqtt/publish.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .args([&port.to_string(), "plant/py/pyrows", "200"])
+        .status()
+        .expect("run tests/mqtt/publish.sh");
+    if status.code() == Some(77) {
+        println!("skipped the Python publisher: paho-mqtt cannot be installed here");
+    } else {
+        assert!(status.success(), "tests/mqtt/publish.sh failed");
+        until(
+            &server,
+            "SELECT line, count(*) AS n, sum(v) AS v, count(DISTINCT device) AS devices \
+             FROM pyrows GROUP BY line",
+            json!([{"line": "py", "n": 200, "v": 19900.0, "devices": 5}]),
+        )
+        .await;
+    }
 
     // Down: the broker keeps Ingot's session and holds QoS 1 messages.
     server.terminate();
