@@ -284,6 +284,9 @@ enum Target {
     Flight,
     /// `ingot serve`, HTTP line protocol (`/api/v3/write_lp`).
     HttpLp,
+    /// `ingot serve`, Prometheus remote write (`/api/v1/write`): a metric
+    /// per field, a series per device; points are samples.
+    PrometheusRemoteWrite,
 }
 
 impl Target {
@@ -294,6 +297,7 @@ impl Target {
             Target::GrpcArrow => Some(remote::Protocol::GrpcArrow),
             Target::Flight => Some(remote::Protocol::Flight),
             Target::HttpLp => Some(remote::Protocol::HttpLp),
+            Target::PrometheusRemoteWrite => Some(remote::Protocol::PrometheusRemoteWrite),
         }
     }
 }

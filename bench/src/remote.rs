@@ -171,6 +171,8 @@ pub enum Protocol {
     GrpcArrow,
     Flight,
     HttpLp,
+    /// Prometheus remote write: a metric per field, a series per device.
+    PrometheusRemoteWrite,
 }
 
 /// One client connection (gRPC and HTTP).
@@ -178,6 +180,7 @@ pub struct Sender {
     client: Client,
     http: reqwest::Client,
     write_url: String,
+    remote_write_url: String,
 }
 
 impl Sender {
@@ -186,6 +189,7 @@ impl Sender {
             client: Client::connect(&server.grpc, None, None).await?,
             http: reqwest::Client::new(),
             write_url: format!("{}/api/v3/write_lp?db=public&precision=ns", server.http),
+            remote_write_url: format!("{}/api/v1/write?db=public", server.http),
         })
     }
 
@@ -216,6 +220,22 @@ impl Sender {
                     .execute_ingest(command, futures::stream::iter([Ok(batch)]))
                     .await?;
             }
+            Request::RemoteWrite(body) => {
+                let response = self
+                    .http
+                    .post(&self.remote_write_url)
+                    .header("Content-Encoding", "snappy")
+                    .header("Content-Type", "application/x-protobuf")
+                    .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                    .body(body)
+                    .send()
+                    .await?;
+                if !response.status().is_success() {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    return Err(format!("remote write failed: {status}: {text}").into());
+                }
+            }
             Request::Lines(body) => {
                 let response = self.http.post(&self.write_url).body(body).send().await?;
                 if !response.status().is_success() {
@@ -234,6 +254,8 @@ pub enum Request {
     Write(write_request::Payload),
     Ingest(RecordBatch),
     Lines(String),
+    /// A snappy-compressed Prometheus `WriteRequest`.
+    RemoteWrite(Vec<u8>),
 }
 
 impl Request {
@@ -246,8 +268,84 @@ impl Request {
             }
             Protocol::Flight => Request::Ingest(batch),
             Protocol::HttpLp => Request::Lines(line_protocol(&batch)?),
+            Protocol::PrometheusRemoteWrite => Request::RemoteWrite(remote_write(&batch)?),
         })
     }
+}
+
+/// A batch as Prometheus sends it: for each field a metric
+/// `readings_{field}`, for each device (its tags as labels) a series with
+/// the device's samples (milliseconds; the workload's times are whole
+/// seconds). Null values are left out.
+pub fn remote_write(batch: &RecordBatch) -> Result<Vec<u8>, BoxError> {
+    use ingot_server::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
+    let schema = batch.schema();
+    let time = cast(
+        batch.column(schema.index_of("time")?),
+        &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+    )?;
+    let time = cast(&time, &DataType::Int64)?;
+    let time = time
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .ok_or("time")?;
+    let is_tag = |t: &DataType| matches!(t, DataType::Utf8 | DataType::Dictionary(..));
+    let tags: Vec<(String, arrow::array::StringArray)> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| is_tag(f.data_type()))
+        .map(|(f, a)| {
+            let strings = cast(a, &DataType::Utf8)?;
+            let strings = strings
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .ok_or("tag")?
+                .clone();
+            Ok::<_, BoxError>((f.name().clone(), strings))
+        })
+        .collect::<Result<_, _>>()?;
+    // Rows by series (the tags' values), in row order.
+    let mut series: std::collections::BTreeMap<Vec<&str>, Vec<usize>> = Default::default();
+    for row in 0..batch.num_rows() {
+        let key = tags.iter().map(|(_, a)| a.value(row)).collect();
+        series.entry(key).or_default().push(row);
+    }
+    let mut timeseries = Vec::new();
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        if field.name() == "time" || is_tag(field.data_type()) {
+            continue;
+        }
+        let values = cast(array, &DataType::Float64)?;
+        let values = values
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .ok_or("field")?;
+        for (key, rows) in &series {
+            let mut labels = vec![Label {
+                name: "__name__".into(),
+                value: format!("readings_{}", field.name()),
+            }];
+            labels.extend(tags.iter().zip(key).map(|((name, _), value)| Label {
+                name: name.clone(),
+                value: value.to_string(),
+            }));
+            let samples: Vec<Sample> = rows
+                .iter()
+                .filter(|&&r| values.is_valid(r))
+                .map(|&r| Sample {
+                    value: values.value(r),
+                    timestamp: time.value(r),
+                })
+                .collect();
+            if !samples.is_empty() {
+                timeseries.push(TimeSeries { labels, samples });
+            }
+        }
+    }
+    let body = WriteRequest { timeseries }.encode_to_vec();
+    Ok(snap::raw::Encoder::new().compress_vec(&body)?)
 }
 
 /// A batch as the `Rows` payload: the time column, tags (strings) and fields

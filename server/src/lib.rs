@@ -22,7 +22,7 @@ mod http;
 pub mod import;
 mod metrics;
 pub mod mqtt;
-mod prometheus;
+pub mod prometheus;
 pub mod route;
 mod server;
 mod sql;
