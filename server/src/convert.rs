@@ -110,16 +110,32 @@ pub fn rows_to_batch(rows: &v1::Rows) -> Result<RecordBatch> {
             "time" => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
             _ => array.data_type().clone(),
         };
-        fields.push(
-            Field::new(name, data_type, role != "time").with_metadata(HashMap::from([(
-                KIND_METADATA_KEY.to_string(),
-                role.to_string(),
-            )])),
-        );
+        fields.push(role_field(name, data_type, role));
         arrays.push(array);
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| err(format!("rows: {e}")))
+}
+
+/// A column's field with its role (`time`, `tag` or `field`) in the
+/// metadata the engine reads; only the time column is non-nullable.
+pub fn role_field(name: &str, data_type: DataType, role: &str) -> Field {
+    Field::new(name, data_type, role != "time").with_metadata(HashMap::from([(
+        KIND_METADATA_KEY.to_string(),
+        role.to_string(),
+    )]))
+}
+
+/// The time column of a batch: nanoseconds since the epoch, UTC.
+pub fn time_column(nanos: Vec<i64>) -> (Field, ArrayRef) {
+    (
+        role_field(
+            TIME_COLUMN,
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            "time",
+        ),
+        Arc::new(TimestampNanosecondArray::from(nanos).with_timezone("UTC")),
+    )
 }
 
 fn strings(values: &[String], nulls: Option<NullBuffer>) -> StringArray {

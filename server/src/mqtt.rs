@@ -27,16 +27,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
-};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use ingot_engine::{Engine, KIND_METADATA_KEY, Precision, TIME_COLUMN, WriteSummary};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use ingot_engine::{Engine, Precision, TIME_COLUMN, WriteSummary};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::convert::{role_field, time_column};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -277,10 +276,6 @@ fn from_topic(
     Ok((table.unwrap_or_default(), tags))
 }
 
-fn with_kind(field: Field, kind: &str) -> Field {
-    field.with_metadata([(KIND_METADATA_KEY.to_string(), kind.to_string())].into())
-}
-
 /// A column being built from JSON rows.
 enum Column {
     Tag(Vec<Option<String>>),
@@ -384,35 +379,27 @@ fn json_rows(rows: &[Value], topic_tags: &[(String, String)]) -> Result<RecordBa
         }
         times.push(time);
     }
-    let mut fields = vec![with_kind(
-        Field::new(
-            TIME_COLUMN,
-            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-            false,
-        ),
-        "time",
-    )];
-    let mut arrays: Vec<ArrayRef> = vec![Arc::new(
-        TimestampNanosecondArray::from(times).with_timezone("UTC"),
-    )];
+    let (time_field, time_array) = time_column(times);
+    let mut fields = vec![time_field];
+    let mut arrays: Vec<ArrayRef> = vec![time_array];
     for (name, mut column) in columns {
         column.pad(rows.len());
         debug_assert_eq!(column.len(), rows.len());
         let (field, array): (Field, ArrayRef) = match column {
             Column::Tag(v) => (
-                with_kind(Field::new(&name, DataType::Utf8, true), "tag"),
+                role_field(&name, DataType::Utf8, "tag"),
                 Arc::new(StringArray::from(v)),
             ),
             Column::Text(v) => (
-                with_kind(Field::new(&name, DataType::Utf8, true), "field"),
+                role_field(&name, DataType::Utf8, "field"),
                 Arc::new(StringArray::from(v)),
             ),
             Column::Float(v) => (
-                with_kind(Field::new(&name, DataType::Float64, true), "field"),
+                role_field(&name, DataType::Float64, "field"),
                 Arc::new(Float64Array::from(v)),
             ),
             Column::Bool(v) => (
-                with_kind(Field::new(&name, DataType::Boolean, true), "field"),
+                role_field(&name, DataType::Boolean, "field"),
                 Arc::new(BooleanArray::from(v)),
             ),
         };

@@ -16,11 +16,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use ingot_engine::{KIND_METADATA_KEY, TIME_COLUMN};
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Schema};
+use ingot_engine::TIME_COLUMN;
 use prost::Message;
 
+use crate::convert::{role_field, time_column};
 use crate::error::ApiError;
 
 /// `prometheus.WriteRequest` (remote write 1.0): only the fields Ingot reads.
@@ -88,10 +89,6 @@ fn tag_name(label: &str) -> String {
     }
 }
 
-fn with_kind(field: Field, kind: &str) -> Field {
-    field.with_metadata([(KIND_METADATA_KEY.to_string(), kind.to_string())].into())
-}
-
 /// One series: its labels (by column name) and its samples.
 type LabeledSamples<'a> = (BTreeMap<String, &'a str>, &'a [Sample]);
 
@@ -137,28 +134,14 @@ pub fn to_batches(request: &WriteRequest) -> Result<(Vec<(String, RecordBatch)>,
             continue;
         }
         samples += times.len() as u64;
-        let mut fields = vec![with_kind(
-            Field::new(
-                TIME_COLUMN,
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-                false,
-            ),
-            "time",
-        )];
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(
-            TimestampNanosecondArray::from(times).with_timezone("UTC"),
-        )];
+        let (time_field, time_array) = time_column(times);
+        let mut fields = vec![time_field];
+        let mut arrays: Vec<ArrayRef> = vec![time_array];
         for (tag, column) in tags.iter().zip(columns) {
-            fields.push(with_kind(
-                Field::new(tag.as_str(), DataType::Utf8, true),
-                "tag",
-            ));
+            fields.push(role_field(tag.as_str(), DataType::Utf8, "tag"));
             arrays.push(Arc::new(StringArray::from(column)));
         }
-        fields.push(with_kind(
-            Field::new(VALUE, DataType::Float64, true),
-            "field",
-        ));
+        fields.push(role_field(VALUE, DataType::Float64, "field"));
         arrays.push(Arc::new(Float64Array::from(values)));
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
             .map_err(|e| ApiError::Internal(e.to_string()))?;

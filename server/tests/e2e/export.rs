@@ -54,6 +54,25 @@ fn types(batches: &[RecordBatch]) -> Vec<String> {
 
 const ALL: &str = "SELECT * FROM plant.m ORDER BY device, time";
 
+/// `ingot export` of plant.m from `server` into `dir`, with `extra` flags;
+/// returns (success, stderr).
+fn export(server: &TestServer, dir: &Path, extra: &[&str]) -> (bool, String) {
+    let addr = server.grpc_url();
+    let mut args = vec![
+        "export",
+        "--addr",
+        &addr,
+        "--database",
+        "plant",
+        "--table",
+        "m",
+    ];
+    args.extend(extra);
+    args.push(dir.to_str().unwrap());
+    let (ok, _, err) = ingot(&args, "");
+    (ok, err)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_and_import_round_trip_duplicates_late_rows_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,19 +113,7 @@ async fn export_and_import_round_trip_duplicates_late_rows_and_deletes() {
 
     // The whole table, from the server, into a fresh data directory.
     let backup = dir.path().join("backup");
-    let (ok, _, err) = ingot(
-        &[
-            "export",
-            "--addr",
-            &server.grpc_url(),
-            "--database",
-            "plant",
-            "--table",
-            "m",
-            backup.to_str().unwrap(),
-        ],
-        "",
-    );
+    let (ok, err) = export(&server, &backup, &[]);
     assert!(ok, "{err}");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(backup.join("ingot-export.json")).unwrap())
@@ -140,24 +147,17 @@ async fn export_and_import_round_trip_duplicates_late_rows_and_deletes() {
 
     // A time range, in files of 7 rows, into another database.
     let day_one = dir.path().join("day-one");
-    let (ok, _, err) = ingot(
+    let (ok, err) = export(
+        &server,
+        &day_one,
         &[
-            "export",
-            "--addr",
-            &server.grpc_url(),
-            "--database",
-            "plant",
-            "--table",
-            "m",
             "--from",
             "1970-01-01T00:00:00Z",
             "--to",
             "1970-01-02T00:00:00Z",
             "--rows-per-file",
             "7",
-            day_one.to_str().unwrap(),
         ],
-        "",
     );
     assert!(ok, "{err}");
     let parquet_files = std::fs::read_dir(&day_one)
@@ -190,19 +190,7 @@ async fn export_and_import_round_trip_duplicates_late_rows_and_deletes() {
     assert_eq!(answer, expected_range);
 
     // An export never overwrites one, and a half-written one is refused.
-    let (ok, _, err) = ingot(
-        &[
-            "export",
-            "--addr",
-            &server.grpc_url(),
-            "--database",
-            "plant",
-            "--table",
-            "m",
-            backup.to_str().unwrap(),
-        ],
-        "",
-    );
+    let (ok, err) = export(&server, &backup, &[]);
     assert!(!ok && err.contains("already holds an export"), "{err}");
     std::fs::remove_file(day_one.join("ingot-export.json")).unwrap();
     let (ok, _, err) = ingot(
