@@ -5,6 +5,7 @@
 //! acknowledgement latency, peak RSS and bytes per point on disk after flush.
 
 mod delta;
+mod mqtt;
 mod remote;
 mod replay;
 mod rollup;
@@ -50,6 +51,8 @@ enum Command {
     /// Loads a preset with and without a continuous rollup, and times a
     /// q4-style query against the raw table and the rollup.
     Rollup(rollup::RollupArgs),
+    /// Points/s through a Mosquitto broker into `ingot serve --mqtt-url`.
+    Mqtt(mqtt::MqttArgs),
 }
 
 #[derive(clap::Args)]
@@ -405,6 +408,7 @@ fn main() {
         Command::Replay(args) => replay(args),
         Command::Delta(args) => delta::run(args),
         Command::Rollup(args) => rollup::run(args),
+        Command::Mqtt(args) => mqtt::run(args).map_err(|e| e.to_string().into()),
     };
     if let Err(e) = result {
         eprintln!("ingot-bench: {e}");

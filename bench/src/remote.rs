@@ -55,6 +55,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, wal_sync: &str) -> Result<Self, BoxError> {
+        Self::start_with(data_dir, wal_sync, &[])
+    }
+
+    /// [`ServerProcess::start`] with more `serve` flags.
+    pub fn start_with(data_dir: &Path, wal_sync: &str, extra: &[String]) -> Result<Self, BoxError> {
         let mut child = Command::new(server_binary()?)
             .args([
                 "serve",
@@ -66,6 +71,7 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--wal-sync", wal_sync])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;

@@ -405,6 +405,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
                 client_id: args.mqtt_client_id,
                 database: args.mqtt_database,
                 json_topic: args.mqtt_json_topic,
+                max_message_bytes: args.max_body_bytes,
             });
     config.sql_limits = SqlLimits {
         max_query_bytes: args.max_query_bytes,

@@ -22,6 +22,10 @@
 //!   next message is read; a write that fails on Ingot's side (a full disk)
 //!   is not acknowledged, and the broker sends it again after a reconnect.
 //! - **Reconnects** with backoff, from 100 ms doubling to 30 s.
+//! - **Size**: a message may be as large as an HTTP request body
+//!   (`--max-body-bytes`); a larger one breaks the connection each time the
+//!   broker sends it, so set the broker's limit (Mosquitto's
+//!   `message_size_limit`) no higher.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +55,8 @@ pub struct MqttConfig {
     pub database: String,
     /// Where JSON messages' table and tags are in their topic.
     pub json_topic: Option<String>,
+    /// Largest message accepted (the server's largest request body).
+    pub max_message_bytes: usize,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -103,7 +109,9 @@ pub async fn run(
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(false)
-        .set_manual_acks(true);
+        .set_manual_acks(true)
+        // rumqttc's default is 10 KiB: a gateway's batch of readings is more.
+        .set_max_packet_size(config.max_message_bytes, config.max_message_bytes);
     let (client, mut events) = AsyncClient::new(options, 64);
     // Messages are written, and acknowledged in the order they came, by a
     // task of their own: an acknowledgement waits for the event loop, which

@@ -169,6 +169,25 @@ async fn mqtt_messages_are_written_and_none_is_lost_while_down() {
         "plant/l4/press",
         r#"[{"time": 1767225601000000000, "tags": {"device": "p2"}, "pressure": 3}]"#,
     );
+    // A gateway's batch: 20 000 lines (about 600 KB) in one message.
+    let batch: String = (0..20_000)
+        .map(|i| format!("batch,device=d{} v={i}i {i}\n", i % 100))
+        .collect();
+    let batch_file = dir.path().join("batch.lp");
+    std::fs::write(&batch_file, batch).unwrap();
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", "plant/l3/lp", "-f"])
+        .arg(&batch_file)
+        .status()
+        .expect("run mosquitto_pub -f");
+    assert!(status.success());
+    until(
+        &server,
+        "SELECT count(*) AS n FROM batch",
+        json!([{"n": 20000}]),
+    )
+    .await;
     until(
         &server,
         "SELECT device, temp FROM readings ORDER BY device",
