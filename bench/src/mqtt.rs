@@ -65,7 +65,9 @@ fn start_broker(dir: &std::path::Path, port: u16) -> Result<Broker, BoxError> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
-            format!("cannot start mosquitto ({e}): `bash tests/apt.sh mosquitto mosquitto` installs it")
+            format!(
+                "cannot start mosquitto ({e}): `bash tests/apt.sh mosquitto mosquitto` installs it"
+            )
         })?;
     let broker = Broker(child);
     let deadline = Instant::now() + Duration::from_secs(20);

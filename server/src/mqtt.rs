@@ -36,7 +36,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use ingot_engine::{Engine, Precision, TIME_COLUMN, WriteSummary};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{info, warn};
 
 use crate::convert::{role_field, time_column};
@@ -60,6 +60,9 @@ pub struct MqttConfig {
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Received messages that may wait for the writer, by count and by bytes.
+const QUEUE_MESSAGES: usize = 64;
+const QUEUE_BYTES: usize = 256 << 20;
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Host and port of an `mqtt://` URL.
@@ -112,12 +115,17 @@ pub async fn run(
         .set_manual_acks(true)
         // rumqttc's default is 10 KiB: a gateway's batch of readings is more.
         .set_max_packet_size(config.max_message_bytes, config.max_message_bytes);
-    let (client, mut events) = AsyncClient::new(options, 64);
     // Messages are written, and acknowledged in the order they came, by a
-    // task of their own: an acknowledgement waits for the event loop, which
-    // must go on being polled meanwhile. The queue holds at most what the
-    // broker sends before acknowledgements (its in-flight window).
-    let (received, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Publish>();
+    // task of their own: an acknowledgement goes through the event loop,
+    // which must go on being polled meanwhile. Between the two, at most
+    // QUEUE_MESSAGES messages and QUEUE_BYTES bytes wait (a broker may send
+    // many before it needs acknowledgements); the client's request queue has
+    // room for all their acknowledgements, so the writer never waits on it
+    // while the event loop waits on the writer.
+    let (client, mut events) = AsyncClient::new(options, 4 * QUEUE_MESSAGES);
+    let (received, mut to_write) =
+        tokio::sync::mpsc::channel::<(Publish, OwnedSemaphorePermit)>(QUEUE_MESSAGES);
+    let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
     let writer = tokio::spawn({
         let (client, config, engine, metrics) = (
             client.clone(),
@@ -127,7 +135,7 @@ pub async fn run(
         );
         let stopping = stopped.clone();
         async move {
-            while let Some(message) = to_write.recv().await {
+            while let Some((message, permit)) = to_write.recv().await {
                 if !handle(&config, &engine, &metrics, &message).await {
                     continue;
                 }
@@ -142,6 +150,7 @@ pub async fn run(
                 if let Err(e) = acked {
                     warn!(error = %e, "MQTT acknowledgement failed");
                 }
+                drop(permit);
             }
         }
     });
@@ -164,7 +173,11 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(message))) => {
-                if received.send(message).is_err() {
+                let bytes = message.payload.len().clamp(1, QUEUE_BYTES) as u32;
+                let Ok(permit) = budget.clone().acquire_many_owned(bytes).await else {
+                    break;
+                };
+                if received.send((message, permit)).await.is_err() {
                     break;
                 }
             }
