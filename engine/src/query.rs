@@ -90,7 +90,13 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
         .with_query_planner(Arc::new(crate::gapfill::IngotQueryPlanner))
         .build();
     let ctx = SessionContext::new_with_state(state);
-    ctx.register_catalog(CATALOG_NAME, Arc::new(IngotCatalog { shared }));
+    ctx.register_catalog(
+        CATALOG_NAME,
+        Arc::new(IngotCatalog {
+            shared,
+            local: Default::default(),
+        }),
+    );
     for function in crate::functions::aggregates() {
         ctx.register_udaf(function);
     }
@@ -107,19 +113,54 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
     ctx
 }
 
+/// Ingot's databases as DataFusion schemas, plus `system`.
 #[derive(Debug)]
 struct IngotCatalog {
     shared: Arc<Shared>,
+    /// Schemas registered on this session only, never stored: the
+    /// PostgreSQL front end's `pg_catalog`, say.
+    local: std::sync::RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl IngotCatalog {
+    fn local(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<dyn SchemaProvider>>> {
+        self.local.read().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl CatalogProvider for IngotCatalog {
     fn schema_names(&self) -> Vec<String> {
         let mut names = self.shared.catalog_read().database_names();
         names.push(SYSTEM_SCHEMA.to_string());
+        names.extend(self.local().keys().cloned());
         names
     }
 
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        let taken = name == SYSTEM_SCHEMA
+            || self
+                .shared
+                .catalog_read()
+                .database_names()
+                .iter()
+                .any(|d| d == name);
+        if taken {
+            return Err(DataFusionError::Plan(format!(
+                "schema {name:?} is an Ingot database: a session cannot replace it"
+            )));
+        }
+        let mut local = self.local.write().unwrap_or_else(|e| e.into_inner());
+        Ok(local.insert(name.to_string(), schema))
+    }
+
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(schema) = self.local().get(name) {
+            return Some(schema.clone());
+        }
         if name == SYSTEM_SCHEMA {
             return Some(Arc::new(SystemSchema {
                 shared: self.shared.clone(),

@@ -41,6 +41,19 @@ impl Auth {
         self.token.as_deref()
     }
 
+    /// Checks a password sent where a protocol has no token of its own (the
+    /// PostgreSQL wire protocol's cleartext password): it must be the token.
+    pub fn check_password(&self, password: &str) -> Result<(), ApiError> {
+        match &self.token {
+            Some(expected) if !constant_time_eq(password.as_bytes(), expected.as_bytes()) => {
+                Err(ApiError::Unauthenticated(
+                    "password authentication failed: the password is the server's token".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks an `authorization` header value.
     pub fn check(&self, header: Option<&str>) -> Result<(), ApiError> {
         let Some(expected) = &self.token else {

@@ -8,6 +8,8 @@
 //! (`sql`), planned by DataFusion and streamed back as Flight data
 //! (`flight`) or encoded as JSON, CSV or Parquet (`format`). The token check
 //! is shared by both ports (`auth`); `metrics` serves Prometheus text.
+//! `pg` serves the same SQL over the PostgreSQL wire protocol, `mqtt`
+//! subscribes to a broker, `prometheus` takes remote write.
 //! `route` is the write front of a cluster of writer nodes.
 
 mod auth;
@@ -22,6 +24,7 @@ mod http;
 pub mod import;
 mod metrics;
 pub mod mqtt;
+mod pg;
 pub mod prometheus;
 pub mod route;
 mod server;

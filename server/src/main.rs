@@ -200,6 +200,10 @@ struct ServeArgs {
     /// plant/{line}/{device}/{table} (default: the table is the last level).
     #[arg(long, env = "INGOT_MQTT_JSON_TOPIC")]
     mqtt_json_topic: Option<String>,
+    /// Serve the PostgreSQL wire protocol on this host:port (psql, psycopg,
+    /// Grafana, BI tools); off when empty.
+    #[arg(long, env = "INGOT_PG_ADDR")]
+    pg_addr: Option<String>,
 }
 
 /// A retention period on the command line: a duration, or none.
@@ -407,6 +411,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
                 json_topic: args.mqtt_json_topic,
                 max_message_bytes: args.max_body_bytes,
             });
+    config.pg_addr = args.pg_addr.filter(|a| !a.is_empty());
     config.sql_limits = SqlLimits {
         max_query_bytes: args.max_query_bytes,
         max_expression_depth: args.max_expression_depth,
@@ -415,12 +420,16 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let server = Server::start(config).await?;
     {
         let mut stdout = std::io::stdout().lock();
-        writeln!(
+        write!(
             stdout,
             "ingot listening grpc={} http={}",
             server.grpc_addr(),
             server.http_addr()
         )?;
+        match server.pg_addr() {
+            Some(pg) => writeln!(stdout, " pg={pg}")?,
+            None => writeln!(stdout)?,
+        }
         stdout.flush()?;
     }
     wait_for_signal().await?;

@@ -21,8 +21,9 @@ struct ProtocolLabels {
     protocol: &'static str,
 }
 
+/// Outcome of an MQTT message or a PostgreSQL connection.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MqttLabels {
+struct OutcomeOnly {
     outcome: &'static str,
 }
 
@@ -42,7 +43,8 @@ pub struct Metrics {
     bytes_written: Family<ProtocolLabels, Counter>,
     queries: Family<OutcomeLabels, Counter>,
     query_seconds: Family<ProtocolLabels, Histogram>,
-    mqtt_messages: Family<MqttLabels, Counter>,
+    mqtt_messages: Family<OutcomeOnly, Counter>,
+    pg_connections: Family<OutcomeOnly, Counter>,
 }
 
 impl Metrics {
@@ -82,12 +84,20 @@ impl Metrics {
             "Time to plan and run a SQL query to its last batch",
             query_seconds.clone(),
         );
-        let mqtt_messages = Family::<MqttLabels, Counter>::default();
+        let mqtt_messages = Family::<OutcomeOnly, Counter>::default();
         registry.register(
             "mqtt_messages",
             "MQTT messages by outcome (ok, invalid: refused and dropped, error: not written \
              and not acknowledged), and lost connections (disconnected)",
             mqtt_messages.clone(),
+        );
+        let pg_connections = Family::<OutcomeOnly, Counter>::default();
+        registry.register(
+            "pg_connections",
+            "PostgreSQL wire protocol connections by outcome (ok, unauthenticated: wrong \
+             password, refused: unknown database or not TLS); their queries count in ingot_queries with \
+             protocol=\"postgres\"",
+            pg_connections.clone(),
         );
         registry.register_collector(Box::new(EngineCollector { engine }));
         Self {
@@ -99,13 +109,21 @@ impl Metrics {
             queries,
             query_seconds,
             mqtt_messages,
+            pg_connections,
         }
     }
 
     /// Counts an MQTT message (or a lost connection) by outcome.
     pub fn mqtt(&self, outcome: &'static str) {
         self.mqtt_messages
-            .get_or_create(&MqttLabels { outcome })
+            .get_or_create(&OutcomeOnly { outcome })
+            .inc();
+    }
+
+    /// Counts a PostgreSQL connection's startup by outcome.
+    pub fn pg_connection(&self, outcome: &'static str) {
+        self.pg_connections
+            .get_or_create(&OutcomeOnly { outcome })
             .inc();
     }
 

@@ -72,6 +72,8 @@ pub struct ServeConfig {
     pub delta_lake: bool,
     /// Subscribe to an MQTT broker and write what it sends.
     pub mqtt: Option<crate::mqtt::MqttConfig>,
+    /// `host:port` of the PostgreSQL wire protocol; `None` leaves it off.
+    pub pg_addr: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +104,7 @@ impl ServeConfig {
             refresh_interval: Options::default().refresh_interval,
             delta_lake: false,
             mqtt: None,
+            pg_addr: None,
         }
     }
 }
@@ -140,6 +143,7 @@ pub struct Server {
     grpc: JoinHandle<Result<(), ServeError>>,
     http: JoinHandle<Result<(), ServeError>>,
     mqtt: Option<JoinHandle<()>>,
+    pg: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
@@ -196,6 +200,13 @@ impl Server {
         let http_listener = bind(&config.http_addr).await?;
         let grpc_addr = local_addr(&grpc_listener, &config.grpc_addr)?;
         let http_addr = local_addr(&http_listener, &config.http_addr)?;
+        let pg_listener = match &config.pg_addr {
+            Some(addr) => {
+                let listener = bind(addr).await?;
+                Some((local_addr(&listener, addr)?, listener))
+            }
+            None => None,
+        };
 
         let state = AppState {
             engine: engine.clone(),
@@ -228,6 +239,23 @@ impl Server {
             _ => None,
         };
 
+        let pg = match pg_listener {
+            Some((addr, listener)) => {
+                let tls = match &tls {
+                    Some((cert, key)) => Some(pg_tls(cert, key)?),
+                    None => None,
+                };
+                let task = tokio::spawn(crate::pg::serve(
+                    listener,
+                    state.clone(),
+                    tls,
+                    stopped.clone(),
+                ));
+                info!(pg_addr = %addr, "PostgreSQL wire protocol listening");
+                Some((addr, task))
+            }
+            None => None,
+        };
         let grpc = tokio::spawn(serve_grpc(
             grpc_listener,
             state.clone(),
@@ -246,7 +274,13 @@ impl Server {
             grpc,
             http,
             mqtt,
+            pg,
         })
+    }
+
+    /// The PostgreSQL wire protocol's address, when it is on.
+    pub fn pg_addr(&self) -> Option<SocketAddr> {
+        self.pg.as_ref().map(|(addr, _)| *addr)
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -268,6 +302,9 @@ impl Server {
         let _ = self.stop.send(true);
         let grpc = finish(self.grpc, "grpc").await;
         let http = finish(self.http, "http").await;
+        if let Some((_, pg)) = self.pg {
+            let _ = pg.await;
+        }
         if let Some(mqtt) = self.mqtt {
             // A message being written finishes; unacknowledged ones come again.
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, mqtt).await;
@@ -317,6 +354,27 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, ServeErr
         addr: addr.to_string(),
         source,
     })
+}
+
+/// The PostgreSQL port's TLS, from the server's PEM certificate and key.
+fn pg_tls(
+    cert: &[u8],
+    key: &[u8],
+) -> Result<datafusion_postgres::pgwire::tokio::TlsAcceptor, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServeError::Tls(format!("certificate: {e}")))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key).map_err(|e| ServeError::Tls(format!("key: {e}")))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    Ok(datafusion_postgres::pgwire::tokio::TlsAcceptor::from(
+        Arc::new(config),
+    ))
 }
 
 async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {

@@ -11,6 +11,7 @@ mod grpc;
 mod http;
 mod in_process;
 mod mqtt;
+mod postgres;
 mod prometheus;
 mod python;
 mod replica;

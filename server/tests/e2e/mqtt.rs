@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, http};
+use crate::support::{TestServer, apt_installed as installed, http};
 
 /// Kills the broker when the test ends, however it ends.
 struct Broker(Child);
@@ -24,16 +24,6 @@ impl Drop for Broker {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn installed(command: &str, package: &str) -> bool {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/apt.sh");
-    Command::new("bash")
-        .arg(script)
-        .args([command, package])
-        .status()
-        .expect("run tests/apt.sh")
-        .success()
 }
 
 fn free_port() -> u16 {

@@ -4,7 +4,6 @@
 //! the token; SQL then finds them, a table per metric. Skipped, with the
 //! reason printed, where Prometheus cannot be installed.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use prost::Message;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{TestServer, http};
+use crate::support::{TestServer, apt_installed as installed, http};
 
 const TOKEN: &str = "prom-token";
 
@@ -24,16 +23,6 @@ impl Drop for Prometheus {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn installed(command: &str, package: &str) -> bool {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/apt.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .args([command, package])
-        .status()
-        .expect("run tests/apt.sh");
-    status.success()
 }
 
 async fn query(server: &TestServer, sql: &str) -> Option<Value> {

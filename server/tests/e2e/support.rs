@@ -17,6 +17,8 @@ pub struct TestServer {
     child: Child,
     pub grpc_addr: String,
     pub http_addr: String,
+    /// The PostgreSQL wire protocol's address, when `--pg-addr` was given.
+    pub pg_addr: Option<String>,
     pub dir: PathBuf,
 }
 
@@ -66,7 +68,11 @@ impl TestServer {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         let mut grpc_addr = String::new();
         let mut http_addr = String::new();
+        let mut pg_addr = None;
         for part in rest.split(' ') {
+            if let Some(a) = part.strip_prefix("pg=") {
+                pg_addr = Some(a.to_string());
+            }
             if let Some(a) = part.strip_prefix("grpc=") {
                 grpc_addr = a.to_string();
             } else if let Some(a) = part.strip_prefix("http=") {
@@ -79,6 +85,7 @@ impl TestServer {
             child,
             grpc_addr,
             http_addr,
+            pg_addr,
             dir: dir.to_path_buf(),
         }
     }
@@ -182,6 +189,18 @@ pub async fn count(client: &mut Client, sql: &str) -> i64 {
 }
 
 /// An HTTP client with a bounded timeout.
+/// Installs `package` with `tests/apt.sh` when `command` is missing; false
+/// when it cannot be (no root, no package index): the caller skips.
+pub fn apt_installed(command: &str, package: &str) -> bool {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/apt.sh");
+    Command::new("bash")
+        .arg(script)
+        .args([command, package])
+        .status()
+        .expect("run tests/apt.sh")
+        .success()
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
