@@ -322,12 +322,17 @@ pub fn parse_queries(text: &str) -> Vec<(String, String)> {
 /// `bench/expected.py` (one JSON array per line; timestamps as nanoseconds).
 /// Floats agree to 1e-9 relative; everything else exactly, in order.
 pub fn check_result(batches: &[RecordBatch], expected_jsonl: &str) -> Result<(), String> {
+    check_rows(&result_rows(batches)?, expected_jsonl)
+}
+
+/// [`check_result`] for rows already in [`result_rows`] form.
+pub fn check_rows(got: &[Vec<serde_json::Value>], expected_jsonl: &str) -> Result<(), String> {
     let expected: Vec<Vec<serde_json::Value>> = expected_jsonl
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(|e| format!("bad expected line {l:?}: {e}")))
         .collect::<Result<_, _>>()?;
-    same_rows(&result_rows(batches)?, &expected)
+    same_rows(got, &expected)
 }
 
 /// A query's result as rows of JSON values, in the form `check_result`

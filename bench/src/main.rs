@@ -6,6 +6,7 @@
 
 mod delta;
 mod mqtt;
+mod postgres;
 mod remote;
 mod replay;
 mod rollup;
@@ -312,6 +313,9 @@ enum QueryTarget {
     Embedded,
     /// Flight SQL to an `ingot serve` child on the same data directory.
     Flight,
+    /// The PostgreSQL wire protocol (tokio-postgres, extended protocol with
+    /// binary results) to an `ingot serve --pg-addr` child.
+    Postgres,
     /// A Ballista cluster (`ingot-ballista scheduler` and executors, started
     /// beforehand) at --ballista-scheduler, over the --object-store prefix.
     Ballista,
@@ -783,7 +787,7 @@ fn parquet_files(dir: &std::path::Path) -> std::io::Result<(u64, usize)> {
 
 fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
     match (args.target, &args.object_store) {
-        (QueryTarget::Flight, Some(_)) => {
+        (QueryTarget::Flight | QueryTarget::Postgres, Some(_)) => {
             return Err("--object-store works with --target embedded or ballista".into());
         }
         (QueryTarget::Ballista, None) => {
@@ -848,7 +852,7 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    // Over Flight SQL, the server opens the same directory.
+    // Over Flight SQL or PostgreSQL, the server opens the same directory.
     let mut remote = match args.target {
         QueryTarget::Embedded | QueryTarget::Ballista => None,
         QueryTarget::Flight => {
@@ -859,7 +863,19 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
                 None,
                 None,
             ))?;
-            Some((server, client))
+            Some((server, Remote::Flight(Box::new(client))))
+        }
+        QueryTarget::Postgres => {
+            engine.close()?;
+            let extra = ["--pg-addr".to_string(), "127.0.0.1:0".to_string()];
+            let server = remote::ServerProcess::start_with(&dir, "always", &extra)
+                .map_err(|e| e.to_string())?;
+            let addr = server
+                .pg
+                .clone()
+                .ok_or("ingot serve printed no pg address")?;
+            let client = runtime.block_on(postgres::connect(&addr))?;
+            Some((server, Remote::Postgres(client)))
         }
     };
     // On Ballista, this process only plans and collects: the node engine
@@ -877,27 +893,32 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .filter(|(name, _)| args.only.is_empty() || args.only.contains(name))
     {
-        let mut run =
-            || -> Result<(f64, Vec<arrow::array::RecordBatch>), Box<dyn std::error::Error>> {
-                let t = Instant::now();
-                let batches = match (&mut remote, &ballista) {
-                    (Some((_, client)), _) => runtime.block_on(client.query(sql))?.1,
-                    (None, Some(ctx)) => {
-                        runtime.block_on(async { ctx.sql(sql).await?.collect().await })?
-                    }
-                    (None, None) => runtime.block_on(engine.sql(sql))?,
-                };
-                Ok((t.elapsed().as_secs_f64() * 1e3, batches))
+        let mut run = || -> Result<(f64, Answer), Box<dyn std::error::Error>> {
+            let t = Instant::now();
+            let answer = match (&mut remote, &ballista) {
+                (Some((_, Remote::Flight(client))), _) => {
+                    Answer::Batches(runtime.block_on(client.query(sql))?.1)
+                }
+                (Some((_, Remote::Postgres(client))), _) => {
+                    Answer::Rows(runtime.block_on(postgres::query(client, sql))?)
+                }
+                (None, Some(ctx)) => Answer::Batches(
+                    runtime.block_on(async { ctx.sql(sql).await?.collect().await })?,
+                ),
+                (None, None) => Answer::Batches(runtime.block_on(engine.sql(sql))?),
             };
-        let (cold_ms, batches) = run()?;
-        let rows = batches.iter().map(|b| b.num_rows()).sum();
+            Ok((t.elapsed().as_secs_f64() * 1e3, answer))
+        };
+        let (cold_ms, answer) = run()?;
+        let got = answer.rows()?;
+        let rows = got.len();
         let expected_file = expected_dir
             .as_ref()
             .map(|d| d.join(format!("{name}.jsonl")));
         let checked = match &expected_file {
             Some(f) if f.exists() => {
                 let text = std::fs::read_to_string(f)?;
-                ingot_bench::check_result(&batches, &text)
+                ingot_bench::check_rows(&got, &text)
                     .map_err(|e| format!("{name} disagrees with {}: {e}", f.display()))?;
                 true
             }
@@ -958,7 +979,11 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     match remote {
-        Some((server, _)) => drop(server.stop().map_err(|e| e.to_string())?),
+        Some((server, client)) => {
+            // The client goes first: the server would wait for its connection.
+            drop(client);
+            server.stop().map_err(|e| e.to_string())?;
+        }
         None => engine.close()?,
     }
     if let Some(path) = &args.json {
@@ -968,6 +993,28 @@ fn run_queries(args: QueryArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 use soak::peak_rss;
+
+/// The server a remote query target talks to.
+enum Remote {
+    Flight(Box<ingot_server::client::Client>),
+    Postgres(tokio_postgres::Client),
+}
+
+/// A query's answer: Arrow batches, or rows already in `result_rows` form
+/// (what the PostgreSQL client decodes).
+enum Answer {
+    Batches(Vec<arrow::array::RecordBatch>),
+    Rows(Vec<Vec<serde_json::Value>>),
+}
+
+impl Answer {
+    fn rows(self) -> Result<Vec<Vec<serde_json::Value>>, String> {
+        match self {
+            Answer::Batches(batches) => ingot_bench::result_rows(&batches),
+            Answer::Rows(rows) => Ok(rows),
+        }
+    }
+}
 
 /// One run of `sql`, timed by phase (ms): a session, SQL to logical plan,
 /// optimizer, physical planning (with the physical optimizer), execution.

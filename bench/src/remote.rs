@@ -48,6 +48,8 @@ pub struct ServerProcess {
     child: Child,
     pub grpc: String,
     pub http: String,
+    /// `host:port` of the PostgreSQL wire protocol, when `--pg-addr` was given.
+    pub pg: Option<String>,
     peak_rss: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
     watcher: Option<JoinHandle<()>>,
@@ -95,7 +97,7 @@ impl ServerProcess {
                 .map(str::to_string)
                 .ok_or_else(|| format!("unexpected ready line {line:?}"))
         };
-        let (grpc, http) = (addr("grpc=")?, addr("http=")?);
+        let (grpc, http, pg) = (addr("grpc=")?, addr("http=")?, addr("pg=").ok());
         let peak_rss = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
         let watcher = {
@@ -113,6 +115,7 @@ impl ServerProcess {
             child,
             grpc: format!("http://{grpc}"),
             http: format!("http://{http}"),
+            pg,
             peak_rss,
             done,
             watcher: Some(watcher),
