@@ -28,6 +28,7 @@
 //!   `message_size_limit`) no higher.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +64,17 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Received messages that may wait for the writer, by count and by bytes.
 const QUEUE_MESSAGES: usize = 64;
 const QUEUE_BYTES: usize = 256 << 20;
+/// How soon the writer tries again to hand over acknowledgements that did
+/// not fit in the client's request queue.
+const ACK_RETRY: Duration = Duration::from_millis(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What acknowledging `message` needs (its packet id), without its payload.
+fn acknowledgement(message: &Publish) -> Publish {
+    let mut ack = Publish::new("", message.qos, Vec::<u8>::new());
+    ack.pkid = message.pkid;
+    ack
+}
 
 /// Host and port of an `mqtt://` URL.
 fn broker(url: &str) -> Result<(String, u16), String> {
@@ -116,12 +127,13 @@ pub async fn run(
         // rumqttc's default is 10 KiB: a gateway's batch of readings is more.
         .set_max_packet_size(config.max_message_bytes, config.max_message_bytes);
     // Messages are written, and acknowledged in the order they came, by a
-    // task of their own: an acknowledgement goes through the event loop,
-    // which must go on being polled meanwhile. Between the two, at most
-    // QUEUE_MESSAGES messages and QUEUE_BYTES bytes wait (a broker may send
-    // many before it needs acknowledgements); the client's request queue has
-    // room for all their acknowledgements, so the writer never waits on it
-    // while the event loop waits on the writer.
+    // task of their own. Between the event loop and the writer wait at most
+    // QUEUE_MESSAGES messages and QUEUE_BYTES bytes: when they are full the
+    // event loop stops reading, and the broker holds the rest. An
+    // acknowledgement goes out through the event loop, so the writer never
+    // waits for room in the client's request queue (the event loop may be
+    // waiting for the writer): it keeps the acknowledgements that do not fit
+    // yet, a few bytes each, and tries again.
     let (client, mut events) = AsyncClient::new(options, 4 * QUEUE_MESSAGES);
     let (received, mut to_write) =
         tokio::sync::mpsc::channel::<(Publish, OwnedSemaphorePermit)>(QUEUE_MESSAGES);
@@ -133,24 +145,28 @@ pub async fn run(
             engine.clone(),
             metrics.clone(),
         );
-        let stopping = stopped.clone();
         async move {
-            while let Some((message, permit)) = to_write.recv().await {
-                if !handle(&config, &engine, &metrics, &message).await {
-                    continue;
+            let mut unacked: VecDeque<Publish> = VecDeque::new();
+            loop {
+                while let Some(ack) = unacked.front() {
+                    if client.try_ack(ack).is_err() {
+                        break;
+                    }
+                    unacked.pop_front();
                 }
-                // Once stopping, the event loop is no longer polled: an
-                // acknowledgement that does not fit is left out, and the
-                // broker sends that message again at the next start.
-                let acked = if *stopping.borrow() {
-                    client.try_ack(&message)
-                } else {
-                    client.ack(&message).await
-                };
-                if let Err(e) = acked {
-                    warn!(error = %e, "MQTT acknowledgement failed");
+                tokio::select! {
+                    next = to_write.recv() => {
+                        // Closed: the event loop has stopped, and what is
+                        // not acknowledged comes again at the next start.
+                        let Some((message, permit)) = next else { break };
+                        let written = handle(&config, &engine, &metrics, &message).await;
+                        drop(permit);
+                        if written {
+                            unacked.push_back(acknowledgement(&message));
+                        }
+                    }
+                    _ = tokio::time::sleep(ACK_RETRY), if !unacked.is_empty() => {}
                 }
-                drop(permit);
             }
         }
     });
@@ -165,11 +181,17 @@ pub async fn run(
                 backoff = BACKOFF_START;
                 info!(url = %config.url, session_present = ack.session_present, "MQTT connected");
                 if !ack.session_present {
-                    for topic in &config.topics {
-                        if let Err(e) = client.subscribe(topic.clone(), QoS::AtLeastOnce).await {
-                            warn!(topic, error = %e, "MQTT subscribe failed");
+                    // From a task: the request queue may be full of
+                    // acknowledgements that only this loop sends.
+                    let (client, topics) = (client.clone(), config.topics.clone());
+                    tokio::spawn(async move {
+                        for topic in topics {
+                            if let Err(e) = client.subscribe(topic.clone(), QoS::AtLeastOnce).await
+                            {
+                                warn!(topic, error = %e, "MQTT subscribe failed");
+                            }
                         }
-                    }
+                    });
                 }
             }
             Ok(Event::Incoming(Packet::Publish(message))) => {

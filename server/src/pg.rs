@@ -319,6 +319,19 @@ fn statement_tag(parsed: &statement::Statement) -> &'static str {
     }
 }
 
+/// Runs a statement, counted in `ingot_queries_total{protocol="postgres"}`.
+async fn counted<T>(
+    state: &AppState,
+    statement: impl Future<Output = PgWireResult<T>>,
+) -> PgWireResult<T> {
+    let started_at = Instant::now();
+    let result = statement.await;
+    state
+        .metrics
+        .query("postgres", result.is_ok(), started_at.elapsed());
+    result
+}
+
 /// What a query must pass before it is parsed: the server's limits (a
 /// query nested deep enough would overflow the parser's stack) and the
 /// refusal of `COPY ... TO`.
@@ -343,19 +356,14 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let started_at = Instant::now();
-        let result = async {
+        counted(&self.state, async {
             check(&self.state, query)?;
             if let Some(response) = self.ingot_statement(query).await? {
                 return Ok(vec![response]);
             }
             SimpleQueryHandler::do_query(&started(&self.session)?.service, client, query).await
-        }
-        .await;
-        self.state
-            .metrics
-            .query("postgres", result.is_ok(), started_at.elapsed());
-        result
+        })
+        .await
     }
 }
 
@@ -380,8 +388,7 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let started_at = Instant::now();
-        let result = async {
+        counted(&self.state, async {
             let (sql, plan) = &portal.statement.statement;
             if plan.is_none()
                 && let Some(response) = self.ingot_statement(sql).await?
@@ -395,12 +402,8 @@ impl ExtendedQueryHandler for Queries {
                 max_rows,
             )
             .await
-        }
-        .await;
-        self.state
-            .metrics
-            .query("postgres", result.is_ok(), started_at.elapsed());
-        result
+        })
+        .await
     }
 }
 

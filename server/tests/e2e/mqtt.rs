@@ -34,14 +34,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts Mosquitto on `port`, keeping its sessions in `dir`.
+/// Starts Mosquitto on `port`, keeping its sessions in `dir`. Nothing
+/// limits how many unacknowledged messages it sends at once, so Ingot's own
+/// bounds on what waits to be written are what holds when it floods.
 fn broker(dir: &Path, port: u16) -> Broker {
     let config = dir.join("mosquitto.conf");
     std::fs::write(
         &config,
         format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-             persistence_location {}/\nuser root\nmax_queued_messages 0\n",
+             persistence_location {}/\nuser root\nmax_queued_messages 0\n\
+             max_inflight_messages 0\n",
             dir.display()
         ),
     )
