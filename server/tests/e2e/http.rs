@@ -230,14 +230,7 @@ async fn influx_writes_and_sql_queries() {
     assert_eq!(health["status"], "pass");
     let response = client.get(server.http_url("/ping")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let metrics = client
-        .get(server.http_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics(None).await;
     for name in [
         "ingot_rows_written_total{protocol=\"http_v2\"} 2",
         "ingot_bytes_written_total",
@@ -376,14 +369,7 @@ async fn retention_is_set_and_enforced_over_http() {
         query_json(&server, "plant", "SELECT count(*) AS n FROM m").await,
         json!([{"n": 1}])
     );
-    let metrics = client
-        .get(server.http_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics(None).await;
     assert!(metrics.contains("ingot_expired_rows_total"), "{metrics}");
     // One file per day partition; the expired one may already be gone.
     assert!(
@@ -452,14 +438,7 @@ async fn deletes_over_http_and_flight_sql() {
         json!([{"n": 0}])
     );
     write_seconds(&server, "plant", "m,device=a v=5 30\n").await;
-    let metrics = client
-        .get(server.http_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics(None).await;
     assert!(metrics.contains("ingot_deleted_rows_total 3"), "{metrics}");
     assert!(
         metrics.contains("# TYPE ingot_table_files gauge"),

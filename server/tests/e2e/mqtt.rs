@@ -196,14 +196,7 @@ async fn mqtt_messages_are_written_and_none_is_lost_while_down() {
         ]),
     )
     .await;
-    let metrics = http()
-        .get(server.http_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics(None).await;
     assert!(
         metrics.contains("ingot_mqtt_messages_total{outcome=\"invalid\"} 1"),
         "{metrics}"

@@ -98,15 +98,7 @@ async fn psql_and_psycopg_run_ingot_sql() {
     }
     check_psycopg(&server);
 
-    let metrics = http()
-        .get(server.http_url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics(Some(TOKEN)).await;
     for metric in [
         "ingot_pg_connections_total{outcome=\"ok\"}",
         "ingot_pg_connections_total{outcome=\"unauthenticated\"}",

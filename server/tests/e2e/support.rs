@@ -90,6 +90,17 @@ impl TestServer {
         }
     }
 
+    /// The Prometheus text of `/metrics`, sent with `token` when given.
+    pub async fn metrics(&self, token: Option<&str>) -> String {
+        let mut request = http().get(self.http_url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("GET /metrics");
+        assert!(response.status().is_success(), "{}", response.status());
+        response.text().await.expect("the text of /metrics")
+    }
+
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc_addr)
     }
