@@ -208,6 +208,7 @@ impl Startup {
             .map_err(|e| pg_fatal("XX000", format!("cannot set up pg_catalog: {e}")))?;
         // current_database() names the Ingot database, not the catalog.
         ctx.register_udf(create_current_database_udf(&database));
+        ctx.register_udf(current_setting(&database));
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(Guard),
             Arc::new(CursorStatementHook),
@@ -221,6 +222,42 @@ impl Startup {
         parameters.server_version = SERVER_VERSION.to_string();
         finish_authentication(client, &parameters).await
     }
+}
+
+/// `current_setting(name)`: the settings clients read on connect (Grafana's
+/// table picker reads `search_path`); NULL for the others.
+fn current_setting(database: &str) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    let database = database.to_string();
+    let lookup = move |args: &[ColumnarValue]| {
+        let names = ColumnarValue::values_to_arrays(args)?;
+        let names = datafusion::common::cast::as_string_array(&names[0])?;
+        let values: StringArray = (0..names.len())
+            .map(|i| {
+                if names.is_null(i) {
+                    return None;
+                }
+                match names.value(i).to_ascii_lowercase().as_str() {
+                    "search_path" => Some(database.clone()),
+                    "server_version" => Some(SERVER_VERSION.to_string()),
+                    "server_encoding" | "client_encoding" => Some("UTF8".to_string()),
+                    "timezone" => Some("UTC".to_string()),
+                    "datestyle" => Some("ISO, MDY".to_string()),
+                    _ => None,
+                }
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(values)))
+    };
+    create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(lookup),
+    )
 }
 
 /// The Ingot database a PostgreSQL database name picks: `public` for none,

@@ -164,9 +164,14 @@ fn check_psql(server: &TestServer) {
         server,
         "line3",
         TOKEN,
-        &["-A", "-t", "-c", "SELECT current_database()"],
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT current_database(), current_setting('search_path')",
+        ],
     ));
-    assert_eq!(one.trim(), "line3");
+    assert_eq!(one.trim(), "line3|line3");
 
     // Errors with their SQLSTATE.
     let unknown = stderr(&psql(server, "plant", TOKEN, &["-c", "SELECT * FROM nope"]));
