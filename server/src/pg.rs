@@ -29,10 +29,6 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{Set, Statement as SqlStatement};
 use datafusion::sql::sqlparser::parser::ParserError;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
-    create_current_database_udf, setup_pg_catalog,
-};
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
@@ -56,7 +52,7 @@ use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontend
 use datafusion_postgres::pgwire::tokio::{TlsAcceptor, process_socket};
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::{Sink, SinkExt};
-use ingot_engine::{CATALOG_NAME, DEFAULT_DATABASE, statement};
+use ingot_engine::{DEFAULT_DATABASE, statement};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -65,9 +61,15 @@ use tracing::{debug, warn};
 use crate::AppState;
 use crate::error::ApiError;
 
+mod catalog;
+mod rewrite;
+
 /// The server version reported to clients: a PostgreSQL release clients
 /// know (drivers and Grafana read it to pick their SQL), then Ingot's.
 const SERVER_VERSION: &str = concat!("16.0 (Ingot ", env!("CARGO_PKG_VERSION"), ")");
+
+/// `SERVER_VERSION`'s release as a number, as `server_version_num` gives it.
+const SERVER_VERSION_NUM: &str = "160000";
 
 /// How long a shutdown lets open connections finish their statements.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -204,13 +206,16 @@ impl Startup {
                 format!("{e}; the databases are: {names} (the PostgreSQL database name picks one)"),
             )
         })?;
-        setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
-            .map_err(|e| pg_fatal("XX000", format!("cannot set up pg_catalog: {e}")))?;
-        // current_database() names the Ingot database, not the catalog.
-        ctx.register_udf(create_current_database_udf(&database));
-        ctx.register_udf(current_setting(&database));
+        catalog::register(&ctx, &self.state.engine, &database).map_err(|e| {
+            pg_fatal(
+                "XX000",
+                format!("cannot set up the session's catalogs: {e}"),
+            )
+        })?;
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(Guard),
+            Arc::new(Guard {
+                database: database.clone(),
+            }),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
@@ -224,40 +229,42 @@ impl Startup {
     }
 }
 
-/// `current_setting(name)`: the settings clients read on connect (Grafana's
-/// table picker reads `search_path`); NULL for the others.
-fn current_setting(database: &str) -> datafusion::logical_expr::ScalarUDF {
-    use datafusion::arrow::array::{Array, StringArray};
-    use datafusion::arrow::datatypes::DataType;
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    let database = database.to_string();
-    let lookup = move |args: &[ColumnarValue]| {
-        let names = ColumnarValue::values_to_arrays(args)?;
-        let names = datafusion::common::cast::as_string_array(&names[0])?;
-        let values: StringArray = (0..names.len())
-            .map(|i| {
-                if names.is_null(i) {
-                    return None;
-                }
-                match names.value(i).to_ascii_lowercase().as_str() {
-                    "search_path" => Some(database.clone()),
-                    "server_version" => Some(SERVER_VERSION.to_string()),
-                    "server_encoding" | "client_encoding" => Some("UTF8".to_string()),
-                    "timezone" => Some("UTC".to_string()),
-                    "datestyle" => Some("ISO, MDY".to_string()),
-                    _ => None,
-                }
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(values)))
+/// `SHOW name` for the settings that are Ingot's own (`datafusion-postgres`
+/// answers the others, those a `SET` can change among them): one row, one
+/// text column named after the setting, as PostgreSQL answers.
+fn show(database: &str, statement: &SqlStatement) -> Option<PgWireResult<Response>> {
+    use datafusion_postgres::pgwire::api::results::{DataRowEncoder, FieldFormat, QueryResponse};
+    let SqlStatement::ShowVariable { variable } = statement else {
+        return None;
     };
-    create_udf(
-        "current_setting",
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(lookup),
-    )
+    let [name] = variable.as_slice() else {
+        return None;
+    };
+    let name = name.value.to_ascii_lowercase();
+    if !matches!(
+        name.as_str(),
+        "server_version" | "server_version_num" | "search_path"
+    ) {
+        return None;
+    }
+    let value = catalog::setting(database, &name);
+    let fields = Arc::new(vec![FieldInfo::new(
+        name,
+        None,
+        None,
+        Type::TEXT,
+        FieldFormat::Text,
+    )]);
+    let mut row = DataRowEncoder::new(fields.clone());
+    if let Err(e) = row.encode_field(&value) {
+        return Some(Err(e));
+    }
+    let row = row.take_row();
+    let rows = futures::stream::once(async move { Ok(row) });
+    Some(Ok(Response::Query(QueryResponse::new(
+        fields,
+        Box::pin(rows),
+    ))))
 }
 
 /// The Ingot database a PostgreSQL database name picks: `public` for none,
@@ -398,7 +405,9 @@ impl SimpleQueryHandler for Queries {
             if let Some(response) = self.ingot_statement(query).await? {
                 return Ok(vec![response]);
             }
-            SimpleQueryHandler::do_query(&started(&self.session)?.service, client, query).await
+            let started = started(&self.session)?;
+            let query = rewrite::client_sql(query, &started.database);
+            SimpleQueryHandler::do_query(&started.service, client, &query).await
         })
         .await
     }
@@ -471,8 +480,10 @@ impl QueryParser for Parser {
         {
             return Ok(Some((sql.to_string(), None)));
         }
-        let parser = started(&self.session)?.service.query_parser();
-        parser.parse_sql(client, sql, types).await
+        let started = started(&self.session)?;
+        let sql = rewrite::client_sql(sql, &started.database);
+        let parser = started.service.query_parser();
+        parser.parse_sql(client, &sql, types).await
     }
 
     fn get_parameter_types(&self, statement: &PgStatement) -> PgWireResult<Vec<Type>> {
@@ -502,9 +513,13 @@ impl QueryParser for Parser {
 
 /// The first hook every statement meets: it refuses what the server does
 /// not run for a client, takes `DELETE` (answered with PostgreSQL's
-/// `DELETE n`), and applies `SET TIME ZONE` to the session.
+/// `DELETE n`), answers `SHOW` for Ingot's own settings, and applies `SET
+/// TIME ZONE` to the session.
 #[derive(Debug)]
-struct Guard;
+struct Guard {
+    /// The session's Ingot database.
+    database: String,
+}
 
 impl Guard {
     /// Why `statement` is refused, if it is.
@@ -594,7 +609,7 @@ impl QueryHook for Guard {
         if let SqlStatement::Delete(_) = statement {
             return Some(delete(ctx, &statement.to_string()).await);
         }
-        None
+        show(&self.database, statement)
     }
 
     async fn handle_extended_parse_query(
@@ -617,7 +632,7 @@ impl QueryHook for Guard {
         if let Some(zone) = time_zone_set(statement) {
             set_time_zone(ctx, &zone);
         }
-        None
+        show(&self.database, statement)
     }
 }
 

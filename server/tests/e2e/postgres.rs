@@ -91,12 +91,19 @@ async fn psql_and_psycopg_run_ingot_sql() {
     let server = TestServer::spawn(dir.path(), &["--token", TOKEN, "--pg-addr", "127.0.0.1:0"]);
     write(&server, &sample()).await;
 
-    if apt_installed("psql", "postgresql-client") {
+    let with_psql = apt_installed("psql", "postgresql-client");
+    if with_psql {
         check_psql(&server);
     } else {
         println!("skipped psql: postgresql-client is not installed and cannot be installed here");
     }
-    check_psycopg(&server);
+    // The databases psql and psycopg created are schemas to Grafana.
+    let schemas: &[&str] = if with_psql {
+        &["archive", "line3", "plant", "public", "system"]
+    } else {
+        &["archive", "plant", "public", "system"]
+    };
+    check_psycopg(&server, schemas);
 
     let metrics = server.metrics(Some(TOKEN)).await;
     for metric in [
@@ -226,7 +233,7 @@ fn write_back(server: &TestServer) {
     tokio::task::block_in_place(|| runtime.block_on(write(server, &line)));
 }
 
-fn check_psycopg(server: &TestServer) {
+fn check_psycopg(server: &TestServer, schemas: &[&str]) {
     let (host, port) = server
         .pg_addr
         .as_deref()
@@ -248,7 +255,11 @@ fn check_psycopg(server: &TestServer) {
         "psycopg client failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let seen: Value = serde_json::from_slice(&output.stdout).expect("client.py prints JSON");
+    let mut seen: Value = serde_json::from_slice(&output.stdout).expect("client.py prints JSON");
+    let grafana = seen["grafana"]
+        .as_object_mut()
+        .expect("Grafana's queries ran");
+    assert_eq!(grafana.remove("schemas"), Some(json!(schemas)));
     let at = |s: u32| format!("2026-01-01T00:{:02}:{:02}+00:00", s / 60, s % 60);
     assert_eq!(
         seen,
@@ -269,6 +280,33 @@ fn check_psycopg(server: &TestServer) {
             "create": "CREATE DATABASE",
             "create_table": "0A000",
             "wrong_password": true,
+            "grafana": {
+                "version": 1600,
+                "timescaledb": [],
+                // Tables on the search path (the database) unqualified.
+                "tables": [
+                    "readings",
+                    "system.compactions",
+                    "system.databases",
+                    "system.files",
+                    "system.rollups",
+                ],
+                "columns": [
+                    ["time", "timestamp with time zone"],
+                    ["device", "text"],
+                    ["temperature", "double precision"],
+                ],
+            },
+            "dbeaver": {
+                "schema": ["plant", "postgres"],
+                "array_type": [true, "b", "_aclitem", 1034],
+                "search_path": "plant",
+                "server_version": concat!("16.0 (Ingot ", env!("CARGO_PKG_VERSION"), ")"),
+                "version": "PostgreSQL 16.0",
+                "database": ["plant"],
+                "standard_conforming_strings": "on",
+                "tables": ["readings"],
+            },
         })
     );
 }
