@@ -240,21 +240,45 @@ pub(crate) async fn flush_memtable(
             let max_time = times.iter().copied().max().unwrap_or(start);
             let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
             let scales = decimal_scales(&batch, &schema);
-            let bytes = encode(
-                &batch,
-                &schema,
-                &sorted.key_order,
-                shape.row_group_rows,
-                shape.time_slice_ns,
-                &scales,
-            )?;
+            // The summary is built while the file is encoded.
+            let (bytes, built) = std::thread::scope(|s| {
+                let (schema, batch, scales) = (&schema, &batch, &scales);
+                let summary = shape.summary_window_ns.map(|window| {
+                    s.spawn(move || {
+                        let started = Instant::now();
+                        let mut builder = summary::Builder::new(schema.clone(), window);
+                        builder.push_with_scales(batch, scales)?;
+                        let built = build_summary(builder)?;
+                        Ok::<_, Error>((built, started.elapsed().as_millis() as u64))
+                    })
+                });
+                let bytes = encode(
+                    batch,
+                    schema,
+                    &sorted.key_order,
+                    shape.row_group_rows,
+                    shape.time_slice_ns,
+                    scales,
+                );
+                let built = summary.map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Internal("the summary builder panicked".into()))
+                    })
+                });
+                (bytes, built.transpose())
+            });
+            let bytes = bytes?;
+            let (built, summary_ms) = match built? {
+                Some((built, ms)) => (built, ms),
+                None => (None, 0),
+            };
             let encode_ms = encode_started.elapsed().as_millis() as u64;
             let id = *next_file_id;
             *next_file_id += 1;
             let path = storage.file_path(database, table, start, shape.partition_width, id);
             let size = bytes.len() as u64;
             storage.put_durable(&path, bytes).await?;
-            debug!(%path, rows = batch.num_rows(), size, sort_ms, encode_ms, "file written");
+            debug!(%path, rows = batch.num_rows(), size, sort_ms, encode_ms, summary_ms, "file written");
             let sort_key: Vec<String> = sorted
                 .key_order
                 .iter()
@@ -262,21 +286,16 @@ pub(crate) async fn flush_memtable(
                 .collect();
             let last_rows = sorted.last_rows()?;
             let sidecars_started = Instant::now();
-            let (summary, summary_rows) = match shape.summary_window_ns {
-                Some(window) => {
-                    let mut builder = summary::Builder::new(schema.clone(), window);
-                    builder.push_with_scales(&batch, &scales)?;
-                    match write_summary(storage, builder, &path).await? {
-                        Some((meta, rows)) => (Some(meta), Some(rows)),
-                        None => (None, None),
-                    }
+            let (summary, summary_rows) = match built {
+                Some(built) => {
+                    let (meta, rows) = put_summary(storage, built, &path).await?;
+                    (Some(meta), Some(rows))
                 }
                 None => (None, None),
             };
-            let summary_ms = sidecars_started.elapsed().as_millis() as u64;
             let last_rows_meta = write_last_rows(storage, &last_rows, &path).await?;
             let sidecars_ms = sidecars_started.elapsed().as_millis() as u64;
-            debug!(%path, summary_ms, sidecars_ms, "summary and last rows written");
+            debug!(%path, sidecars_ms, "summary and last rows written");
             let meta = FileMeta {
                 id,
                 database: database.clone(),
@@ -316,6 +335,23 @@ pub(crate) async fn write_summary(
     builder: summary::Builder,
     data: &StorePath,
 ) -> Result<Option<(SummaryMeta, RecordBatch)>> {
+    match build_summary(builder)? {
+        Some(built) => Ok(Some(put_summary(storage, built, data).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A summary's rows and its file's bytes, not yet written.
+pub(crate) struct BuiltSummary {
+    window_ns: i64,
+    keys: Vec<String>,
+    batch: RecordBatch,
+    bytes: Vec<u8>,
+}
+
+/// The rows a summary builder holds, and their file; `None` when it has no
+/// rows.
+pub(crate) fn build_summary(builder: summary::Builder) -> Result<Option<BuiltSummary>> {
     let window_ns = builder.window_ns();
     let schema = builder.schema().clone();
     let started = Instant::now();
@@ -325,17 +361,38 @@ pub(crate) async fn write_summary(
     let finish_ms = started.elapsed().as_millis() as u64;
     let bytes = summary::encode(&schema, &batch)?;
     let encode_ms = started.elapsed().as_millis() as u64 - finish_ms;
-    let size = bytes.len() as u64;
-    let path = StorePath::from(summary::summary_path(data.as_ref()));
-    storage.put_durable(&path, bytes).await?;
-    debug!(%path, rows = batch.num_rows(), size, finish_ms, encode_ms, "summary written");
-    let meta = SummaryMeta {
+    debug!(
+        rows = batch.num_rows(),
+        size = bytes.len(),
+        finish_ms,
+        encode_ms,
+        "summary built"
+    );
+    Ok(Some(BuiltSummary {
         window_ns,
         keys,
-        rows: batch.num_rows() as u64,
+        batch,
+        bytes,
+    }))
+}
+
+/// Writes a built summary beside the data file at `data` and makes it
+/// durable; returns what the manifest records of it, and its rows.
+pub(crate) async fn put_summary(
+    storage: &Storage,
+    built: BuiltSummary,
+    data: &StorePath,
+) -> Result<(SummaryMeta, RecordBatch)> {
+    let size = built.bytes.len() as u64;
+    let path = StorePath::from(summary::summary_path(data.as_ref()));
+    storage.put_durable(&path, built.bytes).await?;
+    let meta = SummaryMeta {
+        window_ns: built.window_ns,
+        keys: built.keys,
+        rows: built.batch.num_rows() as u64,
         bytes: size,
     };
-    Ok(Some((meta, batch)))
+    Ok((meta, built.batch))
 }
 
 /// Writes a file's last rows beside the data file at `data`, and makes them

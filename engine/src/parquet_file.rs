@@ -8,8 +8,9 @@
 //!   encoding; the scale is chosen per file and only where the round trip
 //!   `x as f64 / 10^s` gives back every value bit for bit, which is exactly
 //!   the cast DataFusion applies when it reads the column as `Float64`.
-//! - every numeric field gets dictionary or delta (byte-stream-split for
-//!   floats) encoding, whichever is smaller on a sample of the column.
+//! - every numeric field gets dictionary, delta or byte-stream-split
+//!   encoding (byte-stream-split or dictionary for floats), whichever is
+//!   smallest on a sample of the column.
 //!
 //! Rows come sorted by series, then time; with `Options::time_slice`, by
 //! time slice first: every page then holds one slice's rows, and its
@@ -17,7 +18,9 @@
 //! pages of other slices.
 //!
 //! Everything is zstd-compressed, with page statistics, and the sort order
-//! recorded in the row groups where it is one of columns.
+//! recorded in the row groups where it is one of columns. The column chunks
+//! of a file are encoded on as many threads as the machine has cores: a
+//! flush's encoding is what holds back the ingest it follows.
 
 use std::sync::Arc;
 
@@ -25,6 +28,9 @@ use arrow::array::{Array, ArrayRef, Decimal128Array, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
+};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
@@ -52,6 +58,7 @@ pub(crate) fn encode(
     time_slice_ns: Option<i64>,
     scales: &[Option<i8>],
 ) -> Result<Vec<u8>> {
+    let started = std::time::Instant::now();
     let layout = Layout::new(
         batch,
         schema,
@@ -60,12 +67,93 @@ pub(crate) fn encode(
         row_group_rows,
         scales,
     )?;
-    let mut out = Vec::new();
+    let layout_ms = started.elapsed().as_millis() as u64;
     let file_batch = layout.to_file(batch)?;
-    let mut writer = ArrowWriter::try_new(&mut out, layout.schema.clone(), Some(layout.props))?;
-    writer.write(&file_batch)?;
-    writer.close()?;
+    let convert_ms = started.elapsed().as_millis() as u64 - layout_ms;
+    let bytes = write_parallel(&file_batch, layout.props, row_group_rows)?;
+    let write_ms = started.elapsed().as_millis() as u64 - layout_ms - convert_ms;
+    tracing::debug!(layout_ms, convert_ms, write_ms, "encoded");
+    Ok(bytes)
+}
+
+/// Writes `batch` as a Parquet file of row groups of `row_group_rows`
+/// rows, encoding its column chunks in parallel; the bytes are those of
+/// [`ArrowWriter`] with the same properties.
+pub(crate) fn write_parallel(
+    batch: &RecordBatch,
+    props: WriterProperties,
+    row_group_rows: usize,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    let (mut file, factory) = writer.into_serialized_writer()?;
+    let rows = row_group_rows.max(1);
+    // A row group at a time: its chunks are held until it is appended.
+    for (group, start) in (0..batch.num_rows()).step_by(rows).enumerate() {
+        let slice = batch.slice(start, rows.min(batch.num_rows() - start));
+        let mut writers = factory.create_column_writers(group)?.into_iter();
+        let mut jobs = Vec::new();
+        for (field, column) in slice.schema().fields().iter().zip(slice.columns()) {
+            for leaf in compute_leaves(field, column)? {
+                let writer = writers.next().ok_or_else(|| {
+                    Error::Internal("fewer Parquet column writers than leaves".into())
+                })?;
+                jobs.push((writer, leaf));
+            }
+        }
+        let mut row_group = file.next_row_group()?;
+        for chunk in encode_chunks(jobs)? {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+    }
+    file.close()?;
     Ok(out)
+}
+
+/// Encodes each leaf with its writer, on up to one thread per core; the
+/// chunks come back in the order of `jobs`.
+fn encode_chunks(jobs: Vec<(ArrowColumnWriter, ArrowLeafColumn)>) -> Result<Vec<ArrowColumnChunk>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let encode = |(mut writer, leaf): (ArrowColumnWriter, ArrowLeafColumn)| {
+        writer.write(&leaf)?;
+        Ok::<_, Error>(writer.close()?)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    if threads <= 1 {
+        return jobs.into_iter().map(encode).collect();
+    }
+    let n = jobs.len();
+    let jobs: Vec<Mutex<Option<_>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
+    let done: Vec<Mutex<Option<Result<ArrowColumnChunk>>>> =
+        (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let job = jobs[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(job) = job {
+                        *done[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(encode(job));
+                    }
+                }
+            });
+        }
+    });
+    done.into_iter()
+        .map(|d| {
+            d.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(Error::Internal("a column chunk was not encoded".into())))
+        })
+        .collect()
 }
 
 /// How one file stores a table's columns: its Arrow schema (float fields as
@@ -118,6 +206,9 @@ impl Layout {
             .enumerate()
         {
             let path = ColumnPath::from(col.name.as_str());
+            // Only a sample is encoded to choose the encoding; `to_file`
+            // converts (and checks) every value.
+            let array = &array.slice(0, array.len().min(SAMPLE_ROWS));
             let (field, array) = match scales[i] {
                 Some(scale) => {
                     let decimal = to_decimal(array, scale).ok_or_else(|| inexact(&col.name))?;
@@ -259,13 +350,19 @@ pub(crate) fn to_decimal(array: &ArrayRef, scale: i8) -> Option<ArrayRef> {
     Some(Arc::new(decimal))
 }
 
-/// Encodes a sample of the column with a dictionary and with the column
-/// type's best plain encoding; returns that encoding if it is smaller.
+/// Encodes a sample of the column with a dictionary and with each of the
+/// column type's plain encodings; returns the plain encoding that is smallest,
+/// if one is smaller than the dictionary.
+///
+/// Which one wins depends on the data: delta encoding suits values that
+/// move in small steps (a counter, a slow temperature), byte stream split
+/// values whose noise is as large as their steps (vibration), a dictionary
+/// few distinct values.
 fn cheaper_than_dictionary(field: &Field, array: &ArrayRef) -> Result<Option<Encoding>> {
-    let alternative = match field.data_type() {
-        DataType::Float64 => Encoding::BYTE_STREAM_SPLIT,
+    let alternatives: &[Encoding] = match field.data_type() {
+        DataType::Float64 => &[Encoding::BYTE_STREAM_SPLIT],
         DataType::Int64 | DataType::UInt64 | DataType::Decimal128(_, _) => {
-            Encoding::DELTA_BINARY_PACKED
+            &[Encoding::DELTA_BINARY_PACKED, Encoding::BYTE_STREAM_SPLIT]
         }
         _ => return Ok(None),
     };
@@ -278,15 +375,18 @@ fn cheaper_than_dictionary(field: &Field, array: &ArrayRef) -> Result<Option<Enc
         )])),
         vec![sample],
     )?;
-    let with_dictionary = write(&batch, base_properties()?.set_dictionary_enabled(true))?.len();
-    let without = write(
-        &batch,
-        base_properties()?
+    let mut best = None;
+    let mut smallest = write(&batch, base_properties()?.set_dictionary_enabled(true))?.len();
+    for &encoding in alternatives {
+        let props = base_properties()?
             .set_dictionary_enabled(false)
-            .set_encoding(alternative),
-    )?
-    .len();
-    Ok((without < with_dictionary).then_some(alternative))
+            .set_encoding(encoding);
+        let size = write(&batch, props)?.len();
+        if size < smallest {
+            (best, smallest) = (Some(encoding), size);
+        }
+    }
+    Ok(best)
 }
 
 #[cfg(test)]
@@ -322,5 +422,80 @@ mod tests {
         for (a, b) in values.iter().zip(back.values()) {
             assert_eq!(a.to_bits(), b.to_bits());
         }
+    }
+
+    /// Deterministic noise in [-half, half].
+    fn noise(i: u64, half: i64) -> i64 {
+        let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z % (2 * half as u64 + 1)) as i64 - half
+    }
+
+    fn encoding_of(values: Vec<i64>) -> Option<Encoding> {
+        let field = Field::new("v", DataType::Int64, true);
+        let array: ArrayRef = Arc::new(arrow::array::Int64Array::from(values));
+        cheaper_than_dictionary(&field, &array).unwrap()
+    }
+
+    #[test]
+    fn each_numeric_column_gets_the_encoding_that_is_smallest_for_it() {
+        let n = 50_000;
+        // A slow ramp: small steps, many distinct values.
+        let ramp = (0..n).map(|i| 1_000_000 + i as i64 * 3).collect();
+        assert_eq!(encoding_of(ramp), Some(Encoding::DELTA_BINARY_PACKED));
+        // Noise as wide as the steps around a level per series (vibration):
+        // delta encoding pays for every step, a dictionary for every value.
+        let noisy = (0..n)
+            .map(|i| 800 + (i as i64 / 5_000) * 100 + noise(i, 200))
+            .collect();
+        assert_eq!(encoding_of(noisy), Some(Encoding::BYTE_STREAM_SPLIT));
+        // A handful of values (a status code): the dictionary.
+        let status = (0..n).map(|i| noise(i, 1).abs()).collect();
+        assert_eq!(encoding_of(status), None);
+    }
+
+    #[test]
+    fn row_groups_encoded_in_parallel_read_back_as_written() {
+        let n = 10_000usize;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("c", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow::array::Int64Array::from_iter_values(0..n as i64)),
+                Arc::new(arrow::array::StringArray::from_iter(
+                    (0..n).map(|i| (i % 7 != 0).then(|| format!("s{}", i % 13))),
+                )),
+                Arc::new(Float64Array::from_iter(
+                    (0..n).map(|i| (i % 5 != 0).then_some(i as f64 / 4.0)),
+                )),
+            ],
+        )
+        .unwrap();
+        let props = base_properties()
+            .unwrap()
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        let bytes = write_parallel(&batch, props, 3_000).unwrap();
+        let file = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+        let groups: Vec<i64> = file
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups, [3_000, 3_000, 3_000, 1_000]);
+        let read = file
+            .build()
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let read = arrow::compute::concat_batches(&batch.schema(), &read).unwrap();
+        assert_eq!(read, batch);
     }
 }
