@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use arrow::array::{
     Array, ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt32Array, new_null_array,
 };
-use arrow::compute::{cast, concat_batches, take};
+use arrow::compute::{cast, concat, take};
 use arrow::datatypes::{Int32Type, SchemaRef};
 
 use crate::catalog::{ColumnKind, TableSchema, tag_type};
@@ -89,7 +89,9 @@ pub(crate) fn sort_dedup_sliced(
         .iter()
         .map(|(_, b)| align(b, schema))
         .collect::<Result<Vec<_>>>()?;
-    let batch = concat_batches(schema, &aligned)?;
+    let started = std::time::Instant::now();
+    let batch = concat_parallel(schema, &aligned)?;
+    let concat_ms = started.elapsed().as_millis() as u64;
     let n = batch.num_rows();
     if n == 0 {
         return Ok(Sorted {
@@ -99,9 +101,11 @@ pub(crate) fn sort_dedup_sliced(
         });
     }
     let series = SeriesIds::new(&batch, &table.tag_indices())?;
+    let series_ms = started.elapsed().as_millis() as u64 - concat_ms;
     let key_order = series.key_order.clone();
     let times = time_values(&batch);
     let order = series.sort_rows(times);
+    let order_ms = started.elapsed().as_millis() as u64 - concat_ms - series_ms;
     // Group g covers sorted positions [starts[g], starts[g + 1]).
     let same = |a: u32, b: u32| {
         series.rank_of_row(a as usize) == series.rank_of_row(b as usize)
@@ -141,43 +145,56 @@ pub(crate) fn sort_dedup_sliced(
     let last_of_group = UInt32Array::from_iter_values(
         (0..groups).map(|r| order[starts[group_at(r) + 1] as usize - 1]),
     );
-    if groups == n {
-        let batch = take_batch(&batch, &last_of_group)?;
-        return Ok(Sorted {
+    let gathered = |batch: RecordBatch| {
+        let take_ms = started.elapsed().as_millis() as u64 - concat_ms - series_ms - order_ms;
+        tracing::debug!(rows = n, concat_ms, series_ms, order_ms, take_ms, "sorted");
+        Ok(Sorted {
             batch,
-            key_order,
-            series_ends,
-        });
-    }
-    let columns = table
-        .columns()
-        .iter()
-        .zip(batch.columns())
-        .map(|(col, array)| {
-            let indices = match col.kind {
-                ColumnKind::Field(_) if array.null_count() > 0 => {
-                    // The latest non-null value of each group, else its last row.
-                    UInt32Array::from_iter_values((0..groups).map(|r| {
-                        let g = group_at(r);
-                        let (first, end) = (starts[g], starts[g + 1]);
-                        (first..end)
-                            .rev()
-                            .map(|p| order[p as usize])
-                            .find(|&i| array.is_valid(i as usize))
-                            .unwrap_or(order[end as usize - 1])
-                    }))
-                }
-                _ => last_of_group.clone(),
-            };
-            Ok(take(array.as_ref(), &indices, None)?)
+            key_order: key_order.clone(),
+            series_ends: series_ends.clone(),
         })
-        .collect::<Result<Vec<_>>>()?;
-    let batch = RecordBatch::try_new(batch.schema(), columns)?;
-    Ok(Sorted {
-        batch,
-        key_order,
-        series_ends,
+    };
+    if groups == n {
+        return gathered(take_batch(&batch, &last_of_group)?);
+    }
+    let jobs: Vec<_> = table.columns().iter().zip(batch.columns()).collect();
+    let columns = crate::parallel::map_columns(n, jobs, |(col, array)| {
+        let indices = match col.kind {
+            ColumnKind::Field(_) if array.null_count() > 0 => {
+                // The latest non-null value of each group, else its last row.
+                UInt32Array::from_iter_values((0..groups).map(|r| {
+                    let g = group_at(r);
+                    let (first, end) = (starts[g], starts[g + 1]);
+                    (first..end)
+                        .rev()
+                        .map(|p| order[p as usize])
+                        .find(|&i| array.is_valid(i as usize))
+                        .unwrap_or(order[end as usize - 1])
+                }))
+            }
+            _ => last_of_group.clone(),
+        };
+        Ok(take(array.as_ref(), &indices, None)?)
     })
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
+    gathered(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// The batches one after another, each column concatenated on a thread of
+/// its own.
+fn concat_parallel(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    if batches.is_empty() {
+        return Ok(RecordBatch::new_empty(schema.clone()));
+    }
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let columns = crate::parallel::map_columns(rows, (0..schema.fields().len()).collect(), |i| {
+        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+        concat(&arrays)
+    })
+    .into_iter()
+    .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// `0..groups` stably ordered by `slice_of`, or `None` when every group is in
@@ -213,10 +230,11 @@ fn slice_order(groups: usize, slice_of: impl Fn(usize) -> i64) -> Option<Vec<u32
 }
 
 fn take_batch(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| take(c.as_ref(), indices, None))
+    let columns =
+        crate::parallel::map_columns(indices.len(), batch.columns().iter().collect(), |c| {
+            take(c.as_ref(), indices, None)
+        })
+        .into_iter()
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }

@@ -68,6 +68,7 @@ mod manifest;
 mod memtable;
 mod object_manifest;
 mod options;
+mod parallel;
 mod parquet_file;
 mod query;
 mod readers;

@@ -114,46 +114,12 @@ pub(crate) fn write_parallel(
 /// Encodes each leaf with its writer, on up to one thread per core; the
 /// chunks come back in the order of `jobs`.
 fn encode_chunks(jobs: Vec<(ArrowColumnWriter, ArrowLeafColumn)>) -> Result<Vec<ArrowColumnChunk>> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let encode = |(mut writer, leaf): (ArrowColumnWriter, ArrowLeafColumn)| {
+    crate::parallel::map(jobs, |(mut writer, leaf)| {
         writer.write(&leaf)?;
-        Ok::<_, Error>(writer.close()?)
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len());
-    if threads <= 1 {
-        return jobs.into_iter().map(encode).collect();
-    }
-    let n = jobs.len();
-    let jobs: Vec<Mutex<Option<_>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
-    let done: Vec<Mutex<Option<Result<ArrowColumnChunk>>>> =
-        (0..n).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let job = jobs[i].lock().unwrap_or_else(|e| e.into_inner()).take();
-                    if let Some(job) = job {
-                        *done[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(encode(job));
-                    }
-                }
-            });
-        }
-    });
-    done.into_iter()
-        .map(|d| {
-            d.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or_else(|| Err(Error::Internal("a column chunk was not encoded".into())))
-        })
-        .collect()
+        Ok(writer.close()?)
+    })
+    .into_iter()
+    .collect()
 }
 
 /// How one file stores a table's columns: its Arrow schema (float fields as
