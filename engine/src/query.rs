@@ -18,7 +18,9 @@ use arrow::array::RecordBatch;
 use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProviderList, SchemaProvider, Session, TableProvider,
+};
 use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
@@ -30,9 +32,9 @@ use datafusion::datasource::physical_plan::{
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
@@ -77,18 +79,13 @@ pub(crate) fn runtime_env(
 }
 
 pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
-    let config = SessionConfig::new()
-        .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
-        .with_information_schema(true)
-        .with_create_default_catalog_and_schema(false)
-        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-        .set_bool("datafusion.execution.parquet.reorder_filters", true);
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_runtime_env(shared.runtime_env.clone())
-        .with_default_features()
-        .with_query_planner(Arc::new(crate::gapfill::IngotQueryPlanner))
-        .build();
+    let mut state = shared
+        .session_template
+        .get_or_init(|| session_template(&shared.runtime_env))
+        .clone();
+    // The copy shares the template's catalog list: it gets a list of its
+    // own, holding a catalog of its own (with its own session schemas).
+    state.register_catalog_list(Arc::new(MemoryCatalogProviderList::new()));
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(
         CATALOG_NAME,
@@ -97,6 +94,24 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
             local: Default::default(),
         }),
     );
+    ctx
+}
+
+/// A session with Ingot's settings, functions and rules, and no catalog.
+fn session_template(runtime_env: &Arc<RuntimeEnv>) -> SessionState {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime_env.clone())
+        .with_default_features()
+        .with_query_planner(Arc::new(crate::gapfill::IngotQueryPlanner))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     for function in crate::functions::aggregates() {
         ctx.register_udaf(function);
     }
@@ -110,7 +125,7 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(crate::gapfill::GapFillRule));
     ctx.add_optimizer_rule(Arc::new(LastRowsRule));
     ctx.add_optimizer_rule(Arc::new(SummaryRule));
-    ctx
+    ctx.state()
 }
 
 /// Ingot's databases as DataFusion schemas, plus `system`.
