@@ -145,13 +145,13 @@ pub(crate) fn sort_dedup_sliced(
     let last_of_group = UInt32Array::from_iter_values(
         (0..groups).map(|r| order[starts[group_at(r) + 1] as usize - 1]),
     );
-    let gathered = |batch: RecordBatch| {
+    let gathered = move |batch: RecordBatch| {
         let take_ms = started.elapsed().as_millis() as u64 - concat_ms - series_ms - order_ms;
         tracing::debug!(rows = n, concat_ms, series_ms, order_ms, take_ms, "sorted");
         Ok(Sorted {
             batch,
-            key_order: key_order.clone(),
-            series_ends: series_ends.clone(),
+            key_order,
+            series_ends,
         })
     };
     if groups == n {

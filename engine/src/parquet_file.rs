@@ -316,8 +316,8 @@ pub(crate) fn to_decimal(array: &ArrayRef, scale: i8) -> Option<ArrayRef> {
     Some(Arc::new(decimal))
 }
 
-/// Encodes a sample of the column with a dictionary and with each of the
-/// column type's plain encodings; returns the plain encoding that is smallest,
+/// Encodes a sample of a column (`array`, at most [`SAMPLE_ROWS`] rows)
+/// with a dictionary and with each of the column type's plain encodings; returns the plain encoding that is smallest,
 /// if one is smaller than the dictionary.
 ///
 /// Which one wins depends on the data: delta encoding suits values that
@@ -332,14 +332,13 @@ fn cheaper_than_dictionary(field: &Field, array: &ArrayRef) -> Result<Option<Enc
         }
         _ => return Ok(None),
     };
-    let sample = array.slice(0, array.len().min(SAMPLE_ROWS));
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(vec![Field::new(
             "v",
             field.data_type().clone(),
             true,
         )])),
-        vec![sample],
+        vec![array.clone()],
     )?;
     let mut best = None;
     let mut smallest = write(&batch, base_properties()?.set_dictionary_enabled(true))?.len();

@@ -49,11 +49,13 @@ pub(super) fn register(ctx: &SessionContext, engine: &Engine, database: &str) ->
     let pg_catalog = catalog
         .schema("pg_catalog")
         .ok_or_else(|| DataFusionError::Internal("pg_catalog was not registered".into()))?;
+    let engine = engine.clone();
     catalog.register_schema(
         "pg_catalog",
-        Arc::new(PgCatalog {
+        Arc::new(Replacing {
             inner: pg_catalog,
-            engine: engine.clone(),
+            table: "pg_database",
+            replace: Box::new(move |table| Ok(Arc::new(pg_database(&table, &engine.databases())?))),
         }),
     )?;
 
@@ -66,7 +68,14 @@ pub(super) fn register(ctx: &SessionContext, engine: &Engine, database: &str) ->
         .options_mut()
         .catalog
         .information_schema = false;
-    catalog.register_schema(INFORMATION_SCHEMA, Arc::new(PgInformationSchema { inner }))?;
+    catalog.register_schema(
+        INFORMATION_SCHEMA,
+        Arc::new(Replacing {
+            inner: Arc::new(inner),
+            table: "columns",
+            replace: Box::new(|table| Ok(Arc::new(postgres_columns(table)?))),
+        }),
+    )?;
 
     ctx.register_udf(create_current_database_udf(database));
     ctx.register_udf(constant("current_schema", database));
@@ -101,20 +110,31 @@ pub(super) fn setting(database: &str, name: &str) -> Option<String> {
 /// reads `server_version_num` and `search_path`); NULL for the others.
 fn current_setting(database: &str) -> ScalarUDF {
     let database = database.to_string();
-    let lookup = move |args: &[ColumnarValue]| {
-        let names = ColumnarValue::values_to_arrays(args)?;
-        let names = datafusion::common::cast::as_string_array(&names[0])?;
-        let values: StringArray = (0..names.len())
-            .map(|i| (!names.is_null(i)).then(|| setting(&database, names.value(i)))?)
+    text_function("current_setting", Volatility::Stable, move |name| {
+        setting(&database, name)
+    })
+}
+
+/// A function of one text argument that answers `f` of it (NULL for NULL).
+fn text_function(
+    name: &str,
+    volatility: Volatility,
+    f: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+) -> ScalarUDF {
+    let map = move |args: &[ColumnarValue]| {
+        let values = ColumnarValue::values_to_arrays(args)?;
+        let values = datafusion::common::cast::as_string_array(&values[0])?;
+        let out: StringArray = (0..values.len())
+            .map(|i| (!values.is_null(i)).then(|| f(values.value(i)))?)
             .collect();
-        Ok(ColumnarValue::Array(Arc::new(values)))
+        Ok(ColumnarValue::Array(Arc::new(out)))
     };
     create_udf(
-        "current_setting",
+        name,
         vec![DataType::Utf8],
         DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(lookup),
+        volatility,
+        Arc::new(map),
     )
 }
 
@@ -167,25 +187,37 @@ fn current_schemas(database: &str) -> ScalarUDF {
     )
 }
 
-/// `pg_catalog` with `pg_database` listing Ingot's databases.
-#[derive(Debug)]
-struct PgCatalog {
+/// A schema's tables, with one of them replaced by what `replace` makes of
+/// it: `pg_catalog` with Ingot's `pg_database`, `information_schema` with
+/// PostgreSQL's `columns`.
+struct Replacing {
     inner: Arc<dyn SchemaProvider>,
-    engine: Engine,
+    table: &'static str,
+    replace: Box<Replace>,
+}
+
+/// What makes a schema's replacement table of its own.
+type Replace = dyn Fn(Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> + Send + Sync;
+
+impl std::fmt::Debug for Replacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replacing")
+            .field("inner", &self.inner)
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]
-impl SchemaProvider for PgCatalog {
+impl SchemaProvider for Replacing {
     fn table_names(&self) -> Vec<String> {
         self.inner.table_names()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let table = self.inner.table(name).await?;
-        match table {
-            Some(table) if name.eq_ignore_ascii_case("pg_database") => {
-                let databases = pg_database(&table, &self.engine.databases())?;
-                Ok(Some(Arc::new(databases)))
+        match self.inner.table(name).await? {
+            Some(table) if name.eq_ignore_ascii_case(self.table) => {
+                Ok(Some((self.replace)(table)?))
             }
             table => Ok(table),
         }
@@ -242,34 +274,6 @@ fn database_oid(name: &str) -> i32 {
     16384 + (hash % (i32::MAX as u32 - 16384)) as i32
 }
 
-/// `information_schema` with DataFusion's tables, `columns` in PostgreSQL's
-/// type names.
-#[derive(Debug)]
-struct PgInformationSchema {
-    inner: InformationSchemaProvider,
-}
-
-#[async_trait]
-impl SchemaProvider for PgInformationSchema {
-    fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(table) = self.inner.table(name).await? else {
-            return Ok(None);
-        };
-        if !name.eq_ignore_ascii_case("columns") {
-            return Ok(Some(table));
-        }
-        Ok(Some(Arc::new(postgres_columns(table)?)))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
-    }
-}
-
 /// DataFusion's `columns` with `data_type` in PostgreSQL's words, and
 /// PostgreSQL's `udt_name` after it.
 fn postgres_columns(columns: Arc<dyn TableProvider>) -> Result<ViewTable> {
@@ -296,32 +300,12 @@ fn postgres_columns(columns: Arc<dyn TableProvider>) -> Result<ViewTable> {
 /// names the PostgreSQL type the wire protocol sends for it; names that do
 /// not parse pass through.
 fn udf(name: &str, describe: fn(&Type) -> String) -> ScalarUDF {
-    let map = move |args: &[ColumnarValue]| {
-        let names = ColumnarValue::values_to_arrays(args)?;
-        let names = datafusion::common::cast::as_string_array(&names[0])?;
-        let out: StringArray = (0..names.len())
-            .map(|i| {
-                if names.is_null(i) {
-                    return None;
-                }
-                let arrow = names.value(i);
-                Some(
-                    match arrow.parse::<DataType>().ok().map(|t| into_pg_type(&t)) {
-                        Some(Ok(pg)) => describe(&pg),
-                        _ => arrow.to_string(),
-                    },
-                )
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
-    };
-    create_udf(
-        name,
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(map),
-    )
+    text_function(name, Volatility::Immutable, move |arrow| {
+        Some(match arrow.parse::<DataType>().map(|t| into_pg_type(&t)) {
+            Ok(Ok(pg)) => describe(&pg),
+            _ => arrow.to_string(),
+        })
+    })
 }
 
 /// The SQL-standard name `information_schema.columns.data_type` shows.
