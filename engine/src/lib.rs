@@ -75,6 +75,7 @@ mod readers;
 mod replica;
 mod retention;
 mod rollup;
+mod row_groups;
 pub mod statement;
 mod summary;
 mod summary_cache;

@@ -46,7 +46,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::prelude::{col, lit};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 
 use crate::catalog::{ColumnKind, TableSchema};
@@ -104,7 +104,10 @@ fn session_template(runtime_env: &Arc<RuntimeEnv>) -> SessionState {
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-        .set_bool("datafusion.execution.parquet.reorder_filters", true);
+        .set_bool("datafusion.execution.parquet.reorder_filters", true)
+        // Scans of table files come split by row group ([`crate::row_groups`]).
+        .set_bool("datafusion.optimizer.repartition_file_scans", false);
+    let config = with_environment(config);
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime_env.clone())
@@ -126,6 +129,23 @@ fn session_template(runtime_env: &Arc<RuntimeEnv>) -> SessionState {
     ctx.add_optimizer_rule(Arc::new(LastRowsRule));
     ctx.add_optimizer_rule(Arc::new(SummaryRule));
     ctx.state()
+}
+
+/// `config` with every DataFusion setting named by an environment variable
+/// taken from it, as DataFusion's own CLI does: `datafusion.a.b_c` is read
+/// from `DATAFUSION_A_B_C`. A value of the wrong type is logged and ignored.
+fn with_environment(mut config: SessionConfig) -> SessionConfig {
+    for entry in config.options().entries() {
+        let name = entry.key.to_uppercase().replace('.', "_");
+        let Ok(value) = std::env::var(&name) else {
+            continue;
+        };
+        match config.options_mut().set(&entry.key, &value) {
+            Ok(()) => tracing::info!(setting = %entry.key, %value, "set from the environment"),
+            Err(error) => tracing::warn!(variable = %name, %value, %error, "ignored"),
+        }
+    }
+    config
 }
 
 /// Ingot's databases as DataFusion schemas, plus `system`.
@@ -900,6 +920,16 @@ pub(crate) fn tags_may_match(file: &FileMeta, table: &TableSchema, filters: &[Ex
     let Some(ranges) = &file.tag_ranges else {
         return true;
     };
+    ranges_may_match(ranges, table, filters)
+}
+
+/// Whether rows whose tags lie in `ranges` (a tag missing there is null)
+/// may pass every filter.
+pub(crate) fn ranges_may_match(
+    ranges: &BTreeMap<String, (String, String)>,
+    table: &TableSchema,
+    filters: &[Expr],
+) -> bool {
     filters.iter().all(|f| conjunct_may_match(f, table, ranges))
 }
 
@@ -1022,12 +1052,18 @@ fn lex_ordering(schema: &SchemaRef, sort_key: &[String]) -> Option<LexOrdering> 
 /// more streams than this costs more than the order saves.
 const MAX_ORDERED_FILES: usize = 256;
 
+/// Footers a scan's planning reads at once when they are not cached (from
+/// an object store, each is a request).
+const FOOTERS_AT_ONCE: usize = 16;
+
 /// How one scan was planned; shown by `EXPLAIN ANALYZE` on the file scan.
 #[derive(Debug, Default)]
 struct ScanCounts {
     files_pruned_by_time: usize,
     files_pruned_by_tags: usize,
     files_scanned: usize,
+    /// Row groups of the scanned files that Ingot's planning left out.
+    row_groups_pruned: usize,
     files_partly_merged: usize,
     sources_merged: usize,
     rows_merged_from_files: usize,
@@ -1039,6 +1075,7 @@ impl ScanCounts {
             ("files_pruned_by_time", self.files_pruned_by_time),
             ("files_pruned_by_tags", self.files_pruned_by_tags),
             ("files_scanned", self.files_scanned),
+            ("row_groups_pruned_by_ingot", self.row_groups_pruned),
             ("files_partly_merged", self.files_partly_merged),
             ("sources_merged", self.sources_merged),
             ("rows_merged_from_files", self.rows_merged_from_files),
@@ -1290,25 +1327,26 @@ impl IngotTable {
         let ordering = sort_key.and_then(|key| lex_ordering(&schema, &key));
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if any_files {
-            let groups: Vec<Vec<PartitionedFile>> = if ordering.is_some() {
-                let mut groups: Vec<_> = plain_files
-                    .iter()
-                    .map(|f| vec![PartitionedFile::new(f.path.clone(), f.bytes)])
-                    .collect();
-                if groups.is_empty() {
-                    // An empty scan still reports what was pruned.
-                    groups.push(Vec::new());
-                }
-                groups
-            } else {
-                let target = state.config().target_partitions().max(1);
-                let mut groups = vec![Vec::new(); target.min(plain_files.len()).max(1)];
-                let n_groups = groups.len();
-                for (i, f) in plain_files.iter().enumerate() {
-                    groups[i % n_groups].push(PartitionedFile::new(f.path.clone(), f.bytes));
-                }
-                groups
-            };
+            // Ingot deals the row groups that may match to the partitions
+            // itself ([`crate::row_groups`]); DataFusion's own split of
+            // files into byte ranges is off.
+            let cache = self
+                .shared
+                .runtime_env
+                .cache_manager
+                .get_file_metadata_cache();
+            let store = &self.shared.storage.store;
+            let files: Vec<_> = futures::stream::iter(plain_files.iter().cloned())
+                .map(|f| {
+                    let (store, cache) = (store.clone(), cache.clone());
+                    crate::row_groups::prune(store, cache, f, &self.schema, range, filters)
+                })
+                .buffered(FOOTERS_AT_ONCE)
+                .try_collect()
+                .await?;
+            counts.row_groups_pruned = files.iter().map(|f| f.total - f.kept.len()).sum();
+            let target = state.config().target_partitions().max(1);
+            let groups = crate::row_groups::spread(&files, target, ordering.is_some());
             // DataFusion pushes the query's filters into the source itself
             // (`pushdown_filters`), for row-group, page and row pruning.
             let source = self.parquet_source(&pin);

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
 
 use crate::manifest::FileMeta;
 use crate::write::time_values;
@@ -74,11 +76,17 @@ impl SummaryCache {
 
     /// Offers the decoded summary of `file`; keeps it when
     /// [`SummaryCache::would_keep`] says so, evicting the oldest first.
-    pub fn offer(&self, file: &FileMeta, batch: RecordBatch) {
+    /// Returns the summary as kept: with one dictionary per tag column,
+    /// each value in it once (see [`one_dictionary`]).
+    pub fn offer(&self, file: &FileMeta, batch: RecordBatch) -> RecordBatch {
+        if !self.would_keep(file, batch.get_array_memory_size()) {
+            return batch;
+        }
+        let batch = one_dictionary(&batch).unwrap_or(batch);
         let bytes = batch.get_array_memory_size();
         let mut inner = self.lock();
         if inner.files.contains_key(&file.id) || self.room_for(&inner, file.max_time) < bytes {
-            return;
+            return batch;
         }
         while inner.used + bytes > self.budget {
             let Some((&oldest, _)) = inner.files.iter().min_by_key(|(_, e)| e.max_time) else {
@@ -94,9 +102,10 @@ impl SummaryCache {
             Entry {
                 max_time: file.max_time,
                 bytes,
-                batch,
+                batch: batch.clone(),
             },
         );
+        batch
     }
 
     /// Forgets files the manifest no longer names.
@@ -113,6 +122,26 @@ impl SummaryCache {
     pub fn used(&self) -> usize {
         self.lock().used
     }
+}
+
+/// `batch` with each dictionary column re-encoded into one dictionary that
+/// holds each value once. A summary read from Parquet comes as batches with
+/// a dictionary each, and joined they keep every copy; grouping by a tag
+/// converts a dictionary's every value for each batch it reads, so a query
+/// over an hour of summaries would pay for the whole day's copies.
+fn one_dictionary(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            DataType::Dictionary(_, values) => {
+                let plain = cast(column, values)?;
+                cast(&plain, column.data_type())
+            }
+            _ => Ok(column.clone()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// The rows of a summary (sorted by window start) whose windows, `window_ns`
@@ -201,5 +230,34 @@ mod tests {
         assert_eq!(values(&rows_in_range(&b, 10, 15, 20)), [10, 10, 20, 20]);
         assert_eq!(values(&rows_in_range(&b, 10, i64::MIN, i64::MAX)).len(), 8);
         assert!(values(&rows_in_range(&b, 10, 40, 50)).is_empty());
+    }
+
+    #[test]
+    fn a_kept_summary_has_each_tag_value_once() {
+        use arrow::array::{Array, AsArray, DictionaryArray};
+        use arrow::compute::concat;
+        use arrow::datatypes::Int32Type;
+
+        // Two batches read from Parquet: a dictionary each, joined.
+        let part =
+            |devices: [&str; 3]| -> DictionaryArray<Int32Type> { devices.into_iter().collect() };
+        let one = part(["dev-1", "dev-2", "dev-1"]);
+        let two = part(["dev-2", "dev-1", "dev-2"]);
+        let joined = concat(&[&one as &dyn Array, &two]).unwrap();
+        assert_eq!(joined.as_dictionary::<Int32Type>().values().len(), 4);
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "device_id",
+            joined.data_type().clone(),
+            true,
+        )]));
+        let summary = RecordBatch::try_new(schema, vec![joined.clone()]).unwrap();
+
+        let cache = SummaryCache::new(1 << 20);
+        let kept = cache.offer(&file(1, 10), summary);
+        let device = kept.column(0).as_dictionary::<Int32Type>();
+        assert_eq!(device.values().len(), 2);
+        let plain = |a: &dyn Array| cast(a, &DataType::Utf8).unwrap();
+        assert_eq!(&plain(device), &plain(&joined));
+        assert_eq!(cache.get(1).unwrap(), kept);
     }
 }

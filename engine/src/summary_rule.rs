@@ -675,8 +675,7 @@ impl SummaryTable {
         };
         let batch = concat_batches(&first.schema(), &batches)?;
         let batch = align(&batch, &self.schema).map_err(external)?;
-        cache.offer(file, batch.clone());
-        Ok(Some(batch))
+        Ok(Some(cache.offer(file, batch)))
     }
 
     /// A Parquet scan of the summaries of `files`.

@@ -1,0 +1,276 @@
+//! Which row groups of a scan's files may hold matching rows, and how they
+//! are spread over the scan's partitions.
+//!
+//! Ingot plans its file scans itself, a row group at a time, instead of
+//! letting DataFusion cut files into byte ranges: a byte range knows nothing
+//! of the query, so a one-device hour in one day file would be opened, and
+//! its footer pruned, once per partition, and a whole-history scan could
+//! leave one partition with most of the rows that survive the pruning.
+//! Here each file's footer (from the runtime's metadata cache) is pruned by
+//! the query's time range and tag filters first, and the row groups left
+//! are dealt to partitions by row count, in runs of consecutive row groups
+//! of one file, so that a partition reads in the file's order.
+//! DataFusion still prunes what it is given by statistics, bloom filters
+//! and page indexes, and filters the rows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::logical_expr::Expr;
+use object_store::ObjectStore;
+use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::statistics::Statistics;
+
+use crate::catalog::{ColumnKind, TableSchema};
+use crate::manifest::FileMeta;
+use crate::query::{TimeRange, ranges_may_match};
+
+/// The row groups of one file that a scan reads.
+#[derive(Debug)]
+pub(crate) struct FileRowGroups {
+    pub file: Arc<FileMeta>,
+    /// How many row groups the file has.
+    pub total: usize,
+    /// The ones that may match, in file order, with their row counts.
+    pub kept: Vec<(usize, u64)>,
+}
+
+/// Prunes the row groups of `file` by `range` and the tag conjuncts of
+/// `filters`, from the file's footer (read through `cache`, which keeps it
+/// for the scan that follows).
+pub(crate) async fn prune(
+    store: Arc<dyn ObjectStore>,
+    cache: Arc<FileMetadataCache>,
+    file: Arc<FileMeta>,
+    table: &TableSchema,
+    range: TimeRange,
+    filters: &[Expr],
+) -> DfResult<FileRowGroups> {
+    let object = PartitionedFile::new(file.path.clone(), file.bytes).object_meta;
+    let metadata = DFParquetMetadata::new(store.as_ref(), &object)
+        .with_file_metadata_cache(Some(cache))
+        .fetch_metadata()
+        .await?;
+    Ok(prune_metadata(file, &metadata, table, range, filters))
+}
+
+fn prune_metadata(
+    file: Arc<FileMeta>,
+    metadata: &ParquetMetaData,
+    table: &TableSchema,
+    range: TimeRange,
+    filters: &[Expr],
+) -> FileRowGroups {
+    let schema = metadata.file_metadata().schema_descr();
+    let leaf = |name: &str| (0..schema.num_columns()).find(|&i| schema.column(i).name() == name);
+    let time = leaf(crate::catalog::TIME_COLUMN);
+    let tags: Vec<(&str, usize)> = table
+        .columns()
+        .iter()
+        .filter(|c| c.kind == ColumnKind::Tag)
+        .filter_map(|c| Some((c.name.as_str(), leaf(&c.name)?)))
+        .collect();
+    let kept = metadata
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, group)| {
+            time.is_none_or(|t| times_may_match(group, t, range))
+                && tags_may_match(group, &tags, table, filters)
+        })
+        .map(|(i, group)| (i, group.num_rows() as u64))
+        .collect();
+    FileRowGroups {
+        file,
+        total: metadata.num_row_groups(),
+        kept,
+    }
+}
+
+fn times_may_match(group: &RowGroupMetaData, leaf: usize, range: TimeRange) -> bool {
+    match group.column(leaf).statistics() {
+        Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+            (Some(&min), Some(&max)) => range.overlaps(min, max),
+            _ => true,
+        },
+        _ => true,
+    }
+}
+
+/// Judged as [`crate::query::tags_may_match`] judges a file, from the row
+/// group's statistics. A tag whose statistics are missing, or whose bounds
+/// are not exact (truncated long values), leaves the row group in.
+fn tags_may_match(
+    group: &RowGroupMetaData,
+    tags: &[(&str, usize)],
+    table: &TableSchema,
+    filters: &[Expr],
+) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    let mut ranges = BTreeMap::new();
+    for &(name, leaf) in tags {
+        let all_null = |nulls: Option<u64>| nulls == Some(group.num_rows() as u64);
+        match group.column(leaf).statistics() {
+            Some(Statistics::ByteArray(s))
+                if s.min_is_exact() && s.max_is_exact() && s.min_opt().is_some() =>
+            {
+                let (Some(min), Some(max)) = (s.min_opt(), s.max_opt()) else {
+                    return true;
+                };
+                let (Ok(min), Ok(max)) = (min.as_utf8(), max.as_utf8()) else {
+                    return true;
+                };
+                ranges.insert(name.to_string(), (min.to_string(), max.to_string()));
+            }
+            // Null in every row: absent from `ranges`, as for a file.
+            Some(s) if all_null(s.null_count_opt()) => {}
+            _ => return true,
+        }
+    }
+    ranges_may_match(&ranges, table, filters)
+}
+
+/// Deals the kept row groups of `files` to at most `target` partitions of
+/// about equal rows. A partition holds runs of consecutive row groups, each
+/// run one [`PartitionedFile`] with its access plan; with `one_file_each`,
+/// a partition never holds more than one run, so every partition is in its
+/// file's order. Files with nothing kept are left out; an empty list comes
+/// back as one empty partition, so the scan still reports its pruning.
+pub(crate) fn spread(
+    files: &[FileRowGroups],
+    target: usize,
+    one_file_each: bool,
+) -> Vec<Vec<PartitionedFile>> {
+    let files: Vec<&FileRowGroups> = files.iter().filter(|f| !f.kept.is_empty()).collect();
+    let total: u64 = files
+        .iter()
+        .flat_map(|f| &f.kept)
+        .map(|&(_, rows)| rows)
+        .sum();
+    let units: usize = files.iter().map(|f| f.kept.len()).sum();
+    let parts = target.clamp(1, units.max(1));
+    let per_part = total.div_ceil(parts as u64).max(1);
+    // In file order, every file starts a partition of its own.
+    let most = if one_file_each {
+        parts.max(files.len())
+    } else {
+        parts
+    };
+    let mut partitions: Vec<Vec<PartitionedFile>> = vec![Vec::new()];
+    let mut filled = 0u64;
+    for (i, f) in files.iter().enumerate() {
+        if one_file_each && i > 0 {
+            partitions.push(Vec::new());
+            filled = 0;
+        }
+        let run_of = |plan: ParquetAccessPlan| {
+            PartitionedFile::new(f.file.path.clone(), f.file.bytes).with_extension(plan)
+        };
+        let mut run: Option<ParquetAccessPlan> = None;
+        for &(group, rows) in &f.kept {
+            if filled >= per_part && partitions.len() < most {
+                let partition = partitions.last_mut().expect("a partition");
+                partition.extend(run.take().map(run_of));
+                partitions.push(Vec::new());
+                filled = 0;
+            }
+            run.get_or_insert_with(|| ParquetAccessPlan::new_none(f.total))
+                .scan(group);
+            filled += rows;
+        }
+        let partition = partitions.last_mut().expect("a partition");
+        partition.extend(run.take().map(run_of));
+    }
+    partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: u64, groups: &[(usize, u64)], total: usize) -> FileRowGroups {
+        FileRowGroups {
+            file: Arc::new(FileMeta {
+                path: format!("f{id}.parquet"),
+                ..crate::manifest::tests::file(id)
+            }),
+            total,
+            kept: groups.to_vec(),
+        }
+    }
+
+    /// Each partition as (path, row groups) per run.
+    fn runs(partitions: &[Vec<PartitionedFile>]) -> Vec<Vec<(String, Vec<usize>)>> {
+        partitions
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|f| {
+                        let plan = f
+                            .extensions
+                            .get::<ParquetAccessPlan>()
+                            .expect("an access plan");
+                        (f.path().to_string(), plan.row_group_indexes())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_kept_row_group_is_one_partition() {
+        let files = [file(1, &[(3, 500)], 16)];
+        assert_eq!(
+            runs(&spread(&files, 2, false)),
+            vec![vec![("f1.parquet".to_string(), vec![3])]]
+        );
+    }
+
+    #[test]
+    fn row_groups_are_dealt_by_rows_in_runs() {
+        let files = [
+            file(1, &[(0, 100), (1, 100), (2, 100)], 3),
+            file(2, &[(0, 100)], 1),
+        ];
+        assert_eq!(
+            runs(&spread(&files, 2, false)),
+            vec![
+                vec![("f1.parquet".to_string(), vec![0, 1])],
+                vec![
+                    ("f1.parquet".to_string(), vec![2]),
+                    ("f2.parquet".to_string(), vec![0])
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn in_order_every_partition_holds_one_run() {
+        let files = [
+            file(1, &[(0, 100), (1, 100), (2, 100), (3, 100)], 4),
+            file(2, &[(0, 100)], 1),
+        ];
+        assert_eq!(
+            runs(&spread(&files, 2, true)),
+            vec![
+                vec![("f1.parquet".to_string(), vec![0, 1, 2])],
+                vec![("f1.parquet".to_string(), vec![3])],
+                vec![("f2.parquet".to_string(), vec![0])],
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_kept_is_one_empty_partition() {
+        let files = [file(1, &[], 4)];
+        assert_eq!(spread(&files, 2, false).len(), 1);
+        assert!(spread(&files, 2, false)[0].is_empty());
+    }
+}
