@@ -1349,7 +1349,8 @@ impl IngotTable {
             let groups = crate::row_groups::spread(&files, target, ordering.is_some());
             // DataFusion pushes the query's filters into the source itself
             // (`pushdown_filters`), for row-group, page and row pruning.
-            let source = self.parquet_source(&pin);
+            let blooms = crate::row_groups::blooms_may_prune(&plain_files, &self.schema, filters);
+            let source = self.parquet_source(&pin).with_bloom_filter_on_read(blooms);
             counts.record(source.metrics());
             let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)

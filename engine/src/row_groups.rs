@@ -21,14 +21,14 @@ use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use object_store::ObjectStore;
 use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
 use parquet::file::statistics::Statistics;
 
 use crate::catalog::{ColumnKind, TableSchema};
 use crate::manifest::FileMeta;
-use crate::query::{TimeRange, ranges_may_match};
+use crate::query::{TimeRange, ranges_may_match, string_literal, tag_column};
 
 /// The row groups of one file that a scan reads.
 #[derive(Debug)]
@@ -135,6 +135,58 @@ fn tags_may_match(
         }
     }
     ranges_may_match(&ranges, table, filters)
+}
+
+/// Whether reading the bloom filters of `files` may prune a row group that
+/// their statistics keep. A bloom filter answers `tag = 'v'` and `tag IN
+/// (...)`; for the tag a file is sorted by first, a row group holds one
+/// range of its values, which the statistics already bound, so the filter
+/// would only be read to rule out a value absent inside that range. For any
+/// other tag, a row group holds values from all over, and the filter is
+/// what prunes.
+pub(crate) fn blooms_may_prune(
+    files: &[Arc<FileMeta>],
+    table: &TableSchema,
+    filters: &[Expr],
+) -> bool {
+    let mut tags = Vec::new();
+    for f in filters {
+        equality_tags(f, table, &mut tags);
+    }
+    tags.iter().any(|tag| {
+        files
+            .iter()
+            .any(|f| f.sort_key.as_ref().and_then(|k| k.first()) != Some(tag))
+    })
+}
+
+/// Tags that `expr` compares with `=` or `IN`, at any depth of AND and OR.
+fn equality_tags(expr: &Expr, table: &TableSchema, out: &mut Vec<String>) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And | Operator::Or,
+            right,
+        }) => {
+            equality_tags(left, table, out);
+            equality_tags(right, table, out);
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            for (side, other) in [(left, right), (right, left)] {
+                if let (Some(tag), Some(_)) = (tag_column(side, table), string_literal(other)) {
+                    out.push(tag.to_string());
+                }
+            }
+        }
+        Expr::InList(list) if !list.negated => {
+            out.extend(tag_column(&list.expr, table).map(str::to_string))
+        }
+        _ => {}
+    }
 }
 
 /// Deals the kept row groups of `files` to at most `target` partitions of
@@ -272,5 +324,58 @@ mod tests {
         let files = [file(1, &[], 4)];
         assert_eq!(spread(&files, 2, false).len(), 1);
         assert!(spread(&files, 2, false)[0].is_empty());
+    }
+
+    #[test]
+    fn bloom_filters_are_read_for_tags_a_file_is_not_sorted_by_first() {
+        use crate::catalog::{Column, FieldType};
+        use datafusion::prelude::{col, lit};
+
+        let column = |name: &str, kind| Column {
+            name: name.into(),
+            kind,
+        };
+        let table = TableSchema::from_columns(
+            "readings",
+            vec![
+                column("time", ColumnKind::Time),
+                column("plant", ColumnKind::Tag),
+                column("device", ColumnKind::Tag),
+                column("v", ColumnKind::Field(FieldType::Float)),
+            ],
+        );
+        let by = |key: &[&str]| {
+            Arc::new(FileMeta {
+                sort_key: Some(key.iter().map(|k| k.to_string()).collect()),
+                ..crate::manifest::tests::file(1)
+            })
+        };
+        let device = [col("device").eq(lit("d1"))];
+        assert!(!blooms_may_prune(&[by(&["device"])], &table, &device));
+        assert!(blooms_may_prune(
+            &[by(&["plant", "device"])],
+            &table,
+            &device
+        ));
+        assert!(blooms_may_prune(
+            &[by(&["device"]), by(&["plant", "device"])],
+            &table,
+            &device
+        ));
+        let either = [col("plant")
+            .eq(lit("p1"))
+            .or(col("device").in_list(vec![lit("d1")], false))];
+        assert!(blooms_may_prune(
+            &[by(&["plant", "device"])],
+            &table,
+            &either
+        ));
+        // Nothing a bloom filter answers.
+        let range = [col("device").gt(lit("d1")), col("v").eq(lit(1.0))];
+        assert!(!blooms_may_prune(
+            &[by(&["plant", "device"])],
+            &table,
+            &range
+        ));
     }
 }
