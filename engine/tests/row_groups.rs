@@ -10,7 +10,7 @@ use ingot_engine::{Engine, Options};
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::{manual, metric, query, run_with_scan_metrics, runtime, write};
+use common::{manual, metric, physical_plan, query, run_with_scan_metrics, runtime, write};
 
 fn options() -> Options {
     let mut o = manual();
@@ -43,15 +43,7 @@ fn load(engine: &Engine) {
 
 fn partitions(engine: &Engine, sql: &str) -> usize {
     runtime().block_on(async {
-        let plan = engine
-            .session()
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
-        let mut stack = vec![plan];
+        let mut stack = vec![physical_plan(&engine.session(), sql).await];
         while let Some(node) = stack.pop() {
             if node.name() == "DataSourceExec" {
                 return node.output_partitioning().partition_count();

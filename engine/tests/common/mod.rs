@@ -47,6 +47,19 @@ pub fn write(engine: &Engine, lp: &str) {
         .expect("write");
 }
 
+/// The physical plan of `sql` in `ctx`.
+pub async fn physical_plan(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan> {
+    ctx.sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap()
+}
+
 /// Runs `sql`; returns its rows and the metrics of its table scans.
 pub fn run_with_scan_metrics(
     engine: &Engine,
@@ -55,13 +68,7 @@ pub fn run_with_scan_metrics(
 ) -> (Vec<RecordBatch>, MetricsSet) {
     rt.block_on(async {
         let ctx = engine.session();
-        let plan = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let plan = physical_plan(&ctx, sql).await;
         let batches = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
         let mut metrics = MetricsSet::new();
         let mut stack = vec![plan];
