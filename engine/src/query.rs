@@ -622,24 +622,57 @@ impl IngotTable {
         ParquetSource::new(schema).with_parquet_file_reader_factory(Arc::new(factory))
     }
 
-    /// A scan of one file (all columns).
-    fn file_exec(&self, file: &FileMeta, pin: &Arc<ReadPin>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    /// The row groups of `files` that may hold rows in `range` passing
+    /// `filters`, from the footers in the runtime's metadata cache.
+    async fn row_groups(
+        &self,
+        files: &[Arc<FileMeta>],
+        range: TimeRange,
+        filters: &[Expr],
+    ) -> DfResult<Vec<crate::row_groups::FileRowGroups>> {
+        let cache = self
+            .shared
+            .runtime_env
+            .cache_manager
+            .get_file_metadata_cache();
+        let store = &self.shared.storage.store;
+        futures::stream::iter(files.iter().cloned())
+            .map(|f| {
+                let (store, cache) = (store.clone(), cache.clone());
+                crate::row_groups::prune(store, cache, f, &self.schema, range, filters)
+            })
+            .buffered(FOOTERS_AT_ONCE)
+            .try_collect()
+            .await
+    }
+
+    /// A scan of one file (all columns) that reads its row groups with
+    /// times in `range`, dealt to the session's partitions.
+    async fn file_exec(
+        &self,
+        state: &dyn Session,
+        file: &Arc<FileMeta>,
+        range: TimeRange,
+        pin: &Arc<ReadPin>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let files = self
+            .row_groups(std::slice::from_ref(file), range, &[])
+            .await?;
+        let target = state.config().target_partitions().max(1);
+        let groups = crate::row_groups::spread(&files, target, false);
         let source = Arc::new(self.parquet_source(pin));
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
-            .with_file_groups(vec![FileGroup::new(vec![PartitionedFile::new(
-                file.path.clone(),
-                file.bytes,
-            )])])
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 
     /// The rows of `file` whose time lies in one of `windows`, or outside
     /// all of them.
-    fn file_rows_exec(
+    async fn file_rows_exec(
         &self,
         state: &dyn Session,
-        file: &FileMeta,
+        file: &Arc<FileMeta>,
         windows: &[(i64, i64)],
         inside: bool,
         pin: &Arc<ReadPin>,
@@ -658,9 +691,17 @@ impl IngotTable {
             .unwrap_or(lit(false));
         let predicate = if inside { in_windows } else { !in_windows };
         let predicate = state.create_physical_expr(predicate, &df_schema)?;
+        // Rows inside the windows lie between the earliest and the latest.
+        let range = match inside {
+            true => TimeRange {
+                min: windows.iter().map(|w| w.0).min().unwrap_or(i64::MIN),
+                max: windows.iter().map(|w| w.1).max().unwrap_or(i64::MAX),
+            },
+            false => TimeRange::ALL,
+        };
         Ok(Arc::new(FilterExec::try_new(
             predicate,
-            self.file_exec(file, pin)?,
+            self.file_exec(state, file, range, pin).await?,
         )?))
     }
 }
@@ -1248,7 +1289,7 @@ impl IngotTable {
                     if deletes.is_empty() {
                         plain_files.push(f.clone());
                     } else {
-                        let exec = self.file_exec(f, &pin)?;
+                        let exec = self.file_exec(state, f, range, &pin).await?;
                         partial_files.push(self.without_deleted(state, exec, &deletes)?);
                     }
                     continue;
@@ -1281,7 +1322,7 @@ impl IngotTable {
                                 if deletes.is_empty() {
                                     plain_files.push(f.clone());
                                 } else {
-                                    let exec = self.file_exec(f, &pin)?;
+                                    let exec = self.file_exec(state, f, range, &pin).await?;
                                     partial_files
                                         .push(self.without_deleted(state, exec, &deletes)?);
                                 }
@@ -1289,10 +1330,10 @@ impl IngotTable {
                             }
                             if inside != [(f.min_time, f.max_time)] {
                                 let outside =
-                                    self.file_rows_exec(state, f, &inside, false, &pin)?;
+                                    self.file_rows_exec(state, f, &inside, false, &pin).await?;
                                 partial_files.push(self.without_deleted(state, outside, &deletes)?);
                             }
-                            let rows = self.file_rows_exec(state, f, &inside, true, &pin)?;
+                            let rows = self.file_rows_exec(state, f, &inside, true, &pin).await?;
                             let rows = self.without_deleted(state, rows, &deletes)?;
                             for b in collect(rows, state.task_ctx()).await? {
                                 counts.rows_merged_from_files += b.num_rows();
@@ -1330,20 +1371,7 @@ impl IngotTable {
             // Ingot deals the row groups that may match to the partitions
             // itself ([`crate::row_groups`]); DataFusion's own split of
             // files into byte ranges is off.
-            let cache = self
-                .shared
-                .runtime_env
-                .cache_manager
-                .get_file_metadata_cache();
-            let store = &self.shared.storage.store;
-            let files: Vec<_> = futures::stream::iter(plain_files.iter().cloned())
-                .map(|f| {
-                    let (store, cache) = (store.clone(), cache.clone());
-                    crate::row_groups::prune(store, cache, f, &self.schema, range, filters)
-                })
-                .buffered(FOOTERS_AT_ONCE)
-                .try_collect()
-                .await?;
+            let files = self.row_groups(&plain_files, range, filters).await?;
             counts.row_groups_pruned = files.iter().map(|f| f.total - f.kept.len()).sum();
             let target = state.config().target_partitions().max(1);
             let groups = crate::row_groups::spread(&files, target, ordering.is_some());

@@ -151,3 +151,24 @@ fn one_device_is_one_partition_and_a_whole_scan_uses_every_one() {
     let everything = "SELECT v FROM readings";
     assert_eq!(partitions(&engine, everything), target.min(24));
 }
+
+#[test]
+fn a_file_a_delete_applies_to_is_read_on_every_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    load(&engine);
+    let before = query(
+        &engine,
+        "SELECT count(*), sum(n) FROM readings WHERE dev <> 'd03'",
+    );
+    query(&engine, "DELETE FROM readings WHERE dev = 'd03'");
+    let target = engine.session().state().config().target_partitions();
+    assert_eq!(
+        partitions(&engine, "SELECT v FROM readings"),
+        target.min(12)
+    );
+    assert_eq!(
+        query(&engine, "SELECT count(*), sum(n) FROM readings"),
+        before
+    );
+}
