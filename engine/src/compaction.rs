@@ -1215,9 +1215,6 @@ impl Output {
             self.max_time = self.max_time.max(t);
         }
         self.rows += batch.num_rows() as u64;
-        if let Some(summary) = self.summary.as_mut() {
-            summary.push(&batch)?;
-        }
         self.last_rows.push(&batch)?;
         if self.writer.is_none() {
             let layout = Layout::new(
@@ -1237,7 +1234,11 @@ impl Output {
             self.layout = Some(layout);
         }
         if let (Some(writer), Some(layout)) = (self.writer.as_mut(), self.layout.as_ref()) {
-            writer.write(&layout.to_file(&batch)?).await?;
+            let stored = layout.to_file(&batch)?;
+            if let Some(summary) = self.summary.as_mut() {
+                summary.push_stored(&batch, Some(&stored))?;
+            }
+            writer.write(&stored).await?;
             // Encoders grow with the data; end the row group early rather
             // than hold more than its share of the budget.
             if writer.memory_size() > self.writer_budget {

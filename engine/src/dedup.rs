@@ -6,9 +6,11 @@
 //! the read path where sources overlap.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt32Array, new_null_array,
+    Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray, UInt32Array,
+    new_null_array,
 };
 use arrow::compute::{cast, concat, take};
 use arrow::datatypes::{Int32Type, SchemaRef};
@@ -100,7 +102,8 @@ pub(crate) fn sort_dedup_sliced(
             series_ends: Vec::new(),
         });
     }
-    let series = SeriesIds::new(&batch, &table.tag_indices())?;
+    let mut series = SeriesIds::new(&batch, &table.tag_indices())?;
+    let batch = series.with_compact_tags(batch, &table.tag_indices())?;
     let series_ms = started.elapsed().as_millis() as u64 - concat_ms;
     let key_order = series.key_order.clone();
     let times = time_values(&batch);
@@ -250,6 +253,11 @@ struct SeriesIds {
     rank: Vec<u32>,
     /// The tag columns (schema positions) in the order series are sorted by.
     key_order: Vec<usize>,
+    /// Each tag column as a dictionary holding each of its values once.
+    /// Memtable chunks each bring a dictionary of their own, and their
+    /// concatenation keeps every copy: a device's name once per chunk, which
+    /// every later step (encoding, summaries) would otherwise carry.
+    compact_tags: Vec<ArrayRef>,
 }
 
 impl SeriesIds {
@@ -260,6 +268,7 @@ impl SeriesIds {
                 row_series: vec![0; n],
                 rank: vec![0],
                 key_order: Vec::new(),
+                compact_tags: Vec::new(),
             });
         }
         // Per tag column: each row's value as an id (0 = null, then the
@@ -299,38 +308,70 @@ impl SeriesIds {
                 })
                 .collect();
             let keys = dict.keys();
-            let ids = (0..n)
-                .map(|i| {
-                    if keys.is_null(i) {
-                        0
-                    } else {
-                        dict_ids.get(keys.value(i) as usize).copied().unwrap_or(0)
-                    }
-                })
-                .collect();
+            let id_of = |k: i32| dict_ids.get(k as usize).copied().unwrap_or(0);
+            let ids = match keys.null_count() {
+                0 => keys.values().iter().map(|&k| id_of(k)).collect(),
+                _ => (0..n)
+                    .map(|i| {
+                        if keys.is_null(i) {
+                            0
+                        } else {
+                            id_of(keys.value(i))
+                        }
+                    })
+                    .collect(),
+            };
             value_ids.push(ids);
             strings.push(names);
         }
         let width = tags.len();
-        // Row i's tuple of value ids is flat[i * width..(i + 1) * width].
-        let mut flat = vec![0u32; n * width];
-        for (c, ids) in value_ids.iter().enumerate() {
-            for (i, &id) in ids.iter().enumerate() {
-                flat[i * width + c] = id;
-            }
-        }
-        drop(value_ids);
-        let mut series: HashMap<&[u32], u32> = HashMap::new();
-        let mut tuples: Vec<&[u32]> = Vec::new();
+        // The tag with the most values (a device id) usually determines the
+        // others: a row whose value of it was last seen with the same other
+        // tags takes that row's series without hashing.
+        let lead = (0..width)
+            .max_by_key(|&c| (strings[c].len(), std::cmp::Reverse(c)))
+            .unwrap_or(0);
+        let mut last_of_lead = vec![u32::MAX; strings[lead].len() + 1];
+        // Series s's tuple of value ids is tuples[s * width..(s + 1) * width].
+        let mut tuples: Vec<u32> = Vec::new();
+        let mut series: HashMap<Vec<u32>, u32> = HashMap::new();
         let mut row_series = Vec::with_capacity(n);
-        for key in flat.chunks_exact(width) {
-            let next = tuples.len() as u32;
-            let id = *series.entry(key).or_insert(next);
-            if id == next {
-                tuples.push(key);
+        let mut key = vec![0u32; width];
+        for i in 0..n {
+            for (k, ids) in key.iter_mut().zip(&value_ids) {
+                *k = ids[i];
             }
+            let cached = last_of_lead[key[lead] as usize];
+            let id = if cached != u32::MAX
+                && tuples[cached as usize * width..(cached as usize + 1) * width] == key[..]
+            {
+                cached
+            } else {
+                let next = (tuples.len() / width) as u32;
+                let id = *series.entry(key.clone()).or_insert(next);
+                if id == next {
+                    tuples.extend_from_slice(&key);
+                }
+                last_of_lead[key[lead] as usize] = id;
+                id
+            };
             row_series.push(id);
         }
+        let compact_tags = value_ids
+            .into_iter()
+            .zip(&strings)
+            .map(|(ids, names)| {
+                let keys = if ids.contains(&0) {
+                    Int32Array::from_iter(ids.iter().map(|&id| (id > 0).then(|| id as i32 - 1)))
+                } else {
+                    Int32Array::from_iter_values(ids.iter().map(|&id| id as i32 - 1))
+                };
+                let values = StringArray::from_iter_values(names);
+                let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))?;
+                Ok(Arc::new(dict) as ArrayRef)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tuples: Vec<&[u32]> = tuples.chunks_exact(width).collect();
         let name = |col: usize, id: u32| -> Option<&str> {
             (id > 0).then(|| strings[col][id as usize - 1].as_str())
         };
@@ -376,7 +417,21 @@ impl SeriesIds {
             row_series,
             rank,
             key_order,
+            compact_tags,
         })
+    }
+
+    /// `batch`, the batch these ids were computed from, with its tag columns
+    /// (schema positions `tags`) replaced by the compact ones.
+    fn with_compact_tags(&mut self, batch: RecordBatch, tags: &[usize]) -> Result<RecordBatch> {
+        if self.compact_tags.is_empty() {
+            return Ok(batch);
+        }
+        let mut columns = batch.columns().to_vec();
+        for (&t, compact) in tags.iter().zip(self.compact_tags.drain(..)) {
+            columns[t] = compact;
+        }
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
     }
 
     fn rank_of_row(&self, row: usize) -> u32 {
@@ -524,5 +579,67 @@ mod tests {
             .map(str::trim)
             .collect();
         assert_eq!(devs, ["dev", "d0", "d1", "d2", "d3"]);
+    }
+
+    #[test]
+    fn tags_come_back_with_each_value_once() {
+        // Every write brings a dictionary of its own, as memtable chunks do,
+        // with fewer values than rows (so concatenating them keeps copies).
+        let (t, inputs) = writes(&[
+            "m,dev=a,plant=p1 x=1 10\nm,dev=b,plant=p1 x=2 10\nm,dev=a,plant=p1 x=3 11\nm,dev=b,plant=p1 x=4 11",
+            "m,dev=b,plant=p1 x=5 20\nm,dev=a,plant=p1 x=6 20\nm,dev=b,plant=p1 x=7 21\nm,dev=a,plant=p1 x=8 21",
+            "m,dev=a,plant=p1 x=9 30\nm,dev=c x=10 30\nm,dev=a,plant=p1 x=11 31\nm,dev=c x=12 31",
+        ]);
+        let sorted = sort_dedup(&t, &inputs).unwrap().batch;
+        for (name, values) in [("dev", vec!["a", "b", "c"]), ("plant", vec!["p1"])] {
+            let column = sorted.column_by_name(name).unwrap();
+            let dict = column
+                .as_any()
+                .downcast_ref::<DictionaryArray<Int32Type>>()
+                .unwrap();
+            let mut held: Vec<&str> = dict
+                .values()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap())
+                .collect();
+            held.sort();
+            assert_eq!(held, values, "{name}");
+        }
+        let text = pretty_format_batches(&[sorted]).unwrap().to_string();
+        let x: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| 1970"))
+            .map(|l| l.split('|').nth(4).unwrap().trim())
+            .collect();
+        assert_eq!(
+            x,
+            [
+                "1.0", "3.0", "6.0", "8.0", "9.0", "11.0", "2.0", "4.0", "5.0", "7.0", "10.0",
+                "12.0"
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_device_seen_with_another_plant_is_another_series() {
+        // The device id alone would take the series of the row before it.
+        let (t, inputs) =
+            writes(&["m,dev=a,plant=p1 x=1 10\nm,dev=a,plant=p2 x=2 10\nm,dev=a,plant=p1 x=3 20"]);
+        let sorted = sort_dedup(&t, &inputs).unwrap();
+        let text = pretty_format_batches(std::slice::from_ref(&sorted.batch))
+            .unwrap()
+            .to_string();
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| 1970")).collect();
+        let expected = [
+            "| 1970-01-01T00:00:00.000000010Z | a   | p1    | 1.0 |",
+            "| 1970-01-01T00:00:00.000000020Z | a   | p1    | 3.0 |",
+            "| 1970-01-01T00:00:00.000000010Z | a   | p2    | 2.0 |",
+        ];
+        assert_eq!(rows, expected, "{text}");
+        assert_eq!(sorted.series_ends.len(), 2);
     }
 }

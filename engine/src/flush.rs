@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::last_rows::{self, LastRowsMeta};
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
-use crate::parquet_file::{decimal_scales, encode};
+use crate::parquet_file::{decimal_scales, prepare, write_parallel};
 use crate::summary::{self, SummaryMeta};
 use crate::wal::sync_dir;
 use crate::write::time_values;
@@ -240,25 +240,32 @@ pub(crate) async fn flush_memtable(
             let max_time = times.iter().copied().max().unwrap_or(start);
             let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
             let scales = decimal_scales(&batch, &schema);
-            // The summary is built while the file is encoded.
+            let (layout, file_batch) = prepare(
+                &batch,
+                &schema,
+                &sorted.key_order,
+                shape.row_group_rows,
+                shape.time_slice_ns,
+                &scales,
+            )?;
+            // The summary is built, from the same decimals, while the file
+            // is encoded.
             let (bytes, built) = std::thread::scope(|s| {
-                let (schema, batch, scales) = (&schema, &batch, &scales);
+                let (schema, batch, file_batch) = (&schema, &batch, &file_batch);
                 let summary = shape.summary_window_ns.map(|window| {
                     s.spawn(move || {
                         let started = Instant::now();
                         let mut builder = summary::Builder::new(schema.clone(), window);
-                        builder.push_with_scales(batch, scales)?;
+                        builder.push_stored(batch, Some(file_batch))?;
                         let built = build_summary(builder)?;
                         Ok::<_, Error>((built, started.elapsed().as_millis() as u64))
                     })
                 });
-                let bytes = encode(
-                    batch,
-                    schema,
-                    &sorted.key_order,
-                    shape.row_group_rows,
-                    shape.time_slice_ns,
-                    scales,
+                let written = Instant::now();
+                let bytes = write_parallel(file_batch, layout.props, shape.row_group_rows);
+                debug!(
+                    write_ms = written.elapsed().as_millis() as u64,
+                    "row groups encoded"
                 );
                 let built = summary.map(|h| {
                     h.join().unwrap_or_else(|_| {

@@ -47,17 +47,18 @@ const MAX_SCALE: i32 = 9;
 const SAMPLE_ROWS: usize = 1 << 17;
 const ZSTD_LEVEL: i32 = 3;
 
-/// Encodes a batch sorted by `sort_tags` (schema positions), then time
-/// (within time slices `time_slice_ns` wide, when given), as a Parquet file.
-/// `scales` are the batch's [`decimal_scales`].
-pub(crate) fn encode(
+/// The layout of the file for a batch sorted by `sort_tags` (schema
+/// positions), then time (within time slices `time_slice_ns` wide, when
+/// given), and the batch as that file stores it, ready for
+/// [`write_parallel`]. `scales` are the batch's [`decimal_scales`].
+pub(crate) fn prepare(
     batch: &RecordBatch,
     schema: &TableSchema,
     sort_tags: &[usize],
     row_group_rows: usize,
     time_slice_ns: Option<i64>,
     scales: &[Option<i8>],
-) -> Result<Vec<u8>> {
+) -> Result<(Layout, RecordBatch)> {
     let started = std::time::Instant::now();
     let layout = Layout::new(
         batch,
@@ -70,10 +71,8 @@ pub(crate) fn encode(
     let layout_ms = started.elapsed().as_millis() as u64;
     let file_batch = layout.to_file(batch)?;
     let convert_ms = started.elapsed().as_millis() as u64 - layout_ms;
-    let bytes = write_parallel(&file_batch, layout.props, row_group_rows)?;
-    let write_ms = started.elapsed().as_millis() as u64 - layout_ms - convert_ms;
-    tracing::debug!(layout_ms, convert_ms, write_ms, "encoded");
-    Ok(bytes)
+    tracing::debug!(layout_ms, convert_ms, "file layout chosen");
+    Ok((layout, file_batch))
 }
 
 /// Writes `batch` as a Parquet file of row groups of `row_group_rows`
@@ -216,15 +215,20 @@ impl Layout {
     /// `batch` (in the table's schema) as the file stores it. Fails if a
     /// float is not exact at its column's decimal scale.
     pub fn to_file(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = batch
+        let jobs: Vec<_> = batch
             .columns()
             .iter()
             .zip(&self.scales)
             .zip(self.schema.fields())
-            .map(|((array, scale), field)| match scale {
-                Some(scale) => to_decimal(array, *scale).ok_or_else(|| inexact(field.name())),
-                None => Ok(array.clone()),
+            .collect();
+        let columns =
+            crate::parallel::map_columns(batch.num_rows(), jobs, |((array, scale), field)| {
+                match scale {
+                    Some(scale) => to_decimal(array, *scale).ok_or_else(|| inexact(field.name())),
+                    None => Ok(array.clone()),
+                }
             })
+            .into_iter()
             .collect::<Result<Vec<_>>>()?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
@@ -285,14 +289,20 @@ pub(crate) fn decimal_scale(array: &ArrayRef) -> Option<i8> {
 /// `v` in units of `1 / p` (`p` a power of ten), when that is exact: the
 /// units cast back to `v` bit for bit, as arrow's decimal-to-float cast
 /// computes them.
+#[inline]
 fn decimal_units(v: f64, p: f64) -> Option<i64> {
-    let x = (v * p).round();
-    // Below 2^53 an integer converts to f64 exactly, as the cast does
-    // (NaN and infinities fail this test too).
-    if x.is_nan() || x.abs() >= 9_007_199_254_740_992.0 {
+    // Rounded half away from zero by truncating: `f64::round` is a library
+    // call on x86-64's baseline, and this runs for every float a flush
+    // writes. Where the value is exact at this scale, `v * p` lies within
+    // a few ulps of the integer, so both ways give it; where it is not, the
+    // check below fails either way.
+    let x = v * p;
+    let x = (x + 0.5f64.copysign(x)) as i64;
+    // Below 2^53 an integer converts to f64 exactly, as the cast does (NaN
+    // converts to 0 and infinities to the ends of i64, which fail below).
+    if x.unsigned_abs() >= 1 << 53 {
         return None;
     }
-    let x = x as i64;
     ((x as f64 / p).to_bits() == v.to_bits()).then_some(x)
 }
 
@@ -302,14 +312,23 @@ pub(crate) fn to_decimal(array: &ArrayRef, scale: i8) -> Option<ArrayRef> {
     let floats = array.as_any().downcast_ref::<Float64Array>()?;
     // The same power of ten arrow's decimal-to-float cast divides by.
     let p = 10_f64.powi(scale as i32);
-    let mut ints = Vec::with_capacity(floats.len());
-    for (i, &v) in floats.values().iter().enumerate() {
-        if floats.is_null(i) {
-            ints.push(0i128);
-            continue;
-        }
-        ints.push(decimal_units(v, p)? as i128);
-    }
+    let ints: Vec<i128> = if floats.null_count() == 0 {
+        floats
+            .values()
+            .iter()
+            .map(|&v| decimal_units(v, p).map(i128::from))
+            .collect::<Option<_>>()?
+    } else {
+        floats
+            .values()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| match floats.is_null(i) {
+                true => Some(0),
+                false => decimal_units(v, p).map(i128::from),
+            })
+            .collect::<Option<_>>()?
+    };
     let decimal = Decimal128Array::new(ints.into(), floats.nulls().cloned())
         .with_precision_and_scale(DECIMAL_PRECISION, scale)
         .ok()?;

@@ -25,12 +25,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch,
-    TimestampNanosecondArray, UInt32Array, UInt64Array, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int32Array, Int64Array,
+    RecordBatch, TimestampNanosecondArray, UInt32Array, UInt64Array, new_null_array,
 };
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch};
-use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, UInt64Type};
+use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int32Type, Int64Type, UInt64Type};
 use parquet::arrow::ArrowWriter;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -182,13 +182,16 @@ impl Builder {
 
     /// Adds rows (in the table's schema, deduplicated). Rows are summarized
     /// in any order; runs of one series and window make one summary row.
+    #[cfg(test)]
     pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.push_with_scales(batch, &[])
+        self.push_stored(batch, None)
     }
 
-    /// [`Builder::push`], given the float fields' decimal scales per column
-    /// (as the data file's encoding found them; found here when absent).
-    pub fn push_with_scales(&mut self, batch: &RecordBatch, scales: &[Option<i8>]) -> Result<()> {
+    /// [`Builder::push`], given the same rows as their data file stores them
+    /// ([`crate::parquet_file::Layout::to_file`]): the float fields stored as
+    /// decimals are then summed from the file's integers rather than
+    /// converted a second time.
+    pub fn push_stored(&mut self, batch: &RecordBatch, stored: Option<&RecordBatch>) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -200,7 +203,7 @@ impl Builder {
                 k
             }
         };
-        let summarized = self.summarize(batch, &keys, scales)?;
+        let summarized = self.summarize(batch, &keys, stored)?;
         self.out.push(summarized);
         Ok(())
     }
@@ -243,7 +246,7 @@ impl Builder {
         &self,
         batch: &RecordBatch,
         keys: &[usize],
-        scales: &[Option<i8>],
+        stored: Option<&RecordBatch>,
     ) -> Result<RecordBatch> {
         let n = batch.num_rows();
         // Runs of a series: dictionary keys compare much faster than the
@@ -273,12 +276,15 @@ impl Builder {
         let mut windows: Vec<i64> = Vec::new();
         let mut run: Vec<([Option<i64>; MAX_KEYS], u32)> = Vec::new();
         for range in series {
-            let mut run_window = None;
-            run.clear();
+            // The window of the run: [window, window_end). Rows of a series
+            // come in time order, so a division is needed only where a
+            // window starts.
+            let (mut window, mut window_end) = (i64::MAX, i64::MIN);
             for i in range {
-                let window = times[i].div_euclid(w) * w;
-                if run_window != Some(window) {
-                    run_window = Some(window);
+                let t = times[i];
+                if t < window || t >= window_end {
+                    window = t.div_euclid(w) * w;
+                    window_end = window.saturating_add(w);
                     run.clear();
                 }
                 let mut values = [None; MAX_KEYS];
@@ -333,20 +339,20 @@ impl Builder {
             if !matches!(c.kind, ColumnKind::Field(_)) {
                 continue;
             }
-            let scale = match scales.get(i) {
-                Some(&known) => known,
-                None if c.kind == ColumnKind::Field(FieldType::Float) => {
-                    decimal_scale(batch.column(i))
+            let decimal = stored
+                .map(|b| b.column(i))
+                .filter(|a| matches!(a.data_type(), DataType::Decimal128(_, _)));
+            let values = match (c.kind, decimal) {
+                (ColumnKind::Field(FieldType::Float), Some(units)) => {
+                    FieldValues::Decimal(units.as_primitive::<Decimal128Type>())
                 }
-                None => None,
+                (ColumnKind::Field(FieldType::Float), None) => {
+                    let array = batch.column(i);
+                    FieldValues::Float(array, decimal_scale(array))
+                }
+                _ => FieldValues::Other(batch.column(i)),
             };
-            columns.extend(field_stats(
-                batch.column(i),
-                c.kind,
-                scale,
-                &group_of,
-                groups,
-            )?);
+            columns.extend(field_stats(values, c.kind, &group_of, &rows)?);
         }
         Ok(RecordBatch::try_new(
             self.summary.arrow_schema().clone(),
@@ -450,27 +456,80 @@ impl<'a> KeyColumn<'a> {
     }
 }
 
-/// A field's count, and for numbers its sum, minimum and maximum, per group;
-/// a float field with a decimal `scale` is summed exactly, in its units.
+/// A field's values, as [`field_stats`] reads them.
+#[derive(Clone, Copy)]
+enum FieldValues<'a> {
+    /// A float field as its data file stores it: integers in units of
+    /// `10^-scale`, each the exact value.
+    Decimal(&'a Decimal128Array),
+    /// A float field, and the decimal scale at which every value is exact.
+    Float(&'a ArrayRef, Option<i8>),
+    Other(&'a ArrayRef),
+}
+
+/// A field's count, and for numbers its sum, minimum and maximum, per group
+/// (`rows` holds each group's row count); a float field whose values are
+/// decimals is summed exactly, in its units.
 fn field_stats(
-    array: &ArrayRef,
+    values: FieldValues<'_>,
     kind: ColumnKind,
-    scale: Option<i8>,
     group_of: &[u32],
-    groups: usize,
+    rows: &[i64],
 ) -> Result<Vec<ArrayRef>> {
-    let mut count = vec![0i64; groups];
-    let valid = |i: usize| array.is_valid(i);
+    let groups = rows.len();
+    let array: &dyn Array = match &values {
+        FieldValues::Decimal(a) => *a,
+        FieldValues::Float(a, _) | FieldValues::Other(a) => a.as_ref(),
+    };
     let nulls = array.null_count() > 0;
-    for (i, &g) in group_of.iter().enumerate() {
-        if !nulls || valid(i) {
-            count[g as usize] += 1;
+    let valid = |i: usize| !nulls || array.is_valid(i);
+    let count = if nulls {
+        let mut count = vec![0i64; groups];
+        for (i, &g) in group_of.iter().enumerate() {
+            if valid(i) {
+                count[g as usize] += 1;
+            }
         }
-    }
+        count
+    } else {
+        rows.to_vec()
+    };
     let present = |g: usize| count[g] > 0;
     let mut out: Vec<ArrayRef> = Vec::with_capacity(4);
-    match kind {
-        ColumnKind::Field(FieldType::Float) => {
+    out.push(Arc::new(Int64Array::from(count.clone())));
+    match (kind, values) {
+        (ColumnKind::Field(FieldType::Float), FieldValues::Decimal(decimals)) => {
+            // Every value is an integer of at most 18 digits; the statistics
+            // cast back as the file's values do.
+            let p = 10f64.powi(decimals.scale() as i32);
+            let units = decimals.values();
+            let (mut sum, mut min, mut max) = (
+                vec![0i128; groups],
+                vec![i64::MAX; groups],
+                vec![i64::MIN; groups],
+            );
+            for (i, &g) in group_of.iter().enumerate() {
+                if valid(i) {
+                    let (g, u) = (g as usize, units[i]);
+                    sum[g] += u;
+                    min[g] = min[g].min(u as i64);
+                    max[g] = max[g].max(u as i64);
+                }
+            }
+            let floats = |v: Vec<f64>| -> ArrayRef {
+                Arc::new(Float64Array::from_iter(
+                    v.into_iter()
+                        .enumerate()
+                        .map(|(g, x)| present(g).then_some(x)),
+                ))
+            };
+            out.extend([
+                floats(sum.into_iter().map(|u| u as f64 / p).collect()),
+                floats(min.into_iter().map(|u| u as f64 / p).collect()),
+                floats(max.into_iter().map(|u| u as f64 / p).collect()),
+            ]);
+        }
+        (ColumnKind::Field(FieldType::Float), FieldValues::Float(array, scale)) => {
             let values = array.as_primitive::<Float64Type>().values();
             let (mut sum, mut min, mut max) = (
                 vec![0f64; groups],
@@ -483,7 +542,7 @@ fn field_stats(
             let mut units = vec![0i128; if p.is_some() { groups } else { 0 }];
             let mut seen = vec![false; groups];
             for (i, &g) in group_of.iter().enumerate() {
-                if nulls && !valid(i) {
+                if !valid(i) {
                     continue;
                 }
                 let (g, v) = (g as usize, values[i]);
@@ -516,24 +575,22 @@ fn field_stats(
                         .map(|(g, x)| present(g).then_some(x)),
                 ))
             };
-            out.push(Arc::new(Int64Array::from(count.clone())));
             out.extend([opt(sum), opt(min), opt(max)]);
         }
-        ColumnKind::Field(FieldType::Integer) => {
-            let a = array.as_primitive::<Int64Type>();
+        (ColumnKind::Field(FieldType::Integer), FieldValues::Other(array)) => {
+            let a = array.as_primitive::<Int64Type>().values();
             let (mut sum, mut min, mut max) = (
                 vec![0i64; groups],
                 vec![i64::MAX; groups],
                 vec![i64::MIN; groups],
             );
             for (i, &g) in group_of.iter().enumerate() {
-                if nulls && !valid(i) {
-                    continue;
+                if valid(i) {
+                    let (g, v) = (g as usize, a[i]);
+                    sum[g] = sum[g].wrapping_add(v);
+                    min[g] = min[g].min(v);
+                    max[g] = max[g].max(v);
                 }
-                let (g, v) = (g as usize, a.value(i));
-                sum[g] = sum[g].wrapping_add(v);
-                min[g] = min[g].min(v);
-                max[g] = max[g].max(v);
             }
             let opt = |v: Vec<i64>| -> ArrayRef {
                 Arc::new(Int64Array::from_iter(
@@ -542,24 +599,22 @@ fn field_stats(
                         .map(|(g, x)| present(g).then_some(x)),
                 ))
             };
-            out.push(Arc::new(Int64Array::from(count.clone())));
             out.extend([opt(sum), opt(min), opt(max)]);
         }
-        ColumnKind::Field(FieldType::UInteger) => {
-            let a = array.as_primitive::<UInt64Type>();
+        (ColumnKind::Field(FieldType::UInteger), FieldValues::Other(array)) => {
+            let a = array.as_primitive::<UInt64Type>().values();
             let (mut sum, mut min, mut max) = (
                 vec![0u64; groups],
                 vec![u64::MAX; groups],
                 vec![0u64; groups],
             );
             for (i, &g) in group_of.iter().enumerate() {
-                if nulls && !valid(i) {
-                    continue;
+                if valid(i) {
+                    let (g, v) = (g as usize, a[i]);
+                    sum[g] = sum[g].wrapping_add(v);
+                    min[g] = min[g].min(v);
+                    max[g] = max[g].max(v);
                 }
-                let (g, v) = (g as usize, a.value(i));
-                sum[g] = sum[g].wrapping_add(v);
-                min[g] = min[g].min(v);
-                max[g] = max[g].max(v);
             }
             let opt = |v: Vec<u64>| -> ArrayRef {
                 Arc::new(UInt64Array::from_iter(
@@ -568,10 +623,15 @@ fn field_stats(
                         .map(|(g, x)| present(g).then_some(x)),
                 ))
             };
-            out.push(Arc::new(Int64Array::from(count.clone())));
             out.extend([opt(sum), opt(min), opt(max)]);
         }
-        _ => out.push(Arc::new(Int64Array::from(count))),
+        (ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger), _) => {
+            return Err(Error::Internal(format!(
+                "a summary's numeric field has values of type {}",
+                array.data_type()
+            )));
+        }
+        _ => {}
     }
     Ok(out)
 }
@@ -769,5 +829,36 @@ mod tests {
         assert_eq!(out.num_rows(), 1);
         let rows = out.column_by_name(ROWS).unwrap();
         assert_eq!(rows.as_primitive::<Int64Type>().value(0), 6);
+    }
+
+    #[test]
+    fn a_file_s_decimals_give_the_summary_its_floats_give() {
+        let t = table();
+        let mut rows = Vec::new();
+        for i in 0..2_000i64 {
+            let dev = ["a", "b", "c"][(i % 3) as usize];
+            // Negative, positive and missing readings, two decimals.
+            let temp = (i % 7 != 3).then(|| ((i * 37) % 4001 - 2000) as f64 / 100.0);
+            rows.push((i * 1_000_000_000, dev, temp, i % 2));
+        }
+        rows.sort_by_key(|r| (r.1, r.0));
+        let b = batch(&t, &rows);
+        let scales = crate::parquet_file::decimal_scales(&b, &t);
+        assert_eq!(scales[2], Some(2));
+        let layout = Layout::new(&b, &t, &[1], None, 1 << 20, &scales).unwrap();
+        let stored = layout.to_file(&b).unwrap();
+        assert!(matches!(
+            stored.column(2).data_type(),
+            DataType::Decimal128(_, 2)
+        ));
+
+        let mut from_floats = Builder::new(t.clone(), 60_000_000_000);
+        from_floats.push(&b).unwrap();
+        let mut from_decimals = Builder::new(t.clone(), 60_000_000_000);
+        from_decimals.push_stored(&b, Some(&stored)).unwrap();
+        let (a, _) = from_floats.finish().unwrap().unwrap();
+        let (d, _) = from_decimals.finish().unwrap().unwrap();
+        assert_eq!(a, d);
+        assert!(a.num_rows() > 3 * 33, "{} summary rows", a.num_rows());
     }
 }
