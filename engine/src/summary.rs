@@ -25,12 +25,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int32Array, Int64Array,
-    RecordBatch, TimestampNanosecondArray, UInt32Array, UInt64Array, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Int32Array, Int64Array,
+    PrimitiveArray, RecordBatch, TimestampNanosecondArray, UInt32Array, UInt64Array,
+    new_null_array,
 };
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch};
-use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int32Type, Int64Type, UInt64Type};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int32Type, Int64Type, UInt64Type,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -494,7 +497,6 @@ fn field_stats(
     } else {
         rows.to_vec()
     };
-    let present = |g: usize| count[g] > 0;
     let mut out: Vec<ArrayRef> = Vec::with_capacity(4);
     out.push(Arc::new(Int64Array::from(count.clone())));
     match (kind, values) {
@@ -505,29 +507,19 @@ fn field_stats(
             let units = decimals.values();
             let (mut sum, mut min, mut max) = (
                 vec![0i128; groups],
-                vec![i64::MAX; groups],
-                vec![i64::MIN; groups],
+                vec![i128::MAX; groups],
+                vec![i128::MIN; groups],
             );
             for (i, &g) in group_of.iter().enumerate() {
                 if valid(i) {
                     let (g, u) = (g as usize, units[i]);
                     sum[g] += u;
-                    min[g] = min[g].min(u as i64);
-                    max[g] = max[g].max(u as i64);
+                    min[g] = min[g].min(u);
+                    max[g] = max[g].max(u);
                 }
             }
-            let floats = |v: Vec<f64>| -> ArrayRef {
-                Arc::new(Float64Array::from_iter(
-                    v.into_iter()
-                        .enumerate()
-                        .map(|(g, x)| present(g).then_some(x)),
-                ))
-            };
-            out.extend([
-                floats(sum.into_iter().map(|u| u as f64 / p).collect()),
-                floats(min.into_iter().map(|u| u as f64 / p).collect()),
-                floats(max.into_iter().map(|u| u as f64 / p).collect()),
-            ]);
+            let floats = |units: Vec<i128>| units.into_iter().map(|u| u as f64 / p).collect();
+            out.extend([sum, min, max].map(|v| where_counted::<Float64Type>(floats(v), &count)));
         }
         (ColumnKind::Field(FieldType::Float), FieldValues::Float(array, scale)) => {
             let values = array.as_primitive::<Float64Type>().values();
@@ -568,14 +560,7 @@ fn field_stats(
                     *s = u as f64 / p;
                 }
             }
-            let opt = |v: Vec<f64>| -> ArrayRef {
-                Arc::new(Float64Array::from_iter(
-                    v.into_iter()
-                        .enumerate()
-                        .map(|(g, x)| present(g).then_some(x)),
-                ))
-            };
-            out.extend([opt(sum), opt(min), opt(max)]);
+            out.extend([sum, min, max].map(|v| where_counted::<Float64Type>(v, &count)));
         }
         (ColumnKind::Field(FieldType::Integer), FieldValues::Other(array)) => {
             let a = array.as_primitive::<Int64Type>().values();
@@ -592,14 +577,7 @@ fn field_stats(
                     max[g] = max[g].max(v);
                 }
             }
-            let opt = |v: Vec<i64>| -> ArrayRef {
-                Arc::new(Int64Array::from_iter(
-                    v.into_iter()
-                        .enumerate()
-                        .map(|(g, x)| present(g).then_some(x)),
-                ))
-            };
-            out.extend([opt(sum), opt(min), opt(max)]);
+            out.extend([sum, min, max].map(|v| where_counted::<Int64Type>(v, &count)));
         }
         (ColumnKind::Field(FieldType::UInteger), FieldValues::Other(array)) => {
             let a = array.as_primitive::<UInt64Type>().values();
@@ -616,14 +594,7 @@ fn field_stats(
                     max[g] = max[g].max(v);
                 }
             }
-            let opt = |v: Vec<u64>| -> ArrayRef {
-                Arc::new(UInt64Array::from_iter(
-                    v.into_iter()
-                        .enumerate()
-                        .map(|(g, x)| present(g).then_some(x)),
-                ))
-            };
-            out.extend([opt(sum), opt(min), opt(max)]);
+            out.extend([sum, min, max].map(|v| where_counted::<UInt64Type>(v, &count)));
         }
         (ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger), _) => {
             return Err(Error::Internal(format!(
@@ -634,6 +605,16 @@ fn field_stats(
         _ => {}
     }
     Ok(out)
+}
+
+/// A statistic per group, null where the group has no value (`count`).
+fn where_counted<T: ArrowPrimitiveType>(values: Vec<T::Native>, count: &[i64]) -> ArrayRef {
+    Arc::new(PrimitiveArray::<T>::from_iter(
+        values
+            .into_iter()
+            .zip(count)
+            .map(|(x, &c)| (c > 0).then_some(x)),
+    ))
 }
 
 /// Encodes summary rows as Parquet: float statistics that are exact
@@ -672,7 +653,7 @@ pub(crate) fn encode(summary: &TableSchema, batch: &RecordBatch) -> Result<Vec<u
 mod tests {
     use super::*;
     use crate::catalog::arrow_field;
-    use arrow::array::{DictionaryArray, StringArray};
+    use arrow::array::{DictionaryArray, Float64Array, StringArray};
     use arrow::datatypes::{Int32Type, Schema};
 
     fn table() -> Arc<TableSchema> {
