@@ -81,6 +81,7 @@ mod summary;
 mod summary_cache;
 mod summary_rule;
 mod system;
+mod tag_chunks;
 mod wal;
 mod write;
 

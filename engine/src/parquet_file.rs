@@ -26,15 +26,17 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Decimal128Array, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
 };
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use crate::catalog::{ColumnKind, FieldType, TableSchema};
 use crate::error::{Error, Result};
@@ -77,14 +79,15 @@ pub(crate) fn prepare(
 
 /// Writes `batch` as a Parquet file of row groups of `row_group_rows`
 /// rows, encoding its column chunks in parallel; the bytes are those of
-/// [`ArrowWriter`] with the same properties.
+/// [`ArrowWriter`] with the same properties, except that tag columns are
+/// written from their runs ([`crate::tag_chunks`]).
 pub(crate) fn write_parallel(
     batch: &RecordBatch,
     props: WriterProperties,
     row_group_rows: usize,
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    let writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.clone()))?;
     let (mut file, factory) = writer.into_serialized_writer()?;
     let rows = row_group_rows.max(1);
     // A row group at a time: its chunks are held until it is appended.
@@ -93,16 +96,27 @@ pub(crate) fn write_parallel(
         let mut writers = factory.create_column_writers(group)?.into_iter();
         let mut jobs = Vec::new();
         for (field, column) in slice.schema().fields().iter().zip(slice.columns()) {
-            for leaf in compute_leaves(field, column)? {
+            let leaves = compute_leaves(field, column)?;
+            let whole = (leaves.len() == 1).then(|| column.clone());
+            for leaf in leaves {
                 let writer = writers.next().ok_or_else(|| {
                     Error::Internal("fewer Parquet column writers than leaves".into())
                 })?;
-                jobs.push((writer, leaf));
+                jobs.push(ChunkJob {
+                    writer,
+                    leaf,
+                    column: whole.clone(),
+                    descr: file.schema_descr().column(jobs.len()),
+                });
             }
         }
+        let chunks = encode_chunks(jobs, &props)?;
         let mut row_group = file.next_row_group()?;
-        for chunk in encode_chunks(jobs)? {
-            chunk.append_to_row_group(&mut row_group)?;
+        for chunk in chunks {
+            match chunk {
+                Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
+                Chunk::Runs(bytes, close) => row_group.append_column(&bytes, close)?,
+            }
         }
         row_group.close()?;
     }
@@ -110,12 +124,33 @@ pub(crate) fn write_parallel(
     Ok(out)
 }
 
-/// Encodes each leaf with its writer, on up to one thread per core; the
-/// chunks come back in the order of `jobs`.
-fn encode_chunks(jobs: Vec<(ArrowColumnWriter, ArrowLeafColumn)>) -> Result<Vec<ArrowColumnChunk>> {
-    crate::parallel::map(jobs, |(mut writer, leaf)| {
-        writer.write(&leaf)?;
-        Ok(writer.close()?)
+/// One column chunk of a row group to encode: the leaf for arrow-rs'
+/// writer and, for a column of one leaf, the column itself.
+struct ChunkJob {
+    writer: ArrowColumnWriter,
+    leaf: ArrowLeafColumn,
+    column: Option<ArrayRef>,
+    descr: ColumnDescPtr,
+}
+
+enum Chunk {
+    Arrow(ArrowColumnChunk),
+    /// Bytes from offset 0, written by [`crate::tag_chunks`].
+    Runs(Bytes, ColumnCloseResult),
+}
+
+/// Encodes each chunk, on up to one thread per core; the chunks come back
+/// in the order of `jobs`.
+fn encode_chunks(jobs: Vec<ChunkJob>, props: &WriterProperties) -> Result<Vec<Chunk>> {
+    crate::parallel::map(jobs, |job| {
+        if let Some(column) = &job.column
+            && let Some((bytes, close)) = crate::tag_chunks::encode(column, &job.descr, props)?
+        {
+            return Ok(Chunk::Runs(bytes, close));
+        }
+        let mut writer = job.writer;
+        writer.write(&job.leaf)?;
+        Ok(Chunk::Arrow(writer.close()?))
     })
     .into_iter()
     .collect()
