@@ -145,12 +145,28 @@ pub(crate) fn sort_dedup_sliced(
         }
     }
     let group_at = |r: usize| by_slice.as_ref().map_or(r, |o| o[r] as usize);
+    let groups_ms = started.elapsed().as_millis() as u64;
     let last_of_group = UInt32Array::from_iter_values(
         (0..groups).map(|r| order[starts[group_at(r) + 1] as usize - 1]),
     );
+    // Output rows are filled a series at a time, in lanes side by side
+    // (`gather`); the series' last rows are where lanes end.
+    let mut ends: Vec<usize> = series_ends.iter().map(|&e| e as usize).collect();
+    ends.sort_unstable();
+    let lanes = crate::gather::lanes_ending_at(ends, groups);
     let gathered = move |batch: RecordBatch| {
-        let take_ms = started.elapsed().as_millis() as u64 - concat_ms - series_ms - order_ms;
-        tracing::debug!(rows = n, concat_ms, series_ms, order_ms, take_ms, "sorted");
+        let groups_ms = groups_ms - concat_ms - series_ms - order_ms;
+        let take_ms =
+            started.elapsed().as_millis() as u64 - concat_ms - series_ms - order_ms - groups_ms;
+        tracing::debug!(
+            rows = n,
+            concat_ms,
+            series_ms,
+            order_ms,
+            groups_ms,
+            take_ms,
+            "sorted"
+        );
         Ok(Sorted {
             batch,
             key_order,
@@ -158,7 +174,12 @@ pub(crate) fn sort_dedup_sliced(
         })
     };
     if groups == n {
-        return gathered(take_batch(&batch, &last_of_group)?);
+        let columns = crate::parallel::map_columns(n, batch.columns().iter().collect(), |c| {
+            crate::gather::gather(c, last_of_group.values(), &lanes)
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        return gathered(RecordBatch::try_new(batch.schema(), columns)?);
     }
     let jobs: Vec<_> = table.columns().iter().zip(batch.columns()).collect();
     let columns = crate::parallel::map_columns(n, jobs, |(col, array)| {
@@ -177,7 +198,7 @@ pub(crate) fn sort_dedup_sliced(
             }
             _ => last_of_group.clone(),
         };
-        Ok(take(array.as_ref(), &indices, None)?)
+        crate::gather::gather(array, indices.values(), &lanes)
     })
     .into_iter()
     .collect::<Result<Vec<_>>>()?;

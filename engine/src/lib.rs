@@ -61,6 +61,7 @@ mod error;
 mod flush;
 mod functions;
 mod gapfill;
+mod gather;
 mod last_rows;
 pub mod line_protocol;
 mod local_time;
