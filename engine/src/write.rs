@@ -214,13 +214,16 @@ pub(crate) fn parse_line_protocol(
 ) -> Result<(Vec<TableWrite>, WriteSummary)> {
     let mut tables: Vec<LpTable> = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut last_table: Option<usize> = None;
     let mut line = ParsedLine::default();
     let mut summary = WriteSummary::default();
     let mult = precision.multiplier();
     for (line_no, text) in line_protocol::lines(text) {
         line_protocol::parse_line(text, line_no, &mut line)?;
-        let idx = match by_name.get(line.measurement.as_ref()) {
-            Some(&i) => i,
+        // Most requests write one table: its lines find it without a lookup.
+        let last = last_table.filter(|&i| tables[i].name == line.measurement);
+        let idx = match last.or_else(|| by_name.get(line.measurement.as_ref()).copied()) {
+            Some(i) => i,
             None => {
                 check_name("table", &line.measurement)
                     .map_err(|e| Error::InvalidWrite(format!("line {line_no}: {e}")))?;
@@ -237,6 +240,7 @@ pub(crate) fn parse_line_protocol(
                 ))
             })?,
         };
+        last_table = Some(idx);
         summary.points += tables[idx].push(&line, line_no, time)?;
         summary.rows += 1;
     }
@@ -290,7 +294,11 @@ struct LpTable {
     time: Vec<i64>,
     columns: Vec<(String, LpColumn)>,
     index: HashMap<String, usize>,
-    /// Scratch: the column of each field of the line being added.
+    /// The column of each tag and each field of the line added last, in the
+    /// line's order. Lines of one table nearly always name the same keys in
+    /// the same order, so a key is checked against the column of its place
+    /// in the line before and looked up by name only when that differs.
+    line_tags: Vec<usize>,
     line_columns: Vec<usize>,
 }
 
@@ -382,8 +390,28 @@ impl LpTable {
             time: Vec::new(),
             columns: Vec::new(),
             index: HashMap::new(),
+            line_tags: Vec::new(),
             line_columns: Vec::new(),
         }
+    }
+
+    /// The position of column `name` when the line before had it at
+    /// `previous` (see `line_tags`), else as [`LpTable::column_index`] finds it.
+    fn column_at(
+        &mut self,
+        previous: Option<usize>,
+        name: &str,
+        kind: ColumnKind,
+        line_no: usize,
+    ) -> Result<usize> {
+        if let Some(i) = previous
+            && let Some((column, builder)) = self.columns.get(i)
+            && column == name
+            && builder.kind() == kind
+        {
+            return Ok(i);
+        }
+        self.column_index(name, kind, line_no)
     }
 
     /// The position of column `name`, created (back-filled with nulls) if new.
@@ -418,20 +446,30 @@ impl LpTable {
     /// Appends one line; returns its number of field values.
     fn push(&mut self, line: &ParsedLine<'_>, line_no: usize, time: i64) -> Result<u64> {
         let row = self.rows;
-        for (key, value) in &line.tags {
-            let i = self.column_index(key, ColumnKind::Tag, line_no)?;
+        for (k, (key, value)) in line.tags.iter().enumerate() {
+            let previous = self.line_tags.get(k).copied();
+            let i = self.column_at(previous, key, ColumnKind::Tag, line_no)?;
+            match self.line_tags.get_mut(k) {
+                Some(slot) => *slot = i,
+                None => self.line_tags.push(i),
+            }
             match &mut self.columns[i].1 {
                 LpColumn::Tag(b) => b.append_value(value.as_ref()),
                 _ => unreachable!("column_index() checked the kind"),
             }
         }
+        self.line_tags.truncate(line.tags.len());
         // Columns are created in line order; values go in last-first so that
         // the last of a key repeated in one line wins and the others are skipped.
-        self.line_columns.clear();
-        for (key, value) in &line.fields {
-            let i = self.column_index(key, field_kind(value), line_no)?;
-            self.line_columns.push(i);
+        for (k, (key, value)) in line.fields.iter().enumerate() {
+            let previous = self.line_columns.get(k).copied();
+            let i = self.column_at(previous, key, field_kind(value), line_no)?;
+            match self.line_columns.get_mut(k) {
+                Some(slot) => *slot = i,
+                None => self.line_columns.push(i),
+            }
         }
+        self.line_columns.truncate(line.fields.len());
         let mut points = 0;
         for (k, (_, value)) in line.fields.iter().enumerate().rev() {
             let col = &mut self.columns[self.line_columns[k]].1;
@@ -707,6 +745,37 @@ mod tests {
         assert_eq!(names, ["time", "host", "v", "n", "dc", "s"]);
         assert_eq!(time_values(m), &[10, 20, 40]);
         assert_eq!(m.column(4).null_count(), 2);
+    }
+
+    #[test]
+    fn keys_in_another_order_than_the_line_before_land_in_their_own_columns() {
+        // Each line names keys at places where the line before had others.
+        let lp = "m,a=1,b=2 x=1,y=2 1\nm,b=3,a=4 y=3,x=4 2\nm,b=5 y=5 3\nn,a=6 x=6 4\nm,c=7,a=8 z=7,x=8 5\n";
+        let (writes, _) = parse_line_protocol(lp, Precision::Nanosecond, 0).unwrap();
+        let m = &writes[0].batch;
+        let column = |name: &str| {
+            let array = m.column_by_name(name).unwrap();
+            let text = arrow::compute::cast(array, &arrow::datatypes::DataType::Utf8).unwrap();
+            text.as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap_or("-").to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(column("a"), ["1", "4", "-", "8"]);
+        assert_eq!(column("b"), ["2", "3", "5", "-"]);
+        assert_eq!(column("c"), ["-", "-", "-", "7"]);
+        assert_eq!(column("x"), ["1.0", "4.0", "-", "8.0"]);
+        assert_eq!(column("y"), ["2.0", "3.0", "5.0", "-"]);
+        assert_eq!(column("z"), ["-", "-", "-", "7.0"]);
+        assert_eq!(writes[1].batch.num_rows(), 1);
+        // A key at the place of one of another type is a conflict.
+        let err = parse_line_protocol("m x=1,y=2 1\nm x=1i 2\n", Precision::Nanosecond, 0);
+        assert!(
+            matches!(err, Err(Error::TypeConflict { line: Some(2), .. })),
+            "{err:?}"
+        );
     }
 
     #[test]
