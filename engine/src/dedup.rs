@@ -6,11 +6,12 @@
 //! the read path where sources overlap.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray, UInt32Array,
-    new_null_array,
+    Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray,
+    TimestampNanosecondArray, UInt32Array, new_null_array,
 };
 use arrow::compute::{cast, concat, take};
 use arrow::datatypes::{Int32Type, SchemaRef};
@@ -107,32 +108,45 @@ pub(crate) fn sort_dedup_sliced(
     let series_ms = started.elapsed().as_millis() as u64 - concat_ms;
     let key_order = series.key_order.clone();
     let times = time_values(&batch);
-    let order = series.sort_rows(times);
-    let order_ms = started.elapsed().as_millis() as u64 - concat_ms - series_ms;
-    // Group g covers sorted positions [starts[g], starts[g + 1]).
-    let same = |a: u32, b: u32| {
-        series.rank_of_row(a as usize) == series.rank_of_row(b as usize)
-            && times[a as usize] == times[b as usize]
-    };
-    let mut starts: Vec<u32> = Vec::with_capacity(n + 1);
-    starts.push(0);
-    for p in 1..n {
-        if !same(order[p - 1], order[p]) {
-            starts.push(p as u32);
+    let (mut order, bounds) = series.by_series();
+    // Each series' rows, in arrival order, are a lane of the gathers below.
+    let series_lanes: Vec<Range<usize>> = bounds
+        .windows(2)
+        .filter(|w| w[1] > w[0])
+        .map(|w| w[0]..w[1])
+        .collect();
+    let mut sorted_times = crate::gather::values(times, &order, &series_lanes);
+    // Only a series whose rows arrived out of time order is sorted.
+    for lane in &series_lanes {
+        if !sorted_times[lane.clone()].is_sorted() {
+            let rows = &mut order[lane.clone()];
+            rows.sort_unstable_by_key(|&i| (times[i as usize], i));
+            for (t, &i) in sorted_times[lane.clone()].iter_mut().zip(rows.iter()) {
+                *t = times[i as usize];
+            }
         }
     }
-    // Group g covers sorted positions [starts[g], starts[g + 1]).
+    let order_ms = started.elapsed().as_millis() as u64 - concat_ms - series_ms;
+    // Group g covers sorted positions [starts[g], starts[g + 1]): the rows
+    // of one series with one time. `series_ends` holds each series' last
+    // group.
+    let mut starts: Vec<u32> = Vec::with_capacity(n + 1);
+    let mut series_ends: Vec<u32> = Vec::with_capacity(series_lanes.len());
+    for lane in &series_lanes {
+        starts.push(lane.start as u32);
+        for p in lane.start + 1..lane.end {
+            if sorted_times[p] != sorted_times[p - 1] {
+                starts.push(p as u32);
+            }
+        }
+        series_ends.push(starts.len() as u32 - 1);
+    }
     let groups = starts.len();
-    let rank_at = |g: usize| series.rank_of_row(order[starts[g] as usize] as usize);
-    let mut series_ends: Vec<u32> = (0..groups)
-        .filter(|&g| g + 1 == groups || rank_at(g) != rank_at(g + 1))
-        .map(|g| g as u32)
-        .collect();
     starts.push(n as u32);
     // Output row r is group `by_slice[r]`; the groups stay in (series, time)
     // order within each slice.
     let by_slice = slice_ns.and_then(|width| {
-        let slice_of = |g: usize| times[order[starts[g] as usize] as usize].div_euclid(width);
+        let slice_of = |g: usize| sorted_times[starts[g] as usize].div_euclid(width);
         slice_order(groups, slice_of)
     });
     if let Some(by_slice) = &by_slice {
@@ -174,8 +188,22 @@ pub(crate) fn sort_dedup_sliced(
         })
     };
     if groups == n {
-        let columns = crate::parallel::map_columns(n, batch.columns().iter().collect(), |c| {
-            crate::gather::gather(c, last_of_group.values(), &lanes)
+        // No duplicates: the times are already in output order, unless
+        // the rows are then ordered by slice.
+        let time_index = table.time_index();
+        let mut sorted_times = by_slice.is_none().then_some(sorted_times);
+        let jobs: Vec<_> = batch
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c, (i == time_index).then(|| sorted_times.take()).flatten()))
+            .collect();
+        let columns = crate::parallel::map_columns(n, jobs, |(c, times)| match times {
+            Some(times) => Ok(Arc::new(
+                TimestampNanosecondArray::new(times.into(), None)
+                    .with_data_type(c.data_type().clone()),
+            ) as ArrayRef),
+            None => crate::gather::gather(c, last_of_group.values(), &lanes),
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
@@ -459,10 +487,10 @@ impl SeriesIds {
         self.rank[self.row_series[row] as usize]
     }
 
-    /// Row positions ordered by (series, time, position). A counting sort by
-    /// series keeps arrival order within a series; only a series whose rows
-    /// arrived out of time order is then sorted.
-    fn sort_rows(&self, times: &[i64]) -> Vec<u32> {
+    /// Row positions ordered by series, in arrival order within each
+    /// (a counting sort by series rank), and where each rank's rows start:
+    /// rank `r` holds positions `bounds[r]..bounds[r + 1]`.
+    fn by_series(&self) -> (Vec<u32>, Vec<usize>) {
         let n = self.row_series.len();
         let mut next = vec![0usize; self.rank.len() + 1];
         for row in 0..n {
@@ -478,16 +506,7 @@ impl SeriesIds {
             order[next[r]] = row as u32;
             next[r] += 1;
         }
-        for w in bounds.windows(2) {
-            let rows = &mut order[w[0]..w[1]];
-            if !rows
-                .windows(2)
-                .all(|p| times[p[0] as usize] <= times[p[1] as usize])
-            {
-                rows.sort_unstable_by_key(|&i| (times[i as usize], i));
-            }
-        }
-        order
+        (order, bounds)
     }
 }
 

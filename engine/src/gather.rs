@@ -61,8 +61,17 @@ fn primitive<T: ArrowPrimitiveType>(
     indices: &[u32],
     lanes: &[Range<usize>],
 ) -> PrimitiveArray<T> {
-    let values = array.values();
-    let mut out = vec![T::Native::default(); indices.len()];
+    let out = values(array.values(), indices, lanes);
+    PrimitiveArray::<T>::new(out.into(), None).with_data_type(array.data_type().clone())
+}
+
+/// `indices` mapped to `values`, filled lane by lane.
+pub(crate) fn values<T: Copy + Default>(
+    values: &[T],
+    indices: &[u32],
+    lanes: &[Range<usize>],
+) -> Vec<T> {
+    let mut out = vec![T::default(); indices.len()];
     for group in lanes.chunks(LANES) {
         let longest = group.iter().map(|lane| lane.len()).max().unwrap_or(0);
         for row in 0..longest {
@@ -74,7 +83,7 @@ fn primitive<T: ArrowPrimitiveType>(
             }
         }
     }
-    PrimitiveArray::<T>::new(out.into(), None).with_data_type(array.data_type().clone())
+    out
 }
 
 /// Lanes ending after each of `ends` (ascending positions, the last at
