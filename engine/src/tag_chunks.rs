@@ -6,10 +6,12 @@
 //! to find their runs, and the chunk is built from the runs and the distinct
 //! values: a PLAIN dictionary page, data pages of RLE-encoded indices, the
 //! chunk's and each page's minimum and maximum, the offset index and the
-//! bloom filter. Everything a reader sees is what arrow-rs writes for the
-//! same column and properties (the same encodings, compression, statistics
-//! and filter), except where pages end: here a page holds exactly
-//! `data_page_row_count_limit` rows.
+//! bloom filter. A reader sees what arrow-rs writes for the same column and
+//! properties (the same encodings, compression, statistics and page index)
+//! with three differences: a page holds exactly `data_page_row_count_limit`
+//! rows, the bloom filter is sized for the chunk's distinct values, and the
+//! optional size statistics (unencoded bytes, level histograms) are left
+//! out.
 //!
 //! Columns this does not cover (another Arrow type, a v2 writer, a
 //! dictionary larger than the page limit, values longer than statistics
@@ -380,7 +382,8 @@ struct Hybrid {
     literals: Vec<u32>,
 }
 
-/// Groups of 8 values in one bit-packed run, as arrow-rs writes them.
+/// Groups of 8 values in one bit-packed run: at most 63, so that the run's
+/// header is one byte.
 const MAX_GROUPS: usize = 63;
 
 impl Hybrid {
