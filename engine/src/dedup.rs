@@ -203,7 +203,7 @@ pub(crate) fn sort_dedup_sliced(
                 TimestampNanosecondArray::new(times.into(), None)
                     .with_data_type(c.data_type().clone()),
             ) as ArrayRef),
-            None => crate::gather::gather(c, last_of_group.values(), &lanes),
+            None => crate::gather::gather(c, &last_of_group, &lanes),
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
@@ -226,7 +226,7 @@ pub(crate) fn sort_dedup_sliced(
             }
             _ => last_of_group.clone(),
         };
-        crate::gather::gather(array, indices.values(), &lanes)
+        crate::gather::gather(array, &indices, &lanes)
     })
     .into_iter()
     .collect::<Result<Vec<_>>>()?;

@@ -16,7 +16,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, DictionaryArray, PrimitiveArray};
+use arrow::array::{
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, DictionaryArray, PrimitiveArray, UInt32Array,
+};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Int32Type};
 use arrow::downcast_primitive_array;
@@ -30,12 +32,14 @@ const LANES: usize = 32;
 /// `0..indices.len()` into consecutive ranges.
 pub(crate) fn gather(
     array: &ArrayRef,
-    indices: &[u32],
+    indices: &UInt32Array,
     lanes: &[Range<usize>],
 ) -> Result<ArrayRef> {
+    let fallback = || Ok(take(array.as_ref(), indices, None)?);
     if array.null_count() > 0 {
-        return fallback(array, indices);
+        return fallback();
     }
+    let indices = indices.values();
     if let DataType::Dictionary(key, _) = array.data_type()
         && **key == DataType::Int32
     {
@@ -47,13 +51,8 @@ pub(crate) fn gather(
     }
     downcast_primitive_array!(
         array => Ok(Arc::new(primitive(array, indices, lanes))),
-        _ => fallback(array, indices)
+        _ => fallback()
     )
-}
-
-fn fallback(array: &ArrayRef, indices: &[u32]) -> Result<ArrayRef> {
-    let indices = arrow::array::UInt32Array::from(indices.to_vec());
-    Ok(take(array.as_ref(), &indices, None)?)
 }
 
 fn primitive<T: ArrowPrimitiveType>(
@@ -108,13 +107,13 @@ pub(crate) fn lanes_ending_at(
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Float64Array, Int64Array, StringArray, UInt32Array};
+    use arrow::array::{Float64Array, Int64Array, StringArray};
     use proptest::prelude::*;
 
     use super::*;
 
-    fn taken(array: &ArrayRef, indices: &[u32]) -> ArrayRef {
-        take(array.as_ref(), &UInt32Array::from(indices.to_vec()), None).unwrap()
+    fn taken(array: &ArrayRef, indices: &UInt32Array) -> ArrayRef {
+        take(array.as_ref(), indices, None).unwrap()
     }
 
     proptest! {
@@ -135,6 +134,7 @@ mod tests {
             ends.sort_unstable();
             ends.dedup();
             let lanes = lanes_ending_at(ends, indices.len());
+            let indices = UInt32Array::from(indices);
             prop_assert_eq!(lanes.iter().map(|l| l.len()).sum::<usize>(), indices.len());
             let names: Vec<String> = (0..n).map(|i| format!("dev-{}", i % 13)).collect();
             let columns: Vec<ArrayRef> = vec![

@@ -175,7 +175,7 @@ pub(crate) fn encode(
     pages.close()?;
     let bytes = Bytes::from(out.into_inner()?);
 
-    let (min, max) = match runs.min_max(runs.values.iter().enumerate().map(|(i, _)| i as u32)) {
+    let (min, max) = match runs.min_max(0..runs.values.len() as u32) {
         Some((min, max)) => (
             Some(ByteArray::from(min.to_vec())),
             Some(ByteArray::from(max.to_vec())),
