@@ -1075,9 +1075,13 @@ impl Batches {
     }
 }
 
-/// The query planner of Ingot's sessions: DataFusion's, with [`GapFill`].
+/// The query planner of Ingot's sessions: DataFusion's, with [`GapFill`],
+/// planning small queries on one partition ([`crate::scan_size`]).
 #[derive(Debug, Default)]
-pub(crate) struct IngotQueryPlanner;
+pub(crate) struct IngotQueryPlanner {
+    /// [`crate::Options::one_partition_rows`].
+    pub one_partition_rows: u64,
+}
 
 #[async_trait]
 impl datafusion::execution::context::QueryPlanner for IngotQueryPlanner {
@@ -1090,6 +1094,11 @@ impl datafusion::execution::context::QueryPlanner for IngotQueryPlanner {
             datafusion::physical_planner::DefaultPhysicalPlanner::with_extension_planners(vec![
                 Arc::new(GapFillPlanner),
             ]);
-        planner.create_physical_plan(logical_plan, session).await
+        match crate::scan_size::one_partition(logical_plan, session, self.one_partition_rows)
+            .await?
+        {
+            Some(state) => planner.create_physical_plan(logical_plan, &state).await,
+            None => planner.create_physical_plan(logical_plan, session).await,
+        }
     }
 }

@@ -534,8 +534,24 @@ fn external(e: crate::error::Error) -> DataFusionError {
 
 /// A table that holds the last row of every series of an Ingot table.
 #[derive(Debug)]
-struct LastRowsTable {
+pub(crate) struct LastRowsTable {
     table: Arc<IngotTable>,
+}
+
+impl LastRowsTable {
+    /// About how many rows a scan reads: the cached last rows and the
+    /// memtable's rows; `None` before the cache holds the table's.
+    pub(crate) fn rows_read(&self) -> Option<u64> {
+        let table = self.table.table_schema();
+        let cached = self
+            .table
+            .shared()
+            .last_rows
+            .get(self.table.database(), table.name())?;
+        let (_, chunks, _) = self.table.all_sources();
+        let memtable: usize = chunks.iter().map(|c| c.batch.num_rows()).sum();
+        Some((cached.batch.num_rows() + memtable) as u64)
+    }
 }
 
 #[async_trait]

@@ -77,6 +77,7 @@ mod replica;
 mod retention;
 mod rollup;
 mod row_groups;
+mod scan_size;
 pub mod statement;
 mod summary;
 mod summary_cache;

@@ -169,6 +169,12 @@ pub struct Options {
     /// sorted-mode aggregation and order-preserving repartition were slower
     /// than hashing (q4 49 -> 68 ms, q5 29 -> 43 ms on 2 cores).
     pub declare_file_order: bool,
+    /// A query whose scans are estimated to read at most this many rows
+    /// (after pruning files, row groups and pages) is planned on one
+    /// partition, without the repartitions that spread larger ones over
+    /// the cores ([`crate::scan_size`]). 0 plans every query on all of
+    /// them. Default 65 536.
+    pub one_partition_rows: u64,
     /// Compact in the background: merge each partition's flushed files into
     /// few sorted, deduplicated files, and remove the files that retention
     /// expired. On by default; [`crate::Engine::compact`] does both either way.
@@ -228,6 +234,7 @@ impl Default for Options {
             read_only: false,
             refresh_interval: Duration::from_secs(2),
             declare_file_order: false,
+            one_partition_rows: 64 * 1024,
             compaction: true,
             delta_lake: false,
             delta_interval: Duration::from_secs(5),
@@ -246,6 +253,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("wal_sync", &self.wal_sync)
             .field("declare_file_order", &self.declare_file_order)
+            .field("one_partition_rows", &self.one_partition_rows)
             .field("compaction", &self.compaction)
             .field("compaction_memory_bytes", &self.compaction_memory_bytes)
             .field("compaction_trigger_files", &self.compaction_trigger_files)

@@ -80,7 +80,7 @@ pub(crate) fn runtime_env(
 pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
     let mut state = shared
         .session_template
-        .get_or_init(|| session_template(&shared.runtime_env))
+        .get_or_init(|| session_template(&shared.runtime_env, &shared.options))
         .clone();
     // The copy shares the template's catalog list: it gets a list of its
     // own, holding a catalog of its own (with its own session schemas).
@@ -97,7 +97,7 @@ pub(crate) fn session(shared: Arc<Shared>) -> SessionContext {
 }
 
 /// A session with Ingot's settings, functions and rules, and no catalog.
-fn session_template(runtime_env: &Arc<RuntimeEnv>) -> SessionState {
+fn session_template(runtime_env: &Arc<RuntimeEnv>, options: &crate::Options) -> SessionState {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
         .with_information_schema(true)
@@ -111,7 +111,9 @@ fn session_template(runtime_env: &Arc<RuntimeEnv>) -> SessionState {
         .with_config(config)
         .with_runtime_env(runtime_env.clone())
         .with_default_features()
-        .with_query_planner(Arc::new(crate::gapfill::IngotQueryPlanner))
+        .with_query_planner(Arc::new(crate::gapfill::IngotQueryPlanner {
+            one_partition_rows: options.one_partition_rows,
+        }))
         .build();
     let ctx = SessionContext::new_with_state(state);
     for function in crate::functions::aggregates() {
@@ -645,6 +647,25 @@ impl IngotTable {
             .await
     }
 
+    /// About how many rows a scan with `filters` decodes: the rows of the
+    /// memtable chunks in the time range, and of the file pages whose
+    /// bounds may match ([`crate::row_groups`]). Footers come from the
+    /// runtime's metadata cache, which keeps them for the scan.
+    pub(crate) async fn rows_read(&self, filters: &[Expr]) -> DfResult<u64> {
+        let range = TimeRange::from_filters(filters);
+        let mut files = Vec::new();
+        let mut rows = 0;
+        for source in self.snapshot(range).parts.into_values().flatten() {
+            match source {
+                Source::File(f) if tags_may_match(&f, &self.schema, filters) => files.push(f),
+                Source::File(_) => {}
+                Source::Chunk(c) => rows += c.batch.num_rows() as u64,
+            }
+        }
+        let files = self.row_groups(&files, range, filters).await?;
+        Ok(rows + files.iter().map(|f| f.may_match).sum::<u64>())
+    }
+
     /// A scan of one file (all columns) that reads its row groups with
     /// times in `range`, dealt to the session's partitions.
     async fn file_exec(
@@ -759,7 +780,7 @@ pub(crate) struct TimeRange {
 }
 
 impl TimeRange {
-    const ALL: TimeRange = TimeRange {
+    pub(crate) const ALL: TimeRange = TimeRange {
         min: i64::MIN,
         max: i64::MAX,
     };

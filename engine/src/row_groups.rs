@@ -24,6 +24,7 @@ use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use object_store::ObjectStore;
 use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 
 use crate::catalog::{ColumnKind, TableSchema};
@@ -38,6 +39,10 @@ pub(crate) struct FileRowGroups {
     pub total: usize,
     /// The ones that may match, in file order, with their row counts.
     pub kept: Vec<(usize, u64)>,
+    /// How many rows of the kept row groups may match, judged page by page
+    /// where the file has a page index ([`pages_may_match`]): what the scan
+    /// is expected to decode.
+    pub may_match: u64,
 }
 
 /// Prunes the row groups of `file` by `range` and the tag conjuncts of
@@ -75,20 +80,42 @@ fn prune_metadata(
         .filter(|c| c.kind == ColumnKind::Tag)
         .filter_map(|c| Some((c.name.as_str(), leaf(&c.name)?)))
         .collect();
-    let kept = metadata
-        .row_groups()
-        .iter()
-        .enumerate()
-        .filter(|(_, group)| {
-            time.is_none_or(|t| times_may_match(group, t, range))
-                && tags_may_match(group, &tags, table, filters)
-        })
-        .map(|(i, group)| (i, group.num_rows() as u64))
-        .collect();
+    let equality = {
+        let mut tags = Vec::new();
+        for f in filters {
+            equality_tags(f, table, &mut tags);
+        }
+        tags
+    };
+    let mut kept = Vec::new();
+    let mut may_match = 0;
+    for (i, group) in metadata.row_groups().iter().enumerate() {
+        if time.is_some_and(|t| !times_may_match(group, t, range)) {
+            continue;
+        }
+        let ranges = match filters.is_empty() {
+            true => None,
+            false => match group_tag_ranges(group, &tags) {
+                Some(ranges) if !ranges_may_match(&ranges, table, filters) => continue,
+                ranges => ranges,
+            },
+        };
+        let pages = PageBounds {
+            metadata,
+            group: i,
+            time,
+            range,
+            tags: &tags,
+            equality: &equality,
+        };
+        may_match += pages_may_match(&pages, ranges.as_ref(), table, filters);
+        kept.push((i, group.num_rows() as u64));
+    }
     FileRowGroups {
         file,
         total: metadata.num_row_groups(),
         kept,
+        may_match,
     }
 }
 
@@ -102,18 +129,15 @@ fn times_may_match(group: &RowGroupMetaData, leaf: usize, range: TimeRange) -> b
     }
 }
 
-/// Judged as [`crate::query::tags_may_match`] judges a file, from the row
-/// group's statistics. A tag whose statistics are missing, or whose bounds
-/// are not exact (truncated long values), leaves the row group in.
-fn tags_may_match(
+/// The range of every tag of the row group that has a value in it (a tag
+/// missing from the map is null in every row), from its statistics, as
+/// [`crate::query::tags_may_match`] judges a file by. `None` when a tag's
+/// statistics are missing or its bounds are not exact (truncated long
+/// values): the row group is then kept.
+fn group_tag_ranges(
     group: &RowGroupMetaData,
     tags: &[(&str, usize)],
-    table: &TableSchema,
-    filters: &[Expr],
-) -> bool {
-    if filters.is_empty() {
-        return true;
-    }
+) -> Option<BTreeMap<String, (String, String)>> {
     let mut ranges = BTreeMap::new();
     for &(name, leaf) in tags {
         let all_null = |nulls: Option<u64>| nulls == Some(group.num_rows() as u64);
@@ -121,20 +145,111 @@ fn tags_may_match(
             Some(Statistics::ByteArray(s))
                 if s.min_is_exact() && s.max_is_exact() && s.min_opt().is_some() =>
             {
-                let (Some(min), Some(max)) = (s.min_opt(), s.max_opt()) else {
-                    return true;
-                };
-                let (Ok(min), Ok(max)) = (min.as_utf8(), max.as_utf8()) else {
-                    return true;
-                };
+                let (min, max) = (s.min_opt()?.as_utf8().ok()?, s.max_opt()?.as_utf8().ok()?);
                 ranges.insert(name.to_string(), (min.to_string(), max.to_string()));
             }
             // Null in every row: absent from `ranges`, as for a file.
             Some(s) if all_null(s.null_count_opt()) => {}
-            _ => return true,
+            _ => return None,
         }
     }
-    ranges_may_match(&ranges, table, filters)
+    Some(ranges)
+}
+
+/// Where the page index of one row group is read: its file's metadata,
+/// the leaves of the time column and the tags, and what the query asks.
+struct PageBounds<'a> {
+    metadata: &'a ParquetMetaData,
+    group: usize,
+    time: Option<usize>,
+    range: TimeRange,
+    tags: &'a [(&'a str, usize)],
+    /// The tags the filters compare with `=` or `IN`.
+    equality: &'a [String],
+}
+
+/// How many rows of a row group whose tags lie in `ranges` may match, from
+/// its page index: for the time column (when the query bounds time) and for
+/// each tag compared with `=` or `IN` (when the tags' ranges are known),
+/// the rows of the pages whose bounds may match; the fewest of those. Each
+/// column has its own pages, so each is judged alone, with the row group's
+/// ranges for the other tags. The row group's rows when no such column has
+/// a page index.
+fn pages_may_match(
+    pages: &PageBounds,
+    ranges: Option<&BTreeMap<String, (String, String)>>,
+    table: &TableSchema,
+    filters: &[Expr],
+) -> u64 {
+    let rows = pages.metadata.row_group(pages.group).num_rows() as u64;
+    let (Some(columns), Some(offsets)) = (
+        pages
+            .metadata
+            .column_index()
+            .and_then(|c| c.get(pages.group)),
+        pages
+            .metadata
+            .offset_index()
+            .and_then(|o| o.get(pages.group)),
+    ) else {
+        return rows;
+    };
+    // Rows of each page of the column at `leaf` that `keep` keeps.
+    let kept_rows = |leaf: usize, keep: &mut dyn FnMut(usize) -> bool| -> Option<u64> {
+        let starts = &offsets.get(leaf)?.page_locations;
+        let ends = starts
+            .iter()
+            .skip(1)
+            .map(|p| p.first_row_index as u64)
+            .chain([rows]);
+        Some(
+            starts
+                .iter()
+                .zip(ends)
+                .enumerate()
+                .filter(|&(page, _)| keep(page))
+                .map(|(_, (start, end))| end - start.first_row_index as u64)
+                .sum(),
+        )
+    };
+    let mut fewest = rows;
+    if let Some(leaf) = pages.time.filter(|_| pages.range != TimeRange::ALL)
+        && let Some(ColumnIndexMetaData::INT64(index)) = columns.get(leaf)
+    {
+        let mut keep = |page: usize| match (index.min_value(page), index.max_value(page)) {
+            (Some(&min), Some(&max)) => pages.range.overlaps(min, max),
+            _ => !index.is_null_page(page),
+        };
+        fewest = fewest.min(kept_rows(leaf, &mut keep).unwrap_or(rows));
+    }
+    let Some(ranges) = ranges else {
+        return fewest;
+    };
+    for tag in pages.equality {
+        let Some(&(name, leaf)) = pages.tags.iter().find(|(name, _)| name == tag) else {
+            continue;
+        };
+        let Some(ColumnIndexMetaData::BYTE_ARRAY(index)) = columns.get(leaf) else {
+            continue;
+        };
+        let mut page_ranges = ranges.clone();
+        let mut keep = |page: usize| {
+            let text =
+                |v: Option<&[u8]>| v.and_then(|v| std::str::from_utf8(v).ok().map(str::to_string));
+            match (text(index.min_value(page)), text(index.max_value(page))) {
+                (Some(min), Some(max)) => {
+                    page_ranges.insert(name.to_string(), (min, max));
+                }
+                _ if index.is_null_page(page) => {
+                    page_ranges.remove(name);
+                }
+                _ => return true,
+            }
+            ranges_may_match(&page_ranges, table, filters)
+        };
+        fewest = fewest.min(kept_rows(leaf, &mut keep).unwrap_or(rows));
+    }
+    fewest
 }
 
 /// Whether reading the bloom filters of `files` may prune a row group that
@@ -255,6 +370,7 @@ mod tests {
             }),
             total,
             kept: groups.to_vec(),
+            may_match: groups.iter().map(|&(_, rows)| rows).sum(),
         }
     }
 
@@ -324,6 +440,88 @@ mod tests {
         let files = [file(1, &[], 4)];
         assert_eq!(spread(&files, 2, false).len(), 1);
         assert!(spread(&files, 2, false)[0].is_empty());
+    }
+
+    /// Four devices of 100 rows each, sorted by device and time, in one row
+    /// group of pages of 25 rows; the footer read back with its page index.
+    fn four_devices() -> (TableSchema, Arc<ParquetMetaData>) {
+        use crate::catalog::{Column, FieldType};
+        use arrow::array::{
+            ArrayRef, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+        };
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+        use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+        let column = |name: &str, kind| Column {
+            name: name.into(),
+            kind,
+        };
+        let table = TableSchema::from_columns(
+            "readings",
+            vec![
+                column("time", ColumnKind::Time),
+                column("device", ColumnKind::Tag),
+                column("v", ColumnKind::Field(FieldType::Float)),
+            ],
+        );
+        let devices: Vec<String> = (0..400).map(|i| format!("d{}", i / 100)).collect();
+        let times: Vec<i64> = (0..400).map(|i| i % 100).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+            arrow::compute::cast(
+                &StringArray::from(devices),
+                table.arrow_schema().field(1).data_type(),
+            )
+            .unwrap(),
+            Arc::new(Float64Array::from(vec![1.0; 400])),
+        ];
+        let batch = RecordBatch::try_new(table.arrow_schema().clone(), columns).unwrap();
+        let props = WriterProperties::builder()
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_data_page_row_count_limit(25)
+            .set_write_batch_size(25)
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(&bytes::Bytes::from(bytes))
+            .unwrap();
+        (table, Arc::new(metadata))
+    }
+
+    #[test]
+    fn the_rows_that_may_match_are_counted_by_page() {
+        use datafusion::prelude::{col, lit};
+
+        let (table, metadata) = four_devices();
+        assert_eq!(
+            metadata.offset_index().unwrap()[0][1].page_locations.len(),
+            16
+        );
+        let file = Arc::new(crate::manifest::tests::file(1));
+        let may_match = |range: TimeRange, filters: &[Expr]| {
+            let groups = prune_metadata(file.clone(), &metadata, &table, range, filters);
+            assert_eq!(groups.kept, [(0, 400)], "the row group is kept");
+            groups.may_match
+        };
+        let first_half = TimeRange { min: 0, max: 49 };
+        let device = |d: &str| col("device").eq(lit(d));
+        // Nothing to judge pages by: the row group.
+        assert_eq!(may_match(TimeRange::ALL, &[]), 400);
+        // One device: its four pages.
+        assert_eq!(may_match(TimeRange::ALL, &[device("d2")]), 100);
+        // Times 0..49: two pages of each device.
+        assert_eq!(may_match(first_half, &[]), 200);
+        // Both: each column judged alone, the fewer kept.
+        assert_eq!(may_match(first_half, &[device("d2")]), 100);
+        // Either of two devices; a device between two pages' bounds.
+        let either = col("device").in_list(vec![lit("d1"), lit("d3")], false);
+        assert_eq!(may_match(TimeRange::ALL, &[either]), 200);
+        assert_eq!(may_match(TimeRange::ALL, &[device("d1x")]), 0);
     }
 
     #[test]

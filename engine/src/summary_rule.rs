@@ -525,7 +525,7 @@ fn reads_tags_and_keys(expr: &Expr, schema: &TableSchema, keys: &mut BTreeSet<St
 }
 
 /// The summaries of some of a table's files, as a table.
-struct SummaryTable {
+pub(crate) struct SummaryTable {
     table: Arc<IngotTable>,
     schema: SchemaRef,
     files: Vec<Arc<FileMeta>>,
@@ -644,6 +644,26 @@ fn split_rows(batches: Vec<RecordBatch>, target: usize) -> Vec<Vec<RecordBatch>>
 }
 
 impl SummaryTable {
+    /// About how many summary rows a scan with `filters` reads: of each
+    /// file the time range and the tags may match, its summary rows in
+    /// proportion to the part of its time span the range covers.
+    pub(crate) fn rows_read(&self, filters: &[Expr]) -> u64 {
+        let range = TimeRange::from_filters(filters);
+        let table = self.table.table_schema();
+        self.files
+            .iter()
+            .filter(|f| tags_may_match(f, &table, filters))
+            .filter_map(|f| {
+                let summary = f.summary.as_ref()?;
+                let (min, max) = (f.min_time - summary.window_ns, f.max_time);
+                let covered = range.max.min(max).saturating_sub(range.min.max(min));
+                let span = max.saturating_sub(min).max(1);
+                let share = (covered.max(0) as f64 / span as f64).min(1.0);
+                Some((summary.rows as f64 * share).ceil() as u64)
+            })
+            .sum()
+    }
+
     /// The decoded summary of `file` in this table's summary schema: from
     /// the cache, or read whole into it when the cache would keep it;
     /// `None` when it is to be read from Parquet.

@@ -17,6 +17,9 @@ fn options() -> Options {
     // Raw rows are under test, not the summaries that answer aggregates.
     o.summary_window = None;
     o.row_group_rows = 500;
+    // How a scan is spread over partitions is under test: no query is
+    // planned on one partition for being small.
+    o.one_partition_rows = 0;
     o
 }
 
