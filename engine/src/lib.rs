@@ -83,6 +83,7 @@ mod summary;
 mod summary_cache;
 mod summary_rule;
 mod system;
+mod table_totals;
 mod tag_chunks;
 mod wal;
 mod write;

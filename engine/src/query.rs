@@ -127,6 +127,7 @@ fn session_template(runtime_env: &Arc<RuntimeEnv>, options: &crate::Options) -> 
         ctx.register_udf(function);
     }
     ctx.add_analyzer_rule(Arc::new(crate::gapfill::GapFillRule));
+    ctx.add_optimizer_rule(Arc::new(crate::table_totals::TableTotalsRule));
     ctx.add_optimizer_rule(Arc::new(LastRowsRule));
     ctx.add_optimizer_rule(Arc::new(SummaryRule));
     ctx.state()
@@ -467,6 +468,37 @@ impl IngotTable {
             tombstones,
             pin,
         }
+    }
+
+    /// The table's row count and time span (`None` when it has no row),
+    /// from the manifest alone, when that is exact: the rows are all in
+    /// files, no two of which may hold the same series and time, no delete
+    /// applies to them and retention hides none. `None` otherwise.
+    pub(crate) fn totals(&self) -> Option<(u64, Option<(i64, i64)>)> {
+        if self.fixed.is_some() || self.share.is_some() {
+            return None;
+        }
+        let Captured {
+            files,
+            chunks,
+            tombstones,
+            ..
+        } = self.capture();
+        let deleted = |f: &FileMeta| tombstones.iter().any(|t| t.applies_to_file(f));
+        let hidden = |f: &FileMeta| self.horizon.is_some_and(|h| f.min_time < h);
+        if !chunks.is_empty() || files.iter().any(|f| deleted(f) || hidden(f)) {
+            return None;
+        }
+        let rows = files.iter().map(|f| f.rows).sum();
+        let span = files
+            .iter()
+            .map(|f| (f.min_time, f.max_time))
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+        let sources = files.into_iter().map(Source::File).collect();
+        overlap_groups(sources)
+            .iter()
+            .all(|group| group.len() == 1)
+            .then_some((rows, span))
     }
 
     /// Whether the table has any source to read (files the summaries do
