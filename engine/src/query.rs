@@ -127,7 +127,7 @@ fn session_template(runtime_env: &Arc<RuntimeEnv>, options: &crate::Options) -> 
         ctx.register_udf(function);
     }
     ctx.add_analyzer_rule(Arc::new(crate::gapfill::GapFillRule));
-    ctx.add_optimizer_rule(Arc::new(crate::table_totals::TableTotalsRule));
+    ctx.add_analyzer_rule(Arc::new(crate::table_totals::TableTotalsRule));
     ctx.add_optimizer_rule(Arc::new(LastRowsRule));
     ctx.add_optimizer_rule(Arc::new(SummaryRule));
     ctx.state()

@@ -45,6 +45,8 @@ pub(crate) async fn one_partition(
         return Ok(None);
     };
     match rows_read(plan, most_rows).await? {
+        // A plan that scans nothing has nothing to spread.
+        Some(0) => Ok(None),
         Some(rows) if rows <= most_rows => {
             let mut state = state.clone();
             state.config_mut().options_mut().execution.target_partitions = 1;

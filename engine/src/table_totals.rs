@@ -2,22 +2,24 @@
 //!
 //! `SELECT count(*), min(time), max(time) FROM readings` (how much is
 //! stored, over what span) needs no row when the manifest's figures are
-//! exact ([`IngotTable::totals`]): every row is in a file, no two files
+//! exact ([`crate::query::IngotTable::totals`]): every row is in a file, no two files
 //! may hold the same series and time, and no delete or retention hides a
 //! row. [`TableTotalsRule`] then replaces the aggregate with one row of
-//! those figures before physical planning, so nothing is planned for the
-//! scan. Otherwise the query is planned as any other (and DataFusion may
-//! still answer it from the scan's statistics).
+//! those figures as the plan is analyzed, so that neither the optimizer
+//! nor the physical planner sees a scan. Otherwise the query is planned as
+//! any other (and DataFusion may still answer it from the scan's
+//! statistics).
 
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, Projection};
-use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::optimizer::AnalyzerRule;
 
 use crate::last_rows::ingot_table;
 use crate::query::is_time;
@@ -35,31 +37,22 @@ enum Total {
     Max,
 }
 
-impl OptimizerRule for TableTotalsRule {
+impl AnalyzerRule for TableTotalsRule {
     fn name(&self) -> &str {
         "ingot_table_totals"
     }
 
-    fn apply_order(&self) -> Option<ApplyOrder> {
-        Some(ApplyOrder::TopDown)
-    }
-
-    fn supports_rewrite(&self) -> bool {
-        true
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> DfResult<Transformed<LogicalPlan>> {
-        let LogicalPlan::Aggregate(aggregate) = &plan else {
-            return Ok(Transformed::no(plan));
-        };
-        match answer(aggregate)? {
-            Some(answer) => Ok(Transformed::yes(answer)),
-            None => Ok(Transformed::no(plan)),
-        }
+    /// Runs last among the analyzer rules, after type coercion, so that the
+    /// optimizer only ever sees the one row.
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| match &node {
+            LogicalPlan::Aggregate(aggregate) => match answer(aggregate)? {
+                Some(answer) => Ok(Transformed::yes(answer)),
+                None => Ok(Transformed::no(node)),
+            },
+            _ => Ok(Transformed::no(node)),
+        })
+        .map(|t| t.data)
     }
 }
 
