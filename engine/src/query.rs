@@ -679,11 +679,12 @@ impl IngotTable {
             .await
     }
 
-    /// About how many rows a scan with `filters` decodes: the rows of the
-    /// memtable chunks in the time range, and of the file pages whose
-    /// bounds may match ([`crate::row_groups`]). Footers come from the
-    /// runtime's metadata cache, which keeps them for the scan.
-    pub(crate) async fn rows_read(&self, filters: &[Expr]) -> DfResult<u64> {
+    /// About how many rows a scan with `filters` decodes, counted until
+    /// past `enough`: the rows of the memtable chunks in the time range,
+    /// and of the file pages whose bounds may match ([`crate::row_groups`]).
+    /// Footers come from the runtime's metadata cache, which keeps them for
+    /// the scan; a wide scan stops after its first few files.
+    pub(crate) async fn rows_read(&self, filters: &[Expr], enough: u64) -> DfResult<u64> {
         let range = TimeRange::from_filters(filters);
         let mut files = Vec::new();
         let mut rows = 0;
@@ -694,8 +695,14 @@ impl IngotTable {
                 Source::Chunk(c) => rows += c.batch.num_rows() as u64,
             }
         }
-        let files = self.row_groups(&files, range, filters).await?;
-        Ok(rows + files.iter().map(|f| f.may_match).sum::<u64>())
+        for some in files.chunks(FOOTERS_AT_ONCE) {
+            if rows > enough {
+                break;
+            }
+            let groups = self.row_groups(some, range, filters).await?;
+            rows += groups.iter().map(|f| f.may_match).sum::<u64>();
+        }
+        Ok(rows)
     }
 
     /// A scan of one file (all columns) that reads its row groups with

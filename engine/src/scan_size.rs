@@ -72,7 +72,7 @@ pub(crate) async fn rows_read(plan: &LogicalPlan, enough: u64) -> DfResult<Optio
         let provider = source_as_provider(&scan.source)?;
         let any: &dyn std::any::Any = provider.as_ref();
         let rows = if let Some(table) = any.downcast_ref::<IngotTable>() {
-            table.rows_read(&scan.filters).await?
+            table.rows_read(&scan.filters, enough - total).await?
         } else if let Some(summaries) = any.downcast_ref::<SummaryTable>() {
             summaries.rows_read(&scan.filters)
         } else if let Some(last) = any.downcast_ref::<LastRowsTable>() {
