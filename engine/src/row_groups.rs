@@ -442,10 +442,23 @@ mod tests {
         assert!(spread(&files, 2, false)[0].is_empty());
     }
 
+    /// A `readings` table of `time`, the tags `tags` and a float field `v`.
+    fn table_with_tags(tags: &[&str]) -> TableSchema {
+        use crate::catalog::{Column, FieldType};
+        let column = |name: &str, kind| Column {
+            name: name.into(),
+            kind,
+        };
+        let columns = std::iter::once(column("time", ColumnKind::Time))
+            .chain(tags.iter().map(|t| column(t, ColumnKind::Tag)))
+            .chain([column("v", ColumnKind::Field(FieldType::Float))])
+            .collect();
+        TableSchema::from_columns("readings", columns)
+    }
+
     /// Four devices of 100 rows each, sorted by device and time, in one row
     /// group of pages of 25 rows; the footer read back with its page index.
     fn four_devices() -> (TableSchema, Arc<ParquetMetaData>) {
-        use crate::catalog::{Column, FieldType};
         use arrow::array::{
             ArrayRef, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
         };
@@ -453,18 +466,7 @@ mod tests {
         use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
         use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-        let column = |name: &str, kind| Column {
-            name: name.into(),
-            kind,
-        };
-        let table = TableSchema::from_columns(
-            "readings",
-            vec![
-                column("time", ColumnKind::Time),
-                column("device", ColumnKind::Tag),
-                column("v", ColumnKind::Field(FieldType::Float)),
-            ],
-        );
+        let table = table_with_tags(&["device"]);
         let devices: Vec<String> = (0..400).map(|i| format!("d{}", i / 100)).collect();
         let times: Vec<i64> = (0..400).map(|i| i % 100).collect();
         let columns: Vec<ArrayRef> = vec![
@@ -526,22 +528,9 @@ mod tests {
 
     #[test]
     fn bloom_filters_are_read_for_tags_a_file_is_not_sorted_by_first() {
-        use crate::catalog::{Column, FieldType};
         use datafusion::prelude::{col, lit};
 
-        let column = |name: &str, kind| Column {
-            name: name.into(),
-            kind,
-        };
-        let table = TableSchema::from_columns(
-            "readings",
-            vec![
-                column("time", ColumnKind::Time),
-                column("plant", ColumnKind::Tag),
-                column("device", ColumnKind::Tag),
-                column("v", ColumnKind::Field(FieldType::Float)),
-            ],
-        );
+        let table = table_with_tags(&["plant", "device"]);
         let by = |key: &[&str]| {
             Arc::new(FileMeta {
                 sort_key: Some(key.iter().map(|k| k.to_string()).collect()),
