@@ -371,6 +371,11 @@ struct IngestArgs {
     /// (default: the engine's; 0 reads every file from the store each time).
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// Embedded: the memtable's budget in MiB (default: the engine's, 1024).
+    /// A flush starts when half of it is written, so a smaller budget
+    /// flushes smaller pieces more often.
+    #[arg(long)]
+    memtable_mib: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -438,6 +443,9 @@ type Shared<T> = Arc<Mutex<T>>;
 fn ingest(args: IngestArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.object_store.is_some() && !matches!(args.target, Target::Embedded) {
         return Err("--object-store works with --target embedded only".into());
+    }
+    if args.memtable_mib.is_some() && !matches!(args.target, Target::Embedded) {
+        return Err("--memtable-mib works with --target embedded only".into());
     }
     let preset = Preset::by_name(&args.preset).ok_or_else(|| {
         format!(
@@ -579,6 +587,9 @@ fn ingest_embedded(
     options.wal_sync = args.wal_sync;
     if let Some(minutes) = args.summary_minutes {
         options.summary_window = (minutes > 0).then(|| Duration::from_secs(minutes * 60));
+    }
+    if let Some(mib) = args.memtable_mib {
+        options.memtable_budget_bytes = mib << 20;
     }
     in_bucket(&mut options, args.object_store.as_deref(), args.cache_bytes)?;
     let engine = Engine::open(dir, options)?;
