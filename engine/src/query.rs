@@ -656,12 +656,13 @@ impl IngotTable {
     }
 
     /// The row groups of `files` that may hold rows in `range` passing
-    /// `filters`, from the footers in the runtime's metadata cache.
+    /// `filters`, from the footers in the runtime's metadata cache; with
+    /// `count_pages`, the rows of their pages that may match too.
     async fn row_groups(
         &self,
         files: &[Arc<FileMeta>],
-        range: TimeRange,
-        filters: &[Expr],
+        (range, filters): (TimeRange, &[Expr]),
+        count_pages: bool,
     ) -> DfResult<Vec<crate::row_groups::FileRowGroups>> {
         let cache = self
             .shared
@@ -672,7 +673,8 @@ impl IngotTable {
         futures::stream::iter(files.iter().cloned())
             .map(|f| {
                 let (store, cache) = (store.clone(), cache.clone());
-                crate::row_groups::prune(store, cache, f, &self.schema, range, filters)
+                let query = (range, filters);
+                crate::row_groups::prune(store, cache, f, &self.schema, query, count_pages)
             })
             .buffered(FOOTERS_AT_ONCE)
             .try_collect()
@@ -699,7 +701,7 @@ impl IngotTable {
             if rows > enough {
                 break;
             }
-            let groups = self.row_groups(some, range, filters).await?;
+            let groups = self.row_groups(some, (range, filters), true).await?;
             rows += groups.iter().map(|f| f.may_match).sum::<u64>();
         }
         Ok(rows)
@@ -715,7 +717,7 @@ impl IngotTable {
         pin: &Arc<ReadPin>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let files = self
-            .row_groups(std::slice::from_ref(file), range, &[])
+            .row_groups(std::slice::from_ref(file), (range, &[]), false)
             .await?;
         let target = state.config().target_partitions().max(1);
         let groups = crate::row_groups::spread(&files, target, false);
@@ -1430,7 +1432,9 @@ impl IngotTable {
             // Ingot deals the row groups that may match to the partitions
             // itself ([`crate::row_groups`]); DataFusion's own split of
             // files into byte ranges is off.
-            let files = self.row_groups(&plain_files, range, filters).await?;
+            let files = self
+                .row_groups(&plain_files, (range, filters), false)
+                .await?;
             counts.row_groups_pruned = files.iter().map(|f| f.total - f.kept.len()).sum();
             let target = state.config().target_partitions().max(1);
             let groups = crate::row_groups::spread(&files, target, ordering.is_some());

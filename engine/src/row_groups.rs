@@ -40,36 +40,44 @@ pub(crate) struct FileRowGroups {
     /// The ones that may match, in file order, with their row counts.
     pub kept: Vec<(usize, u64)>,
     /// How many rows of the kept row groups may match, judged page by page
-    /// where the file has a page index ([`pages_may_match`]): what the scan
-    /// is expected to decode.
+    /// where the file has a page index ([`pages_may_match`]) when pages
+    /// were counted, else the kept row groups' rows: what the scan is
+    /// expected to decode.
     pub may_match: u64,
 }
 
 /// Prunes the row groups of `file` by `range` and the tag conjuncts of
 /// `filters`, from the file's footer (read through `cache`, which keeps it
-/// for the scan that follows).
+/// for the scan that follows); with `count_pages`, also counts the rows of
+/// the pages that may match (an estimate only a planner needs).
 pub(crate) async fn prune(
     store: Arc<dyn ObjectStore>,
     cache: Arc<FileMetadataCache>,
     file: Arc<FileMeta>,
     table: &TableSchema,
-    range: TimeRange,
-    filters: &[Expr],
+    (range, filters): (TimeRange, &[Expr]),
+    count_pages: bool,
 ) -> DfResult<FileRowGroups> {
     let object = PartitionedFile::new(file.path.clone(), file.bytes).object_meta;
     let metadata = DFParquetMetadata::new(store.as_ref(), &object)
         .with_file_metadata_cache(Some(cache))
         .fetch_metadata()
         .await?;
-    Ok(prune_metadata(file, &metadata, table, range, filters))
+    Ok(prune_metadata(
+        file,
+        &metadata,
+        table,
+        (range, filters),
+        count_pages,
+    ))
 }
 
 fn prune_metadata(
     file: Arc<FileMeta>,
     metadata: &ParquetMetaData,
     table: &TableSchema,
-    range: TimeRange,
-    filters: &[Expr],
+    (range, filters): (TimeRange, &[Expr]),
+    count_pages: bool,
 ) -> FileRowGroups {
     let schema = metadata.file_metadata().schema_descr();
     let leaf = |name: &str| (0..schema.num_columns()).find(|&i| schema.column(i).name() == name);
@@ -100,15 +108,20 @@ fn prune_metadata(
                 ranges => ranges,
             },
         };
-        let pages = PageBounds {
-            metadata,
-            group: i,
-            time,
-            range,
-            tags: &tags,
-            equality: &equality,
+        may_match += match count_pages {
+            true => {
+                let pages = PageBounds {
+                    metadata,
+                    group: i,
+                    time,
+                    range,
+                    tags: &tags,
+                    equality: &equality,
+                };
+                pages_may_match(&pages, ranges.as_ref(), table, filters)
+            }
+            false => group.num_rows() as u64,
         };
-        may_match += pages_may_match(&pages, ranges.as_ref(), table, filters);
         kept.push((i, group.num_rows() as u64));
     }
     FileRowGroups {
@@ -506,7 +519,7 @@ mod tests {
         );
         let file = Arc::new(crate::manifest::tests::file(1));
         let may_match = |range: TimeRange, filters: &[Expr]| {
-            let groups = prune_metadata(file.clone(), &metadata, &table, range, filters);
+            let groups = prune_metadata(file.clone(), &metadata, &table, (range, filters), true);
             assert_eq!(groups.kept, [(0, 400)], "the row group is kept");
             groups.may_match
         };
