@@ -11,7 +11,11 @@
 //! `pg` serves the same SQL over the PostgreSQL wire protocol, `mqtt`
 //! subscribes to a broker, `prometheus` takes remote write.
 //! `route` is the write front of a cluster of writer nodes.
+//! `allocator` makes every program that links this crate (`ingot`,
+//! `ingot-bench`) allocate with jemalloc.
 
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+mod allocator;
 mod auth;
 pub mod client;
 mod convert;
