@@ -7,10 +7,12 @@
 //! 4 KiB page at a time: a `small` load took close to a million page
 //! faults, a third of its CPU time in the kernel. jemalloc keeps freed
 //! memory for the next buffer, and with `thp:always` maps its extents as
-//! 2 MiB pages (`bench/RESULTS.md`, "jemalloc on huge pages").
+//! 2 MiB pages (`bench/RESULTS.md`, "jemalloc on huge pages"). It replaces
+//! `malloc` for the whole process, so the C libraries (zstd's contexts)
+//! allocate from it too.
 //!
-//! `MALLOC_CONF` settings given at run time through `_RJEM_MALLOC_CONF`
-//! are applied after these.
+//! Options given at run time in the `MALLOC_CONF` environment variable are
+//! applied after the ones compiled in here.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
