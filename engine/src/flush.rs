@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::last_rows::{self, LastRowsMeta};
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
-use crate::parquet_file::{decimal_scales, prepare, write_parallel};
+use crate::parquet_file::{prepare, write_parallel};
 use crate::summary::{self, SummaryMeta};
 use crate::wal::sync_dir;
 use crate::write::time_values;
@@ -239,14 +239,12 @@ pub(crate) async fn flush_memtable(
             let min_time = times.iter().copied().min().unwrap_or(start);
             let max_time = times.iter().copied().max().unwrap_or(start);
             let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
-            let scales = decimal_scales(&batch, &schema);
             let (layout, file_batch) = prepare(
                 &batch,
                 &schema,
                 &sorted.key_order,
                 shape.row_group_rows,
                 shape.time_slice_ns,
-                &scales,
             )?;
             // The summary is built, from the same decimals, while the file
             // is encoded.

@@ -46,32 +46,52 @@ const DECIMAL_PRECISION: u8 = 18;
 /// Largest decimal scale tried.
 const MAX_SCALE: i32 = 9;
 /// Rows of a column encoded both ways to choose its encoding.
+/// The smallest exact decimal scale of these rows of a float column is
+/// taken as the whole column's, before every value is converted (and
+/// checked).
 const SAMPLE_ROWS: usize = 1 << 17;
 const ZSTD_LEVEL: i32 = 3;
 
 /// The layout of the file for a batch sorted by `sort_tags` (schema
 /// positions), then time (within time slices `time_slice_ns` wide, when
 /// given), and the batch as that file stores it, ready for
-/// [`write_parallel`]. `scales` are the batch's [`decimal_scales`].
+/// [`write_parallel`]. Float fields whose values are all decimals are
+/// stored as decimals at their smallest exact scale.
 pub(crate) fn prepare(
     batch: &RecordBatch,
     schema: &TableSchema,
     sort_tags: &[usize],
     row_group_rows: usize,
     time_slice_ns: Option<i64>,
-    scales: &[Option<i8>],
 ) -> Result<(Layout, RecordBatch)> {
     let started = std::time::Instant::now();
-    let layout = Layout::new(
-        batch,
+    // The scales are chosen from the first rows, and converting every value
+    // checks them: the smallest exact scale of a sample is the column's
+    // unless a later value needs a finer one, and then every value is
+    // searched.
+    let layout_for = |scales: &[Option<i8>]| {
+        Layout::new(
+            batch,
+            schema,
+            sort_tags,
+            time_slice_ns,
+            row_group_rows,
+            scales,
+        )
+    };
+    let layout = layout_for(&decimal_scales(
+        &batch.slice(0, batch.num_rows().min(SAMPLE_ROWS)),
         schema,
-        sort_tags,
-        time_slice_ns,
-        row_group_rows,
-        scales,
-    )?;
+    ))?;
     let layout_ms = started.elapsed().as_millis() as u64;
-    let file_batch = layout.to_file(batch)?;
+    let (layout, file_batch) = match layout.try_to_file(batch)? {
+        Some(file_batch) => (layout, file_batch),
+        None => {
+            let layout = layout_for(&decimal_scales(batch, schema))?;
+            let file_batch = layout.to_file(batch)?;
+            (layout, file_batch)
+        }
+    };
     let convert_ms = started.elapsed().as_millis() as u64 - layout_ms;
     tracing::debug!(layout_ms, convert_ms, "file layout chosen");
     Ok((layout, file_batch))
@@ -250,22 +270,33 @@ impl Layout {
     /// `batch` (in the table's schema) as the file stores it. Fails if a
     /// float is not exact at its column's decimal scale.
     pub fn to_file(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let jobs: Vec<_> = batch
-            .columns()
-            .iter()
-            .zip(&self.scales)
-            .zip(self.schema.fields())
-            .collect();
+        self.try_to_file(batch)?.ok_or_else(|| {
+            let column = self
+                .scales
+                .iter()
+                .zip(self.schema.fields())
+                .zip(batch.columns())
+                .find(|((scale, _), array)| {
+                    scale.is_some_and(|scale| to_decimal(array, scale).is_none())
+                })
+                .map_or("?", |((_, field), _)| field.name().as_str());
+            inexact(column)
+        })
+    }
+
+    /// [`Layout::to_file`], or `None` if a float is not exact at its
+    /// column's decimal scale.
+    fn try_to_file(&self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        let jobs: Vec<_> = batch.columns().iter().zip(&self.scales).collect();
         let columns =
-            crate::parallel::map_columns(batch.num_rows(), jobs, |((array, scale), field)| {
-                match scale {
-                    Some(scale) => to_decimal(array, *scale).ok_or_else(|| inexact(field.name())),
-                    None => Ok(array.clone()),
-                }
-            })
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+            crate::parallel::map_columns(batch.num_rows(), jobs, |(array, scale)| match scale {
+                Some(scale) => to_decimal(array, *scale),
+                None => Some(array.clone()),
+            });
+        let Some(columns) = columns.into_iter().collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
     }
 }
 
@@ -288,8 +319,6 @@ fn write(batch: &RecordBatch, props: WriterPropertiesBuilder) -> Result<Vec<u8>>
     Ok(out)
 }
 
-/// The smallest decimal scale at which every value of the float column is
-/// exact, or `None` if there is none up to 9.
 /// Every row of a whole Parquet file held in memory, in its own schema.
 pub(crate) fn read_all(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
@@ -309,6 +338,8 @@ pub(crate) fn decimal_scales(batch: &RecordBatch, schema: &TableSchema) -> Vec<O
         .collect()
 }
 
+/// The smallest decimal scale at which every value of the float column is
+/// exact, or `None` if there is none up to 9.
 pub(crate) fn decimal_scale(array: &ArrayRef) -> Option<i8> {
     let floats = array.as_any().downcast_ref::<Float64Array>()?;
     (0..=MAX_SCALE as i8).find(|&scale| {
@@ -347,23 +378,21 @@ pub(crate) fn to_decimal(array: &ArrayRef, scale: i8) -> Option<ArrayRef> {
     let floats = array.as_any().downcast_ref::<Float64Array>()?;
     // The same power of ten arrow's decimal-to-float cast divides by.
     let p = 10_f64.powi(scale as i32);
-    let ints: Vec<i128> = if floats.null_count() == 0 {
-        floats
-            .values()
-            .iter()
-            .map(|&v| decimal_units(v, p).map(i128::from))
-            .collect::<Option<_>>()?
+    // Filled in place: a collected `Option<Vec<_>>` cannot know its length
+    // and grows by copying, which for a flush's columns is most of the cost.
+    let mut ints: Vec<i128> = Vec::with_capacity(floats.len());
+    if floats.null_count() == 0 {
+        for &v in floats.values() {
+            ints.push(decimal_units(v, p)?.into());
+        }
     } else {
-        floats
-            .values()
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| match floats.is_null(i) {
-                true => Some(0),
-                false => decimal_units(v, p).map(i128::from),
-            })
-            .collect::<Option<_>>()?
-    };
+        for (i, &v) in floats.values().iter().enumerate() {
+            ints.push(match floats.is_null(i) {
+                true => 0,
+                false => decimal_units(v, p)?.into(),
+            });
+        }
+    }
     let decimal = Decimal128Array::new(ints.into(), floats.nulls().cloned())
         .with_precision_and_scale(DECIMAL_PRECISION, scale)
         .ok()?;
@@ -441,6 +470,59 @@ mod tests {
         for (a, b) in values.iter().zip(back.values()) {
             assert_eq!(a.to_bits(), b.to_bits());
         }
+    }
+
+    #[test]
+    fn a_value_past_the_sample_that_needs_a_finer_scale_gets_it() {
+        use crate::catalog::{Column, arrow_field};
+        let table = TableSchema::from_columns(
+            "t",
+            vec![
+                Column {
+                    name: "time".into(),
+                    kind: ColumnKind::Time,
+                },
+                Column {
+                    name: "temp".into(),
+                    kind: ColumnKind::Field(FieldType::Float),
+                },
+            ],
+        );
+        let schema = Arc::new(Schema::new(
+            table
+                .columns()
+                .iter()
+                .map(|c| arrow_field(&c.name, c.kind))
+                .collect::<Vec<_>>(),
+        ));
+        // Tenths in the sampled rows, one hundredth after them.
+        let n = SAMPLE_ROWS + 10;
+        let mut temps: Vec<f64> = (0..n).map(|i| (i % 1000) as f64 / 10.0).collect();
+        temps[n - 3] = 21.37;
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    arrow::array::TimestampNanosecondArray::from_iter_values(0..n as i64)
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Float64Array::from(temps.clone())),
+            ],
+        )
+        .unwrap();
+        let (layout, file_batch) = prepare(&batch, &table, &[], n, None).unwrap();
+        assert_eq!(
+            layout.schema.field(1).data_type(),
+            &DataType::Decimal128(DECIMAL_PRECISION, 2)
+        );
+        let back = arrow::compute::cast(file_batch.column(1), &DataType::Float64).unwrap();
+        let back = back.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert!(
+            temps
+                .iter()
+                .zip(back.values())
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
     }
 
     /// Deterministic noise in [-half, half].

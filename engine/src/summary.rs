@@ -22,6 +22,7 @@
 //! and the summary stores them as decimals, like the data file.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -32,7 +33,8 @@ use arrow::array::{
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch};
 use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int32Type, Int64Type, UInt64Type,
+    ArrowNativeTypeOp, ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int32Type,
+    Int64Type, UInt64Type,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::schema::types::ColumnPath;
@@ -309,10 +311,8 @@ impl Builder {
         }
         let groups = first_row.len();
         let first = UInt32Array::from(first_row);
-        let mut rows = vec![0i64; groups];
-        for &g in &group_of {
-            rows[g as usize] += 1;
-        }
+        let runs = Runs::of(&group_of, groups);
+        let rows = runs.rows.clone();
 
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.summary.columns().len());
         for c in self.summary.columns() {
@@ -355,7 +355,7 @@ impl Builder {
                 }
                 _ => FieldValues::Other(batch.column(i)),
             };
-            columns.extend(field_stats(values, c.kind, &group_of, &rows)?);
+            columns.extend(field_stats(values, c.kind, &runs)?);
         }
         Ok(RecordBatch::try_new(
             self.summary.arrow_schema().clone(),
@@ -470,15 +470,79 @@ enum FieldValues<'a> {
     Other(&'a ArrayRef),
 }
 
-/// A field's count, and for numbers its sum, minimum and maximum, per group
-/// (`rows` holds each group's row count); a float field whose values are
-/// decimals is summed exactly, in its units.
-fn field_stats(
-    values: FieldValues<'_>,
-    kind: ColumnKind,
-    group_of: &[u32],
-    rows: &[i64],
-) -> Result<Vec<ArrayRef>> {
+/// Each row's group, and the same as runs: the rows of a flushed file come
+/// sorted by series and time, so a group's rows mostly follow one another,
+/// and a run's statistics are taken over a slice.
+struct Runs<'a> {
+    group_of: &'a [u32],
+    /// (group, rows) in row order; neighbours differ in group.
+    runs: Vec<(u32, Range<usize>)>,
+    /// Each group's row count.
+    rows: Vec<i64>,
+}
+
+impl<'a> Runs<'a> {
+    fn of(group_of: &'a [u32], groups: usize) -> Self {
+        let mut runs: Vec<(u32, Range<usize>)> = Vec::new();
+        let mut rows = vec![0i64; groups];
+        for (i, &g) in group_of.iter().enumerate() {
+            rows[g as usize] += 1;
+            match runs.last_mut() {
+                Some((last, range)) if *last == g => range.end = i + 1,
+                _ => runs.push((g, i..i + 1)),
+            }
+        }
+        Self {
+            group_of,
+            runs,
+            rows,
+        }
+    }
+
+    /// Adds each run's statistics (`stats` of its slice of `values`) to its
+    /// group's with `add`.
+    fn fold<V, S>(&self, values: &[V], stats: impl Fn(&[V]) -> S, mut add: impl FnMut(usize, S)) {
+        for (g, rows) in &self.runs {
+            add(*g as usize, stats(&values[rows.clone()]));
+        }
+    }
+}
+
+/// The wrapping sum, minimum and maximum of a slice of integers.
+fn int_stats<T: ArrowNativeTypeOp + Ord>(values: &[T]) -> (T, T, T) {
+    let (mut sum, mut lo, mut hi) = (T::ZERO, values[0], values[0]);
+    for &v in values {
+        sum = sum.add_wrapping(v);
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    (sum, lo, hi)
+}
+
+/// The exact sum, minimum and maximum of a slice of a decimal column's
+/// units, each of at most 18 digits (an `i64`).
+fn decimal_stats(units: &[i128]) -> (i128, i128, i128) {
+    let (mut sum, mut lo, mut hi) = (0i64, i64::MAX, i64::MIN);
+    for &u in units {
+        let u = u as i64;
+        sum = sum.wrapping_add(u);
+        lo = lo.min(u);
+        hi = hi.max(u);
+    }
+    // No partial sum can pass the largest magnitude times the count; when
+    // that fits an i64, the wrapping sum never wrapped.
+    let bound = lo.unsigned_abs().max(hi.unsigned_abs()) as u128 * units.len() as u128;
+    if bound <= i64::MAX as u128 {
+        (sum.into(), lo.into(), hi.into())
+    } else {
+        (units.iter().sum(), lo.into(), hi.into())
+    }
+}
+
+/// A field's count, and for numbers its sum, minimum and maximum, per group;
+/// a float field whose values are decimals is summed exactly, in its units.
+fn field_stats(values: FieldValues<'_>, kind: ColumnKind, runs: &Runs) -> Result<Vec<ArrayRef>> {
+    let (group_of, rows) = (runs.group_of, &runs.rows);
     let groups = rows.len();
     let array: &dyn Array = match &values {
         FieldValues::Decimal(a) => *a,
@@ -510,13 +574,19 @@ fn field_stats(
                 vec![i128::MAX; groups],
                 vec![i128::MIN; groups],
             );
-            for (i, &g) in group_of.iter().enumerate() {
-                if valid(i) {
-                    let (g, u) = (g as usize, units[i]);
-                    sum[g] += u;
-                    min[g] = min[g].min(u);
-                    max[g] = max[g].max(u);
+            let mut add = |g: usize, (s, lo, hi): (i128, i128, i128)| {
+                sum[g] += s;
+                min[g] = min[g].min(lo);
+                max[g] = max[g].max(hi);
+            };
+            if nulls || decimals.precision() > 18 {
+                for (i, &g) in group_of.iter().enumerate() {
+                    if valid(i) {
+                        add(g as usize, (units[i], units[i], units[i]));
+                    }
                 }
+            } else {
+                runs.fold(units, decimal_stats, add);
             }
             let floats = |units: Vec<i128>| units.into_iter().map(|u| u as f64 / p).collect();
             out.extend([sum, min, max].map(|v| where_counted::<Float64Type>(floats(v), &count)));
@@ -569,13 +639,19 @@ fn field_stats(
                 vec![i64::MAX; groups],
                 vec![i64::MIN; groups],
             );
-            for (i, &g) in group_of.iter().enumerate() {
-                if valid(i) {
-                    let (g, v) = (g as usize, a[i]);
-                    sum[g] = sum[g].wrapping_add(v);
-                    min[g] = min[g].min(v);
-                    max[g] = max[g].max(v);
+            let mut add = |g: usize, (s, lo, hi): (i64, i64, i64)| {
+                sum[g] = sum[g].wrapping_add(s);
+                min[g] = min[g].min(lo);
+                max[g] = max[g].max(hi);
+            };
+            if nulls {
+                for (i, &g) in group_of.iter().enumerate() {
+                    if valid(i) {
+                        add(g as usize, (a[i], a[i], a[i]));
+                    }
                 }
+            } else {
+                runs.fold(a, int_stats, add);
             }
             out.extend([sum, min, max].map(|v| where_counted::<Int64Type>(v, &count)));
         }
@@ -586,13 +662,19 @@ fn field_stats(
                 vec![u64::MAX; groups],
                 vec![0u64; groups],
             );
-            for (i, &g) in group_of.iter().enumerate() {
-                if valid(i) {
-                    let (g, v) = (g as usize, a[i]);
-                    sum[g] = sum[g].wrapping_add(v);
-                    min[g] = min[g].min(v);
-                    max[g] = max[g].max(v);
+            let mut add = |g: usize, (s, lo, hi): (u64, u64, u64)| {
+                sum[g] = sum[g].wrapping_add(s);
+                min[g] = min[g].min(lo);
+                max[g] = max[g].max(hi);
+            };
+            if nulls {
+                for (i, &g) in group_of.iter().enumerate() {
+                    if valid(i) {
+                        add(g as usize, (a[i], a[i], a[i]));
+                    }
                 }
+            } else {
+                runs.fold(a, int_stats, add);
             }
             out.extend([sum, min, max].map(|v| where_counted::<UInt64Type>(v, &count)));
         }
@@ -769,6 +851,24 @@ mod tests {
         assert_eq!(sum.as_primitive::<Float64Type>().value(0), 1.0);
         let bytes = encode(&summary_schema(&t), &out).unwrap();
         assert!(!bytes.is_empty());
+    }
+
+    #[test]
+    fn run_statistics_are_exact_at_any_magnitude() {
+        // Eighteen-digit units: their sum passes an i64.
+        let big = vec![999_999_999_999_999_999i128; 20];
+        assert_eq!(
+            decimal_stats(&big),
+            (19_999_999_999_999_999_980, big[0], big[0])
+        );
+        let mixed = [-5i128, 7, 0, -2];
+        assert_eq!(decimal_stats(&mixed), (0, -5, 7));
+        // Integer sums wrap, as the row-by-row sums did.
+        assert_eq!(int_stats(&[i64::MAX, 1, -3]), (i64::MAX - 2, -3, i64::MAX));
+        let groups = [0u32, 0, 1, 1, 0, 2];
+        let runs = Runs::of(&groups, 3);
+        assert_eq!(runs.rows, [3, 2, 1]);
+        assert_eq!(runs.runs, [(0, 0..2), (1, 2..4), (0, 4..5), (2, 5..6)]);
     }
 
     #[test]
