@@ -25,13 +25,11 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Decimal128Array, Float64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{
-    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
-};
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::SortingColumn;
@@ -113,23 +111,23 @@ pub(crate) fn write_parallel(
     // A row group at a time: its chunks are held until it is appended.
     for (group, start) in (0..batch.num_rows()).step_by(rows).enumerate() {
         let slice = batch.slice(start, rows.min(batch.num_rows() - start));
-        let mut writers = factory.create_column_writers(group)?.into_iter();
-        let mut jobs = Vec::new();
-        for (field, column) in slice.schema().fields().iter().zip(slice.columns()) {
-            let leaves = compute_leaves(field, column)?;
-            let whole = (leaves.len() == 1).then(|| column.clone());
-            for leaf in leaves {
-                let writer = writers.next().ok_or_else(|| {
-                    Error::Internal("fewer Parquet column writers than leaves".into())
-                })?;
-                jobs.push(ChunkJob {
-                    writer,
-                    leaf,
-                    column: whole.clone(),
-                    descr: file.schema_descr().column(jobs.len()),
-                });
-            }
+        let writers = factory.create_column_writers(group)?;
+        if writers.len() != slice.num_columns() {
+            return Err(Error::Internal(
+                "a file's columns are each written as one Parquet column".into(),
+            ));
         }
+        let jobs: Vec<ChunkJob> = writers
+            .into_iter()
+            .zip(slice.schema().fields().iter().zip(slice.columns()))
+            .enumerate()
+            .map(|(i, (writer, (field, column)))| ChunkJob {
+                writer,
+                field: field.clone(),
+                column: column.clone(),
+                descr: file.schema_descr().column(i),
+            })
+            .collect();
         let chunks = encode_chunks(jobs, &props)?;
         let mut row_group = file.next_row_group()?;
         for chunk in chunks {
@@ -144,12 +142,11 @@ pub(crate) fn write_parallel(
     Ok(out)
 }
 
-/// One column chunk of a row group to encode: the leaf for arrow-rs'
-/// writer and, for a column of one leaf, the column itself.
+/// One column chunk of a row group to encode, with arrow-rs' writer for it.
 struct ChunkJob {
     writer: ArrowColumnWriter,
-    leaf: ArrowLeafColumn,
-    column: Option<ArrayRef>,
+    field: FieldRef,
+    column: ArrayRef,
     descr: ColumnDescPtr,
 }
 
@@ -160,16 +157,17 @@ enum Chunk {
 }
 
 /// Encodes each chunk, on up to one thread per core; the chunks come back
-/// in the order of `jobs`.
+/// in the order of `jobs`. Levels are computed on the chunk's thread, and
+/// only for the chunks arrow-rs writes.
 fn encode_chunks(jobs: Vec<ChunkJob>, props: &WriterProperties) -> Result<Vec<Chunk>> {
     crate::parallel::map(jobs, |job| {
-        if let Some(column) = &job.column
-            && let Some((bytes, close)) = crate::tag_chunks::encode(column, &job.descr, props)?
-        {
+        if let Some((bytes, close)) = crate::tag_chunks::encode(&job.column, &job.descr, props)? {
             return Ok(Chunk::Runs(bytes, close));
         }
         let mut writer = job.writer;
-        writer.write(&job.leaf)?;
+        for leaf in compute_leaves(&job.field, &job.column)? {
+            writer.write(&leaf)?;
+        }
         Ok(Chunk::Arrow(writer.close()?))
     })
     .into_iter()
