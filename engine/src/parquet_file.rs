@@ -43,10 +43,9 @@ use crate::error::{Error, Result};
 const DECIMAL_PRECISION: u8 = 18;
 /// Largest decimal scale tried.
 const MAX_SCALE: i32 = 9;
-/// Rows of a column encoded both ways to choose its encoding.
-/// The smallest exact decimal scale of these rows of a float column is
-/// taken as the whole column's, before every value is converted (and
-/// checked).
+/// Rows of a column encoded each way to choose its encoding. A float
+/// column's smallest exact decimal scale over these rows is taken as the
+/// whole column's; converting every value then checks it.
 const SAMPLE_ROWS: usize = 1 << 17;
 const ZSTD_LEVEL: i32 = 3;
 
@@ -472,7 +471,7 @@ mod tests {
 
     #[test]
     fn a_value_past_the_sample_that_needs_a_finer_scale_gets_it() {
-        use crate::catalog::{Column, arrow_field};
+        use crate::catalog::Column;
         let table = TableSchema::from_columns(
             "t",
             vec![
@@ -486,19 +485,12 @@ mod tests {
                 },
             ],
         );
-        let schema = Arc::new(Schema::new(
-            table
-                .columns()
-                .iter()
-                .map(|c| arrow_field(&c.name, c.kind))
-                .collect::<Vec<_>>(),
-        ));
         // Tenths in the sampled rows, one hundredth after them.
         let n = SAMPLE_ROWS + 10;
         let mut temps: Vec<f64> = (0..n).map(|i| (i % 1000) as f64 / 10.0).collect();
         temps[n - 3] = 21.37;
         let batch = RecordBatch::try_new(
-            schema,
+            table.arrow_schema().clone(),
             vec![
                 Arc::new(
                     arrow::array::TimestampNanosecondArray::from_iter_values(0..n as i64)

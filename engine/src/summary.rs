@@ -633,50 +633,10 @@ fn field_stats(values: FieldValues<'_>, kind: ColumnKind, runs: &Runs) -> Result
             out.extend([sum, min, max].map(|v| where_counted::<Float64Type>(v, &count)));
         }
         (ColumnKind::Field(FieldType::Integer), FieldValues::Other(array)) => {
-            let a = array.as_primitive::<Int64Type>().values();
-            let (mut sum, mut min, mut max) = (
-                vec![0i64; groups],
-                vec![i64::MAX; groups],
-                vec![i64::MIN; groups],
-            );
-            let mut add = |g: usize, (s, lo, hi): (i64, i64, i64)| {
-                sum[g] = sum[g].wrapping_add(s);
-                min[g] = min[g].min(lo);
-                max[g] = max[g].max(hi);
-            };
-            if nulls {
-                for (i, &g) in group_of.iter().enumerate() {
-                    if valid(i) {
-                        add(g as usize, (a[i], a[i], a[i]));
-                    }
-                }
-            } else {
-                runs.fold(a, int_stats, add);
-            }
-            out.extend([sum, min, max].map(|v| where_counted::<Int64Type>(v, &count)));
+            out.extend(integer_stats::<Int64Type>(array, runs, &count));
         }
         (ColumnKind::Field(FieldType::UInteger), FieldValues::Other(array)) => {
-            let a = array.as_primitive::<UInt64Type>().values();
-            let (mut sum, mut min, mut max) = (
-                vec![0u64; groups],
-                vec![u64::MAX; groups],
-                vec![0u64; groups],
-            );
-            let mut add = |g: usize, (s, lo, hi): (u64, u64, u64)| {
-                sum[g] = sum[g].wrapping_add(s);
-                min[g] = min[g].min(lo);
-                max[g] = max[g].max(hi);
-            };
-            if nulls {
-                for (i, &g) in group_of.iter().enumerate() {
-                    if valid(i) {
-                        add(g as usize, (a[i], a[i], a[i]));
-                    }
-                }
-            } else {
-                runs.fold(a, int_stats, add);
-            }
-            out.extend([sum, min, max].map(|v| where_counted::<UInt64Type>(v, &count)));
+            out.extend(integer_stats::<UInt64Type>(array, runs, &count));
         }
         (ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger), _) => {
             return Err(Error::Internal(format!(
@@ -687,6 +647,37 @@ fn field_stats(values: FieldValues<'_>, kind: ColumnKind, runs: &Runs) -> Result
         _ => {}
     }
     Ok(out)
+}
+
+/// An integer field's wrapping sum, minimum and maximum per group, of its
+/// non-null values (`count` of them in each group).
+fn integer_stats<T>(array: &ArrayRef, runs: &Runs, count: &[i64]) -> [ArrayRef; 3]
+where
+    T: ArrowPrimitiveType,
+    T::Native: Ord,
+{
+    let a = array.as_primitive::<T>().values();
+    let groups = runs.rows.len();
+    let (mut sum, mut min, mut max) = (
+        vec![T::Native::ZERO; groups],
+        vec![T::Native::MAX_TOTAL_ORDER; groups],
+        vec![T::Native::MIN_TOTAL_ORDER; groups],
+    );
+    let mut add = |g: usize, (s, lo, hi): (T::Native, T::Native, T::Native)| {
+        sum[g] = sum[g].add_wrapping(s);
+        min[g] = min[g].min(lo);
+        max[g] = max[g].max(hi);
+    };
+    if array.null_count() > 0 {
+        for (i, &g) in runs.group_of.iter().enumerate() {
+            if array.is_valid(i) {
+                add(g as usize, (a[i], a[i], a[i]));
+            }
+        }
+    } else {
+        runs.fold(a, int_stats, add);
+    }
+    [sum, min, max].map(|v| where_counted::<T>(v, count))
 }
 
 /// A statistic per group, null where the group has no value (`count`).
