@@ -62,6 +62,7 @@ mod flush;
 mod functions;
 mod gapfill;
 mod gather;
+mod int_chunks;
 mod last_rows;
 pub mod line_protocol;
 mod local_time;

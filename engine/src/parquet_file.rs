@@ -20,7 +20,10 @@
 //! Everything is zstd-compressed, with page statistics, and the sort order
 //! recorded in the row groups where it is one of columns. The column chunks
 //! of a file are encoded on as many threads as the machine has cores: a
-//! flush's encoding is what holds back the ingest it follows.
+//! flush's encoding is what holds back the ingest it follows. Ingot writes
+//! the chunks of tags ([`crate::tag_chunks`]) and of 64-bit integers (time,
+//! integer fields, decimals: [`crate::int_chunks`]) itself, arrow-rs the
+//! rest.
 
 use std::sync::Arc;
 
@@ -97,7 +100,8 @@ pub(crate) fn prepare(
 /// Writes `batch` as a Parquet file of row groups of `row_group_rows`
 /// rows, encoding its column chunks in parallel; the bytes are those of
 /// [`ArrowWriter`] with the same properties, except that tag columns are
-/// written from their runs ([`crate::tag_chunks`]).
+/// written from their runs ([`crate::tag_chunks`]) and 64-bit integer
+/// columns by [`crate::int_chunks`].
 pub(crate) fn write_parallel(
     batch: &RecordBatch,
     props: WriterProperties,
@@ -132,7 +136,7 @@ pub(crate) fn write_parallel(
         for chunk in chunks {
             match chunk {
                 Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
-                Chunk::Runs(bytes, close) => row_group.append_column(&bytes, close)?,
+                Chunk::Ingot(bytes, close) => row_group.append_column(&bytes, close)?,
             }
         }
         row_group.close()?;
@@ -151,8 +155,9 @@ struct ChunkJob {
 
 enum Chunk {
     Arrow(ArrowColumnChunk),
-    /// Bytes from offset 0, written by [`crate::tag_chunks`].
-    Runs(Bytes, ColumnCloseResult),
+    /// Bytes from offset 0, written by [`crate::tag_chunks`] or
+    /// [`crate::int_chunks`].
+    Ingot(Bytes, ColumnCloseResult),
 }
 
 /// Encodes each chunk, on up to one thread per core; the chunks come back
@@ -161,7 +166,10 @@ enum Chunk {
 fn encode_chunks(jobs: Vec<ChunkJob>, props: &WriterProperties) -> Result<Vec<Chunk>> {
     crate::parallel::map(jobs, |job| {
         if let Some((bytes, close)) = crate::tag_chunks::encode(&job.column, &job.descr, props)? {
-            return Ok(Chunk::Runs(bytes, close));
+            return Ok(Chunk::Ingot(bytes, close));
+        }
+        if let Some((bytes, close)) = crate::int_chunks::encode(&job.column, &job.descr, props)? {
+            return Ok(Chunk::Ingot(bytes, close));
         }
         let mut writer = job.writer;
         for leaf in compute_leaves(&job.field, &job.column)? {
@@ -308,12 +316,9 @@ fn base_properties() -> Result<WriterPropertiesBuilder> {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?)))
 }
 
+/// `batch` as a file of one row group, written as a flush writes it.
 fn write(batch: &RecordBatch, props: WriterPropertiesBuilder) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build()))?;
-    writer.write(batch)?;
-    writer.close()?;
-    Ok(out)
+    write_parallel(batch, props.build(), batch.num_rows())
 }
 
 /// Every row of a whole Parquet file held in memory, in its own schema.
@@ -397,8 +402,9 @@ pub(crate) fn to_decimal(array: &ArrayRef, scale: i8) -> Option<ArrayRef> {
 }
 
 /// Encodes a sample of a column (`array`, at most [`SAMPLE_ROWS`] rows)
-/// with a dictionary and with each of the column type's plain encodings; returns the plain encoding that is smallest,
-/// if one is smaller than the dictionary.
+/// with a dictionary and with each of the column type's plain encodings, as
+/// a flush writes them; returns the plain encoding that is smallest, if one
+/// is smaller than the dictionary.
 ///
 /// Which one wins depends on the data: delta encoding suits values that
 /// move in small steps (a counter, a slow temperature), byte stream split

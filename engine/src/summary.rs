@@ -36,7 +36,6 @@ use arrow::datatypes::{
     ArrowNativeTypeOp, ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int32Type,
     Int64Type, UInt64Type,
 };
-use parquet::arrow::ArrowWriter;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
@@ -714,12 +713,7 @@ pub(crate) fn encode(summary: &TableSchema, batch: &RecordBatch) -> Result<Vec<u
         let path = ColumnPath::from(summary.columns()[i].name.as_str());
         props = props.set_column_bloom_filter_enabled(path, false);
     }
-    let props = props.build();
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, layout.schema.clone(), Some(props))?;
-    writer.write(&layout.to_file(batch)?)?;
-    writer.close()?;
-    Ok(out)
+    crate::parquet_file::write_parallel(&layout.to_file(batch)?, props.build(), ROW_GROUP_ROWS)
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use parquet::file::metadata::{
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::ColumnDescPtr;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use crate::error::{Error, Result};
 
@@ -51,11 +51,6 @@ pub(crate) fn encode(
 ) -> Result<Option<(Bytes, ColumnCloseResult)>> {
     let path = descr.path();
     let statistics = props.statistics_enabled(path);
-    let level = match props.compression(path) {
-        Compression::ZSTD(level) => Some(level.compression_level()),
-        Compression::UNCOMPRESSED => None,
-        _ => return Ok(None),
-    };
     if !matches!(array.data_type(), DataType::Dictionary(k, v)
             if **k == DataType::Int32 && **v == DataType::Utf8)
         || descr.physical_type() != Type::BYTE_ARRAY
@@ -85,18 +80,9 @@ pub(crate) fn encode(
     if truncated || dictionary_bytes > props.dictionary_page_size_limit() {
         return Ok(None);
     }
-    let mut compressor = match level {
-        Some(level) => Some(zstd::bulk::Compressor::new(level).map_err(compression_failed)?),
-        None => None,
+    let Some(mut codec) = Codec::for_column(props, path)? else {
+        return Ok(None);
     };
-    let mut compress = |buf: Vec<u8>| -> Result<(Bytes, usize)> {
-        let size = buf.len();
-        Ok(match compressor.as_mut() {
-            Some(c) => (c.compress(&buf).map_err(compression_failed)?.into(), size),
-            None => (buf.into(), size),
-        })
-    };
-
     let mut out = TrackedWrite::new(Vec::new());
     let mut pages = SerializedPageWriter::new(&mut out);
     let mut compressed_size = 0u64;
@@ -108,7 +94,7 @@ pub(crate) fn encode(
         plain.extend_from_slice(&(value.len() as u32).to_le_bytes());
         plain.extend_from_slice(value);
     }
-    let (buf, size) = compress(plain)?;
+    let (buf, size) = codec.compress(plain)?;
     let page = Page::DictionaryPage {
         buf,
         num_values: runs.values.len() as u32,
@@ -148,7 +134,7 @@ pub(crate) fn encode(
             indices.push(id, len);
         }
         buf.extend_from_slice(&indices.finish());
-        let (buf, size) = compress(buf)?;
+        let (buf, size) = codec.compress(buf)?;
         let data = Page::DataPage {
             buf,
             num_values: rows,
@@ -235,8 +221,39 @@ pub(crate) fn encode(
     Ok(Some((bytes, close)))
 }
 
+/// The codec of a chunk written by Ingot: zstd or none.
+pub(crate) struct Codec(Option<zstd::bulk::Compressor<'static>>);
+
+impl Codec {
+    /// The codec `props` give the column at `path`, or `None` if it is one
+    /// Ingot's chunk writers leave to arrow-rs.
+    pub(crate) fn for_column(props: &WriterProperties, path: &ColumnPath) -> Result<Option<Codec>> {
+        Ok(match props.compression(path) {
+            Compression::ZSTD(level) => Some(Codec(Some(
+                zstd::bulk::Compressor::new(level.compression_level())
+                    .map_err(compression_failed)?,
+            ))),
+            Compression::UNCOMPRESSED => Some(Codec(None)),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn compresses(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// A page's bytes as stored, and their size before compression.
+    pub(crate) fn compress(&mut self, buf: Vec<u8>) -> Result<(Bytes, usize)> {
+        let size = buf.len();
+        Ok(match self.0.as_mut() {
+            Some(c) => (c.compress(&buf).map_err(compression_failed)?.into(), size),
+            None => (buf.into(), size),
+        })
+    }
+}
+
 fn compression_failed(e: std::io::Error) -> Error {
-    Error::Internal(format!("zstd failed on a tag column's page: {e}"))
+    Error::Internal(format!("zstd failed on a column page: {e}"))
 }
 
 /// A column's rows as runs of one dictionary index (or [`NULL`]), with
@@ -336,14 +353,14 @@ impl<'a> Runs<'a> {
 
 /// Whether the pages' minima and maxima only rise or only fall, as the
 /// column index records it.
-struct Order<'a> {
-    last: Option<(&'a [u8], &'a [u8])>,
+pub(crate) struct Order<T> {
+    last: Option<(T, T)>,
     ascending: bool,
     descending: bool,
 }
 
-impl<'a> Order<'a> {
-    fn new() -> Self {
+impl<T: PartialOrd + Copy> Order<T> {
+    pub(crate) fn new() -> Self {
         Order {
             last: None,
             ascending: true,
@@ -351,7 +368,7 @@ impl<'a> Order<'a> {
         }
     }
 
-    fn next(&mut self, min: &'a [u8], max: &'a [u8]) {
+    pub(crate) fn next(&mut self, min: T, max: T) {
         if let Some((last_min, last_max)) = self.last {
             self.ascending &= last_min <= min && last_max <= max;
             self.descending &= last_min >= min && last_max >= max;
@@ -359,7 +376,7 @@ impl<'a> Order<'a> {
         self.last = Some((min, max));
     }
 
-    fn boundary(&self) -> BoundaryOrder {
+    pub(crate) fn boundary(&self) -> BoundaryOrder {
         match (self.ascending, self.descending) {
             (true, _) => BoundaryOrder::ASCENDING,
             (false, true) => BoundaryOrder::DESCENDING,
@@ -369,13 +386,13 @@ impl<'a> Order<'a> {
 }
 
 /// Bits needed to hold `max`.
-fn bits(max: u32) -> u8 {
+pub(crate) fn bits(max: u32) -> u8 {
     (32 - max.leading_zeros()) as u8
 }
 
 /// Parquet's RLE / bit-packing hybrid, fed runs: a run of 8 or more values
 /// is one RLE run; shorter runs are gathered into bit-packed groups of 8.
-struct Hybrid {
+pub(crate) struct Hybrid {
     bit_width: u8,
     out: Vec<u8>,
     /// Values waiting to be bit-packed.
@@ -387,7 +404,7 @@ struct Hybrid {
 const MAX_GROUPS: usize = 63;
 
 impl Hybrid {
-    fn new(bit_width: u8) -> Self {
+    pub(crate) fn new(bit_width: u8) -> Self {
         Hybrid {
             bit_width,
             out: Vec::new(),
@@ -395,7 +412,7 @@ impl Hybrid {
         }
     }
 
-    fn push(&mut self, value: u32, mut len: u32) {
+    pub(crate) fn push(&mut self, value: u32, mut len: u32) {
         if !self.literals.is_empty() {
             // A bit-packed run holds whole groups: fill the last one first.
             let fill = ((8 - self.literals.len() % 8) % 8) as u32;
@@ -451,7 +468,7 @@ impl Hybrid {
         self.out.push(v as u8);
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         if !self.literals.is_empty() {
             self.flush_literals();
         }
