@@ -31,18 +31,14 @@ use arrow::datatypes::{
 };
 use bytes::Bytes;
 use parquet::basic::{Encoding, EncodingMask, PageType, Type};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
-};
+use parquet::file::metadata::{ColumnIndexBuilder, PageEncodingStats};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
 use crate::error::Result;
-use crate::tag_chunks::{Codec, Hybrid, Order};
+use crate::tag_chunks::{ChunkPages, Codec, Hybrid, Order};
 
 /// Values per block of `DELTA_BINARY_PACKED`, and miniblocks per block: the
 /// sizes arrow-rs and parquet-java write.
@@ -89,15 +85,9 @@ pub(crate) fn encode(
         .min(props.data_page_size_limit() / 8)
         .max(1);
 
-    let mut out = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut out);
-    let mut compressed_size = 0u64;
-    let mut uncompressed_size = 0u64;
+    let mut pages = ChunkPages::new();
     let mut column_index = ColumnIndexBuilder::new(Type::INT64);
-    let mut offset_index = OffsetIndexBuilder::new();
     let mut order = Order::new();
-    let mut first_data_page = None;
-    let mut data_pages = 0;
     let mut chunk_bounds: Option<(i64, i64)> = None;
     let mut chunk_nulls = 0u64;
     let mut present = Vec::new();
@@ -141,22 +131,7 @@ pub(crate) fn encode(
             }
             _ => byte_stream_split(page, &mut buf),
         }
-        let (buf, size) = codec.compress(buf)?;
-        let data = Page::DataPage {
-            buf,
-            num_values: rows as u32,
-            encoding,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        };
-        let spec = pages.write_page(CompressedPage::new(data, size))?;
-        first_data_page.get_or_insert(spec.offset as i64);
-        compressed_size += spec.compressed_size as u64;
-        uncompressed_size += spec.uncompressed_size as u64;
-        data_pages += 1;
-        offset_index.append_row_count(rows as i64);
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+        pages.data(codec.compress(buf)?, rows as u32, encoding)?;
         match bounds(page) {
             Some((min, max)) => {
                 order.next(min, max);
@@ -174,8 +149,6 @@ pub(crate) fn encode(
             None => column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
         }
     }
-    pages.close()?;
-    let bytes = Bytes::from(out.into_inner()?);
 
     let chunk_statistics = ValueStatistics::new(
         chunk_bounds.map(|b| b.0),
@@ -184,7 +157,9 @@ pub(crate) fn encode(
         Some(chunk_nulls),
         false,
     );
-    let metadata = ColumnChunkMetaData::builder(descr.clone())
+    let data_pages = pages.data_pages();
+    let (bytes, metadata, offset_index) = pages.finish(descr)?;
+    let metadata = metadata
         .set_compression(props.compression(path))
         .set_encodings_mask(EncodingMask::new_from_encodings(
             [Encoding::RLE, encoding].iter(),
@@ -194,10 +169,7 @@ pub(crate) fn encode(
             encoding,
             count: data_pages,
         }])
-        .set_total_compressed_size(compressed_size as i64)
-        .set_total_uncompressed_size(uncompressed_size as i64)
         .set_num_values(array.len() as i64)
-        .set_data_page_offset(first_data_page.unwrap_or(0))
         .set_statistics(Statistics::Int64(chunk_statistics))
         .build()?;
     let column_index = match statistics {
@@ -213,7 +185,7 @@ pub(crate) fn encode(
         metadata,
         bloom_filter: None,
         column_index,
-        offset_index: Some(offset_index.build()),
+        offset_index: Some(offset_index),
     };
     Ok(Some((bytes, close)))
 }
@@ -363,13 +335,12 @@ mod tests {
     use arrow::array::{Decimal128Array, Int64Array, RecordBatch, TimestampNanosecondArray};
     use arrow::datatypes::{Field, Schema};
     use parquet::arrow::ArrowWriter;
-    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::basic::{BoundaryOrder, Compression, ZstdLevel};
-    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
     use parquet::file::page_index::column_index::ColumnIndexMetaData;
     use proptest::prelude::*;
 
     use super::*;
+    use crate::tag_chunks::tests::{metadata, read};
 
     fn props(encoding: Encoding, page_rows: usize, zstd: bool) -> WriterProperties {
         let compression = match zstd {
@@ -414,25 +385,6 @@ mod tests {
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         Bytes::from(out)
-    }
-
-    fn read(bytes: &Bytes) -> ArrayRef {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .unwrap()
-            .build()
-            .unwrap();
-        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-        let columns: Vec<ArrayRef> = batches.iter().map(|b| b.column(0).clone()).collect();
-        let refs: Vec<&dyn Array> = columns.iter().map(|c| c.as_ref()).collect();
-        arrow::compute::concat(&refs).unwrap()
-    }
-
-    fn metadata(bytes: &Bytes) -> Arc<ParquetMetaData> {
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
-        ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options)
-            .unwrap()
-            .metadata()
-            .clone()
     }
 
     /// Whether the column's single chunk was written here: arrow-rs writes

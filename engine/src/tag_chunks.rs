@@ -28,8 +28,10 @@ use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
+    ColumnChunkMetaData, ColumnChunkMetaDataBuilder, ColumnIndexBuilder, OffsetIndexBuilder,
+    PageEncodingStats,
 };
+use parquet::file::page_index::offset_index::OffsetIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
@@ -83,10 +85,7 @@ pub(crate) fn encode(
     let Some(mut codec) = Codec::for_column(props, path)? else {
         return Ok(None);
     };
-    let mut out = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut out);
-    let mut compressed_size = 0u64;
-    let mut uncompressed_size = 0u64;
+    let mut pages = ChunkPages::new();
 
     // The dictionary page, PLAIN: each value's length, then its bytes.
     let mut plain = Vec::with_capacity(dictionary_bytes);
@@ -101,16 +100,11 @@ pub(crate) fn encode(
         encoding: Encoding::PLAIN,
         is_sorted: false,
     };
-    let spec = pages.write_page(CompressedPage::new(page, size))?;
-    compressed_size += spec.compressed_size as u64;
-    uncompressed_size += spec.uncompressed_size as u64;
+    pages.dictionary(page, size)?;
 
     let bit_width = bits(runs.values.len().saturating_sub(1) as u32);
     let mut column_index = ColumnIndexBuilder::new(Type::BYTE_ARRAY);
-    let mut offset_index = OffsetIndexBuilder::new();
     let mut order = Order::new();
-    let mut first_data_page = None;
-    let mut data_pages = 0;
     for page in runs.pages(props.data_page_row_count_limit().max(1)) {
         let rows: u32 = page.iter().map(|&(_, len)| len).sum();
         let nulls: u32 = page
@@ -134,22 +128,7 @@ pub(crate) fn encode(
             indices.push(id, len);
         }
         buf.extend_from_slice(&indices.finish());
-        let (buf, size) = codec.compress(buf)?;
-        let data = Page::DataPage {
-            buf,
-            num_values: rows,
-            encoding: Encoding::RLE_DICTIONARY,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        };
-        let spec = pages.write_page(CompressedPage::new(data, size))?;
-        first_data_page.get_or_insert(spec.offset as i64);
-        compressed_size += spec.compressed_size as u64;
-        uncompressed_size += spec.uncompressed_size as u64;
-        data_pages += 1;
-        offset_index.append_row_count(rows as i64);
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+        pages.data(codec.compress(buf)?, rows, Encoding::RLE_DICTIONARY)?;
         match runs.min_max(page.iter().map(|r| r.0)) {
             Some((min, max)) => {
                 order.next(min, max);
@@ -158,8 +137,6 @@ pub(crate) fn encode(
             None => column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
         }
     }
-    pages.close()?;
-    let bytes = Bytes::from(out.into_inner()?);
 
     let (min, max) = match runs.min_max(0..runs.values.len() as u32) {
         Some((min, max)) => (
@@ -169,7 +146,9 @@ pub(crate) fn encode(
         None => (None, None),
     };
     let chunk_statistics = ValueStatistics::new(min, max, None, Some(runs.nulls), false);
-    let metadata = ColumnChunkMetaData::builder(descr.clone())
+    let data_pages = pages.data_pages();
+    let (bytes, metadata, offset_index) = pages.finish(descr)?;
+    let metadata = metadata
         .set_compression(props.compression(path))
         .set_encodings_mask(EncodingMask::new_from_encodings(
             [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY].iter(),
@@ -186,11 +165,8 @@ pub(crate) fn encode(
                 count: data_pages,
             },
         ])
-        .set_total_compressed_size(compressed_size as i64)
-        .set_total_uncompressed_size(uncompressed_size as i64)
         .set_num_values(array.len() as i64)
         .set_dictionary_page_offset(Some(0))
-        .set_data_page_offset(first_data_page.unwrap_or(0))
         .set_statistics(Statistics::ByteArray(chunk_statistics))
         .build()?;
     let bloom_filter = match props.bloom_filter_properties(path) {
@@ -216,7 +192,7 @@ pub(crate) fn encode(
         metadata,
         bloom_filter,
         column_index,
-        offset_index: Some(offset_index.build()),
+        offset_index: Some(offset_index),
     };
     Ok(Some((bytes, close)))
 }
@@ -249,6 +225,87 @@ impl Codec {
             Some(c) => (c.compress(&buf).map_err(compression_failed)?.into(), size),
             None => (buf.into(), size),
         })
+    }
+}
+
+/// The pages of a column chunk Ingot writes, and what the chunk's metadata
+/// and offset index record of them.
+pub(crate) struct ChunkPages {
+    out: TrackedWrite<Vec<u8>>,
+    compressed_size: u64,
+    uncompressed_size: u64,
+    first_data_page: Option<i64>,
+    data_pages: i32,
+    offset_index: OffsetIndexBuilder,
+}
+
+impl ChunkPages {
+    pub(crate) fn new() -> Self {
+        ChunkPages {
+            out: TrackedWrite::new(Vec::new()),
+            compressed_size: 0,
+            uncompressed_size: 0,
+            first_data_page: None,
+            data_pages: 0,
+            offset_index: OffsetIndexBuilder::new(),
+        }
+    }
+
+    /// Writes the chunk's dictionary page, which comes first.
+    pub(crate) fn dictionary(&mut self, page: Page, size: usize) -> Result<()> {
+        self.write(page, size)?;
+        Ok(())
+    }
+
+    /// Writes a version 1 data page of `rows` rows: its bytes as stored and
+    /// their size before compression.
+    pub(crate) fn data(
+        &mut self,
+        (buf, size): (Bytes, usize),
+        rows: u32,
+        encoding: Encoding,
+    ) -> Result<()> {
+        let page = Page::DataPage {
+            buf,
+            num_values: rows,
+            encoding,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        };
+        let (offset, compressed_size) = self.write(page, size)?;
+        self.first_data_page.get_or_insert(offset);
+        self.data_pages += 1;
+        self.offset_index.append_row_count(i64::from(rows));
+        self.offset_index
+            .append_offset_and_size(offset, compressed_size);
+        Ok(())
+    }
+
+    fn write(&mut self, page: Page, size: usize) -> Result<(i64, i32)> {
+        let spec =
+            SerializedPageWriter::new(&mut self.out).write_page(CompressedPage::new(page, size))?;
+        self.compressed_size += spec.compressed_size as u64;
+        self.uncompressed_size += spec.uncompressed_size as u64;
+        Ok((spec.offset as i64, spec.compressed_size as i32))
+    }
+
+    pub(crate) fn data_pages(&self) -> i32 {
+        self.data_pages
+    }
+
+    /// The chunk's bytes, its metadata with the pages' sizes and offsets,
+    /// and its offset index.
+    pub(crate) fn finish(
+        self,
+        descr: &ColumnDescPtr,
+    ) -> Result<(Bytes, ColumnChunkMetaDataBuilder, OffsetIndexMetaData)> {
+        let metadata = ColumnChunkMetaData::builder(descr.clone())
+            .set_total_compressed_size(self.compressed_size as i64)
+            .set_total_uncompressed_size(self.uncompressed_size as i64)
+            .set_data_page_offset(self.first_data_page.unwrap_or(0));
+        let bytes = Bytes::from(self.out.into_inner()?);
+        Ok((bytes, metadata, self.offset_index.build()))
     }
 }
 
@@ -477,7 +534,7 @@ impl Hybrid {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{DictionaryArray, Int32Array, RecordBatch, StringArray};
@@ -539,7 +596,8 @@ mod tests {
         )
     }
 
-    fn read(bytes: &Bytes) -> ArrayRef {
+    /// The first column of every row of a file.
+    pub(crate) fn read(bytes: &Bytes) -> ArrayRef {
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .unwrap()
             .build()
@@ -550,7 +608,8 @@ mod tests {
         arrow::compute::concat(&refs).unwrap()
     }
 
-    fn metadata(bytes: &Bytes) -> Arc<ParquetMetaData> {
+    /// A file's metadata, with its page index.
+    pub(crate) fn metadata(bytes: &Bytes) -> Arc<ParquetMetaData> {
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
         ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options)
             .unwrap()
