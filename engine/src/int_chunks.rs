@@ -359,7 +359,7 @@ mod tests {
     /// A batch of `array` alone, in a nullable column if it holds nulls or
     /// if its values are even-length (so that both kinds are written).
     fn batch(array: &ArrayRef) -> RecordBatch {
-        let nullable = array.null_count() > 0 || array.len() % 2 == 0;
+        let nullable = array.null_count() > 0 || array.len().is_multiple_of(2);
         let schema = Arc::new(Schema::new(vec![Field::new(
             "v",
             array.data_type().clone(),
