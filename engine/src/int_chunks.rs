@@ -11,9 +11,9 @@
 //! wide. The encoding allows any width that holds the values, and zstd then
 //! sees one value per byte: its entropy coder takes the byte's actual
 //! spread (sensor noise is far from uniform over its bit range), where
-//! packed bits leave it no byte to work on. On plant telemetry this stores
-//! temperatures in 6 % fewer bytes and power readings in 7 % fewer. Without
-//! compression the widths stay exact.
+//! packed bits leave it no byte to work on. Against exact widths, this
+//! stores the workload's temperatures in 6 % fewer bytes and its power
+//! readings in 7 % fewer. Without compression the widths stay exact.
 //!
 //! A reader sees what arrow-rs writes for the same column and properties
 //! (encoding, compression, chunk statistics, page index), with two
@@ -57,7 +57,11 @@ pub(crate) fn encode(
 ) -> Result<Option<(Bytes, ColumnCloseResult)>> {
     let path = descr.path();
     let statistics = props.statistics_enabled(path);
-    let encoding = props.encoding(path);
+    let Some(encoding @ (Encoding::DELTA_BINARY_PACKED | Encoding::BYTE_STREAM_SPLIT)) =
+        props.encoding(path)
+    else {
+        return Ok(None);
+    };
     if descr.physical_type() != Type::INT64
         || descr.max_rep_level() != 0
         || descr.max_def_level() > 1
@@ -66,10 +70,6 @@ pub(crate) fn encode(
         || props.dictionary_enabled(path)
         || props.bloom_filter_properties(path).is_some()
         || statistics == EnabledStatistics::None
-        || !matches!(
-            encoding,
-            Some(Encoding::DELTA_BINARY_PACKED | Encoding::BYTE_STREAM_SPLIT)
-        )
     {
         return Ok(None);
     }
@@ -79,7 +79,6 @@ pub(crate) fn encode(
     let Some(mut codec) = Codec::for_column(props, path)? else {
         return Ok(None);
     };
-    let encoding = encoding.unwrap_or(Encoding::PLAIN);
     let page_rows = props
         .data_page_row_count_limit()
         .min(props.data_page_size_limit() / 8)
