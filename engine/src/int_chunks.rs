@@ -32,7 +32,7 @@ use arrow::datatypes::{
 use bytes::Bytes;
 use parquet::basic::{Encoding, EncodingMask, PageType, Type};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{ColumnIndexBuilder, PageEncodingStats};
+use parquet::file::metadata::{ColumnChunkMetaDataBuilder, PageEncodingStats};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
@@ -84,8 +84,7 @@ pub(crate) fn encode(
         .min(props.data_page_size_limit() / 8)
         .max(1);
 
-    let mut pages = ChunkPages::new();
-    let mut column_index = ColumnIndexBuilder::new(Type::INT64);
+    let mut pages = ChunkPages::new(Type::INT64);
     let mut order = Order::new();
     let mut chunk_bounds: Option<(i64, i64)> = None;
     let mut chunk_nulls = 0u64;
@@ -130,23 +129,18 @@ pub(crate) fn encode(
             }
             _ => byte_stream_split(page, &mut buf),
         }
-        pages.data(codec.compress(buf)?, rows as u32, encoding)?;
-        match bounds(page) {
-            Some((min, max)) => {
-                order.next(min, max);
-                chunk_bounds = Some(match chunk_bounds {
-                    Some((lo, hi)) => (lo.min(min), hi.max(max)),
-                    None => (min, max),
-                });
-                column_index.append(
-                    false,
-                    min.to_le_bytes().to_vec(),
-                    max.to_le_bytes().to_vec(),
-                    nulls as i64,
-                );
-            }
-            None => column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
+        let bounds = bounds(page);
+        if let Some((min, max)) = bounds {
+            order.next(min, max);
+            chunk_bounds = Some(match chunk_bounds {
+                Some((lo, hi)) => (lo.min(min), hi.max(max)),
+                None => (min, max),
+            });
         }
+        let bounds =
+            bounds.map(|(min, max)| (min.to_le_bytes().to_vec(), max.to_le_bytes().to_vec()));
+        let nulls = nulls as u32;
+        pages.data(codec.compress(buf)?, rows as u32, nulls, encoding, bounds)?;
     }
 
     let chunk_statistics = ValueStatistics::new(
@@ -156,37 +150,24 @@ pub(crate) fn encode(
         Some(chunk_nulls),
         false,
     );
-    let data_pages = pages.data_pages();
-    let (bytes, metadata, offset_index) = pages.finish(descr)?;
-    let metadata = metadata
-        .set_compression(props.compression(path))
-        .set_encodings_mask(EncodingMask::new_from_encodings(
-            [Encoding::RLE, encoding].iter(),
-        ))
-        .set_page_encoding_stats(vec![PageEncodingStats {
-            page_type: PageType::DATA_PAGE,
-            encoding,
-            count: data_pages,
-        }])
-        .set_num_values(array.len() as i64)
-        .set_statistics(Statistics::Int64(chunk_statistics))
-        .build()?;
-    let column_index = match statistics {
-        EnabledStatistics::Page => {
-            column_index.set_boundary_order(order.boundary());
-            Some(column_index.build()?)
-        }
-        _ => None,
+    let metadata = |metadata: ColumnChunkMetaDataBuilder, data_pages| {
+        metadata
+            .set_compression(props.compression(path))
+            .set_encodings_mask(EncodingMask::new_from_encodings(
+                [Encoding::RLE, encoding].iter(),
+            ))
+            .set_page_encoding_stats(vec![PageEncodingStats {
+                page_type: PageType::DATA_PAGE,
+                encoding,
+                count: data_pages,
+            }])
+            .set_num_values(array.len() as i64)
+            .set_statistics(Statistics::Int64(chunk_statistics))
     };
-    let close = ColumnCloseResult {
-        bytes_written: bytes.len() as u64,
-        rows_written: array.len() as u64,
-        metadata,
-        bloom_filter: None,
-        column_index,
-        offset_index: Some(offset_index),
-    };
-    Ok(Some((bytes, close)))
+    let boundary = order.boundary();
+    Ok(Some(
+        pages.close(descr, statistics, boundary, None, metadata)?,
+    ))
 }
 
 /// Every row's value as an `i64` (whatever a null row holds), or `None` for

@@ -31,7 +31,6 @@ use parquet::file::metadata::{
     ColumnChunkMetaData, ColumnChunkMetaDataBuilder, ColumnIndexBuilder, OffsetIndexBuilder,
     PageEncodingStats,
 };
-use parquet::file::page_index::offset_index::OffsetIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
@@ -85,7 +84,7 @@ pub(crate) fn encode(
     let Some(mut codec) = Codec::for_column(props, path)? else {
         return Ok(None);
     };
-    let mut pages = ChunkPages::new();
+    let mut pages = ChunkPages::new(Type::BYTE_ARRAY);
 
     // The dictionary page, PLAIN: each value's length, then its bytes.
     let mut plain = Vec::with_capacity(dictionary_bytes);
@@ -103,7 +102,6 @@ pub(crate) fn encode(
     pages.dictionary(page, size)?;
 
     let bit_width = bits(runs.values.len().saturating_sub(1) as u32);
-    let mut column_index = ColumnIndexBuilder::new(Type::BYTE_ARRAY);
     let mut order = Order::new();
     for page in runs.pages(props.data_page_row_count_limit().max(1)) {
         let rows: u32 = page.iter().map(|&(_, len)| len).sum();
@@ -128,14 +126,13 @@ pub(crate) fn encode(
             indices.push(id, len);
         }
         buf.extend_from_slice(&indices.finish());
-        pages.data(codec.compress(buf)?, rows, Encoding::RLE_DICTIONARY)?;
-        match runs.min_max(page.iter().map(|r| r.0)) {
-            Some((min, max)) => {
-                order.next(min, max);
-                column_index.append(false, min.to_vec(), max.to_vec(), nulls as i64);
-            }
-            None => column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
+        let bounds = runs.min_max(page.iter().map(|r| r.0));
+        if let Some((min, max)) = bounds {
+            order.next(min, max);
         }
+        let bounds = bounds.map(|(min, max)| (min.to_vec(), max.to_vec()));
+        let buf = codec.compress(buf)?;
+        pages.data(buf, rows, nulls, Encoding::RLE_DICTIONARY, bounds)?;
     }
 
     let (min, max) = match runs.min_max(0..runs.values.len() as u32) {
@@ -146,29 +143,6 @@ pub(crate) fn encode(
         None => (None, None),
     };
     let chunk_statistics = ValueStatistics::new(min, max, None, Some(runs.nulls), false);
-    let data_pages = pages.data_pages();
-    let (bytes, metadata, offset_index) = pages.finish(descr)?;
-    let metadata = metadata
-        .set_compression(props.compression(path))
-        .set_encodings_mask(EncodingMask::new_from_encodings(
-            [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY].iter(),
-        ))
-        .set_page_encoding_stats(vec![
-            PageEncodingStats {
-                page_type: PageType::DICTIONARY_PAGE,
-                encoding: Encoding::PLAIN,
-                count: 1,
-            },
-            PageEncodingStats {
-                page_type: PageType::DATA_PAGE,
-                encoding: Encoding::RLE_DICTIONARY,
-                count: data_pages,
-            },
-        ])
-        .set_num_values(array.len() as i64)
-        .set_dictionary_page_offset(Some(0))
-        .set_statistics(Statistics::ByteArray(chunk_statistics))
-        .build()?;
     let bloom_filter = match props.bloom_filter_properties(path) {
         Some(filter) => {
             let mut sbbf = Sbbf::new_with_ndv_fpp(runs.values.len().max(1) as u64, filter.fpp())?;
@@ -179,22 +153,36 @@ pub(crate) fn encode(
         }
         None => None,
     };
-    let column_index = match statistics {
-        EnabledStatistics::Page => {
-            column_index.set_boundary_order(order.boundary());
-            Some(column_index.build()?)
-        }
-        _ => None,
+    let metadata = |metadata: ColumnChunkMetaDataBuilder, data_pages| {
+        metadata
+            .set_compression(props.compression(path))
+            .set_encodings_mask(EncodingMask::new_from_encodings(
+                [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY].iter(),
+            ))
+            .set_page_encoding_stats(vec![
+                PageEncodingStats {
+                    page_type: PageType::DICTIONARY_PAGE,
+                    encoding: Encoding::PLAIN,
+                    count: 1,
+                },
+                PageEncodingStats {
+                    page_type: PageType::DATA_PAGE,
+                    encoding: Encoding::RLE_DICTIONARY,
+                    count: data_pages,
+                },
+            ])
+            .set_num_values(array.len() as i64)
+            .set_dictionary_page_offset(Some(0))
+            .set_statistics(Statistics::ByteArray(chunk_statistics))
     };
-    let close = ColumnCloseResult {
-        bytes_written: bytes.len() as u64,
-        rows_written: array.len() as u64,
-        metadata,
+    let boundary = order.boundary();
+    Ok(Some(pages.close(
+        descr,
+        statistics,
+        boundary,
         bloom_filter,
-        column_index,
-        offset_index: Some(offset_index),
-    };
-    Ok(Some((bytes, close)))
+        metadata,
+    )?))
 }
 
 /// The codec of a chunk written by Ingot: zstd or none.
@@ -228,26 +216,31 @@ impl Codec {
     }
 }
 
-/// The pages of a column chunk Ingot writes, and what the chunk's metadata
-/// and offset index record of them.
+/// The pages of a column chunk Ingot writes, and what the chunk's metadata,
+/// offset index and column index record of them.
 pub(crate) struct ChunkPages {
     out: TrackedWrite<Vec<u8>>,
     compressed_size: u64,
     uncompressed_size: u64,
     first_data_page: Option<i64>,
     data_pages: i32,
+    rows: u64,
     offset_index: OffsetIndexBuilder,
+    column_index: ColumnIndexBuilder,
 }
 
 impl ChunkPages {
-    pub(crate) fn new() -> Self {
+    /// Pages of a column of this physical type.
+    pub(crate) fn new(physical: Type) -> Self {
         ChunkPages {
             out: TrackedWrite::new(Vec::new()),
             compressed_size: 0,
             uncompressed_size: 0,
             first_data_page: None,
             data_pages: 0,
+            rows: 0,
             offset_index: OffsetIndexBuilder::new(),
+            column_index: ColumnIndexBuilder::new(physical),
         }
     }
 
@@ -257,13 +250,17 @@ impl ChunkPages {
         Ok(())
     }
 
-    /// Writes a version 1 data page of `rows` rows: its bytes as stored and
-    /// their size before compression.
+    /// Writes a version 1 data page of `rows` rows, `nulls` of them null:
+    /// its bytes as stored and their size before compression, and the
+    /// least and greatest of its values as plain-encoded bytes (`None` if
+    /// every row is null).
     pub(crate) fn data(
         &mut self,
         (buf, size): (Bytes, usize),
         rows: u32,
+        nulls: u32,
         encoding: Encoding,
+        bounds: Option<(Vec<u8>, Vec<u8>)>,
     ) -> Result<()> {
         let page = Page::DataPage {
             buf,
@@ -276,9 +273,16 @@ impl ChunkPages {
         let (offset, compressed_size) = self.write(page, size)?;
         self.first_data_page.get_or_insert(offset);
         self.data_pages += 1;
+        self.rows += u64::from(rows);
         self.offset_index.append_row_count(i64::from(rows));
         self.offset_index
             .append_offset_and_size(offset, compressed_size);
+        let (null_page, (min, max)) = match bounds {
+            Some(bounds) => (false, bounds),
+            None => (true, (Vec::new(), Vec::new())),
+        };
+        self.column_index
+            .append(null_page, min, max, i64::from(nulls));
         Ok(())
     }
 
@@ -290,22 +294,41 @@ impl ChunkPages {
         Ok((spec.offset as i64, spec.compressed_size as i32))
     }
 
-    pub(crate) fn data_pages(&self) -> i32 {
-        self.data_pages
-    }
-
-    /// The chunk's bytes, its metadata with the pages' sizes and offsets,
-    /// and its offset index.
-    pub(crate) fn finish(
+    /// The chunk's bytes and what a column writer would close with. The
+    /// metadata gets the pages' sizes and offsets here, and the rest from
+    /// `metadata`, given the number of data pages; the column index is
+    /// kept with `boundary` as its order if `statistics` are per page.
+    pub(crate) fn close(
         self,
         descr: &ColumnDescPtr,
-    ) -> Result<(Bytes, ColumnChunkMetaDataBuilder, OffsetIndexMetaData)> {
-        let metadata = ColumnChunkMetaData::builder(descr.clone())
+        statistics: EnabledStatistics,
+        boundary: BoundaryOrder,
+        bloom_filter: Option<Sbbf>,
+        metadata: impl FnOnce(ColumnChunkMetaDataBuilder, i32) -> ColumnChunkMetaDataBuilder,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let builder = ColumnChunkMetaData::builder(descr.clone())
             .set_total_compressed_size(self.compressed_size as i64)
             .set_total_uncompressed_size(self.uncompressed_size as i64)
             .set_data_page_offset(self.first_data_page.unwrap_or(0));
+        let metadata = metadata(builder, self.data_pages).build()?;
+        let column_index = match statistics {
+            EnabledStatistics::Page => {
+                let mut column_index = self.column_index;
+                column_index.set_boundary_order(boundary);
+                Some(column_index.build()?)
+            }
+            _ => None,
+        };
         let bytes = Bytes::from(self.out.into_inner()?);
-        Ok((bytes, metadata, self.offset_index.build()))
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: self.rows,
+            metadata,
+            bloom_filter,
+            column_index,
+            offset_index: Some(self.offset_index.build()),
+        };
+        Ok((bytes, close))
     }
 }
 
