@@ -123,6 +123,7 @@ pub(crate) fn encode(
         };
         let nulls = (rows - page.len()) as u64;
         chunk_nulls += nulls;
+        let levels = buf.len();
         match encoding {
             Encoding::DELTA_BINARY_PACKED => {
                 delta_binary_packed(page, codec.compresses(), &mut buf)
@@ -140,7 +141,13 @@ pub(crate) fn encode(
         let bounds =
             bounds.map(|(min, max)| (min.to_le_bytes().to_vec(), max.to_le_bytes().to_vec()));
         let nulls = nulls as u32;
-        pages.data(codec.compress(buf)?, rows as u32, nulls, encoding, bounds)?;
+        let stored = if encoding == Encoding::BYTE_STREAM_SPLIT {
+            let streams: Vec<usize> = (1..8).map(|k| levels + k * page.len()).collect();
+            codec.compress_blocks(buf, &streams)?
+        } else {
+            codec.compress(buf)?
+        };
+        pages.data(stored, rows as u32, nulls, encoding, bounds)?;
     }
 
     let chunk_statistics = ValueStatistics::new(
@@ -484,6 +491,36 @@ mod tests {
         };
         assert_eq!(widths(false), [5, 5, 5, 5]);
         assert_eq!(widths(true), [8, 8, 8, 8]);
+    }
+
+    #[test]
+    fn each_byte_stream_is_compressed_with_a_code_of_its_own() {
+        // Readings between 512 and 1023: a low byte spread over all 256
+        // values, a high byte of 2 or 3, as a vibration sensor's.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let values: Vec<i64> = (0..20_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                512 + (state % 512) as i64
+            })
+            .collect();
+        let array: ArrayRef = Arc::new(Int64Array::from(values));
+        let props = props(Encoding::BYTE_STREAM_SPLIT, 20_000, true);
+        let (ours, theirs) = (ours(&array, &props), theirs(&array, &props));
+        assert!(written_here(&ours));
+        assert_eq!(&read(&ours), &array);
+        let size = |bytes: &Bytes| metadata(bytes).row_group(0).column(0).compressed_size();
+        // The low bytes cost 8 bits each either way; the high bytes, under
+        // one code for the whole page, about 1.8 bits (as arrow-rs
+        // compresses it), under their own about 1.5.
+        assert!(
+            size(&ours) * 50 < size(&theirs) * 49,
+            "{} bytes against arrow-rs' {}",
+            size(&ours),
+            size(&theirs)
+        );
     }
 
     /// Values from a small domain (a reading and its noise), from all of

@@ -214,6 +214,69 @@ impl Codec {
             None => (buf.into(), size),
         })
     }
+
+    /// As [`Codec::compress`], with a zstd block ending at each of `ends`
+    /// (ascending offsets into `buf`). Each block gets its own literal
+    /// statistics: byte streams of a `BYTE_STREAM_SPLIT` page (a value's
+    /// low bytes near uniform, its high bytes a few distinct values) then
+    /// each get an entropy code of their own, where one block's code fits
+    /// none of them. Any zstd decoder reads the frame.
+    pub(crate) fn compress_blocks(
+        &mut self,
+        buf: Vec<u8>,
+        ends: &[usize],
+    ) -> Result<(Bytes, usize)> {
+        use zstd::zstd_safe::{
+            self, InBuffer, OutBuffer, ResetDirective, zstd_sys::ZSTD_EndDirective,
+        };
+        let size = buf.len();
+        let Some(c) = self.0.as_mut() else {
+            return Ok((buf.into(), size));
+        };
+        let zstd_failed = |code: usize| {
+            Error::Internal(format!(
+                "zstd failed on a column page: {}",
+                zstd_safe::get_error_name(code)
+            ))
+        };
+        let cctx = c.context_mut();
+        cctx.reset(ResetDirective::SessionOnly)
+            .map_err(zstd_failed)?;
+        cctx.set_pledged_src_size(Some(size as u64))
+            .map_err(zstd_failed)?;
+        // Room for every byte stored raw, a block header per block, and
+        // the frame's header.
+        let mut out: Vec<u8> =
+            Vec::with_capacity(zstd_safe::compress_bound(size) + 8 * ends.len() + 32);
+        let mut from = 0;
+        for (to, last) in ends
+            .iter()
+            .copied()
+            .filter(|&end| end > 0 && end < size)
+            .map(|end| (end, false))
+            .chain([(size, true)])
+        {
+            let directive = if last {
+                ZSTD_EndDirective::ZSTD_e_end
+            } else {
+                ZSTD_EndDirective::ZSTD_e_flush
+            };
+            let mut input = InBuffer::around(&buf[from..to]);
+            loop {
+                let written = out.len();
+                out.reserve(64);
+                let mut output = OutBuffer::around_pos(&mut out, written);
+                let left = cctx
+                    .compress_stream2(&mut output, &mut input, directive)
+                    .map_err(zstd_failed)?;
+                if left == 0 && input.pos == input.src.len() {
+                    break;
+                }
+            }
+            from = to;
+        }
+        Ok((out.into(), size))
+    }
 }
 
 /// The pages of a column chunk Ingot writes, and what the chunk's metadata,
