@@ -65,16 +65,17 @@ use futures::{FutureExt, StreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
 };
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
-use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 use tokio::runtime::Runtime;
 use tracing::{info, warn};
 
@@ -86,7 +87,7 @@ use crate::error::{Error, Result};
 use crate::flush::{Storage, now_ns, spanned_slice, write_last_rows, write_summary};
 use crate::last_rows::{self, LastRowsBuilder};
 use crate::manifest::{FileMeta, Manifest};
-use crate::parquet_file::Layout;
+use crate::parquet_file::{FileWriter, Layout};
 use crate::summary;
 use crate::write::time_values;
 
@@ -1151,13 +1152,13 @@ struct Output {
     dup_groups: Vec<(usize, usize)>,
     /// The key of the last row merged.
     last: Option<OwnedRow>,
-    writer: Option<AsyncArrowWriter<BufWriter>>,
+    writer: Option<OutputFile>,
     layout: Option<Layout>,
     min_time: i64,
     max_time: i64,
     rows: u64,
     peak: usize,
-    /// What the row group being encoded may hold before it is written out.
+    /// What the row group being gathered may hold before it is written out.
     writer_budget: usize,
     /// The file's summary, built as its rows go out.
     summary: Option<summary::Builder>,
@@ -1185,7 +1186,7 @@ impl Output {
         // Slices share their input batches' buffers, counted with the inputs
         // while those are current; count them here too, to be safe.
         self.pending_bytes.min(self.pending_rows * 64)
-            + self.writer.as_ref().map_or(0, |w| w.memory_size())
+            + self.writer.as_ref().map_or(0, |w| w.group_bytes)
     }
 
     /// Collapses duplicates in the pending rows and writes them out.
@@ -1225,12 +1226,14 @@ impl Output {
                 group_rows,
                 scales,
             )?;
-            let target = BufWriter::new(storage.store.clone(), path.clone());
-            self.writer = Some(AsyncArrowWriter::try_new(
-                target,
-                layout.schema.clone(),
-                Some(layout.props.clone()),
-            )?);
+            self.writer = Some(OutputFile {
+                file: FileWriter::new(layout.schema.clone(), layout.props.clone())?,
+                target: BufWriter::new(storage.store.clone(), path.clone()),
+                path: path.clone(),
+                group: Vec::new(),
+                group_rows: 0,
+                group_bytes: 0,
+            });
             self.layout = Some(layout);
         }
         if let (Some(writer), Some(layout)) = (self.writer.as_mut(), self.layout.as_ref()) {
@@ -1238,12 +1241,7 @@ impl Output {
             if let Some(summary) = self.summary.as_mut() {
                 summary.push_stored(&batch, Some(&stored))?;
             }
-            writer.write(&stored).await?;
-            // Encoders grow with the data; end the row group early rather
-            // than hold more than its share of the budget.
-            if writer.memory_size() > self.writer_budget {
-                writer.flush().await?;
-            }
+            writer.push(stored, group_rows, self.writer_budget).await?;
         }
         self.peak = self.peak.max(self.memory() + batch.get_array_memory_size());
         Ok(())
@@ -1252,7 +1250,7 @@ impl Output {
     /// Ends the row group being written, if any rows are in it.
     async fn end_row_group(&mut self) -> Result<()> {
         if let Some(writer) = self.writer.as_mut() {
-            writer.flush().await?;
+            writer.write_group().await?;
         }
         Ok(())
     }
@@ -1270,7 +1268,7 @@ impl Output {
         let Some(writer) = self.writer.take() else {
             return Ok(None);
         };
-        writer.close().await?;
+        writer.finish().await?;
         storage.sync_local(path)?;
         let bytes = storage.store.head(path).await?.size;
         let summary = match self.summary.take() {
@@ -1315,6 +1313,75 @@ impl Output {
             last_rows,
             node: None,
         }))
+    }
+}
+
+/// The output file as it is written: its rows gathered a row group at a
+/// time, each row group encoded as a flush encodes one
+/// ([`FileWriter`]) and streamed to the store.
+struct OutputFile {
+    file: FileWriter,
+    target: BufWriter,
+    path: StorePath,
+    /// The rows of the row group being gathered, as the file stores them.
+    group: Vec<RecordBatch>,
+    group_rows: usize,
+    group_bytes: usize,
+}
+
+impl OutputFile {
+    /// Adds stored rows; writes a row group out at every `group_rows`
+    /// rows, or sooner when the rows held pass `budget` bytes.
+    async fn push(
+        &mut self,
+        mut rows: RecordBatch,
+        group_rows: usize,
+        budget: usize,
+    ) -> Result<()> {
+        let group_rows = group_rows.max(1);
+        // Slices of one batch each count its whole buffers: share them out.
+        let row_bytes = rows.get_array_memory_size() / rows.num_rows().max(1);
+        while rows.num_rows() > 0 {
+            let take = rows.num_rows().min(group_rows - self.group_rows);
+            self.group.push(rows.slice(0, take));
+            self.group_rows += take;
+            self.group_bytes += take * row_bytes;
+            rows = rows.slice(take, rows.num_rows() - take);
+            if self.group_rows == group_rows {
+                self.write_group().await?;
+            }
+        }
+        if self.group_bytes > budget {
+            self.write_group().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows gathered, if any, as a row group.
+    async fn write_group(&mut self) -> Result<()> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        let group = std::mem::take(&mut self.group);
+        self.file.write_row_group(&group)?;
+        drop(group);
+        self.group_rows = 0;
+        self.group_bytes = 0;
+        let written = self.file.take_written()?;
+        self.target.put(Bytes::from(written)).await?;
+        Ok(())
+    }
+
+    /// Writes the last row group and the footer, and completes the upload.
+    async fn finish(mut self) -> Result<()> {
+        self.write_group().await?;
+        let tail = self.file.finish()?;
+        self.target.put(Bytes::from(tail)).await?;
+        self.target.shutdown().await.map_err(|source| Error::Io {
+            path: self.path.to_string().into(),
+            source,
+        })?;
+        Ok(())
     }
 }
 

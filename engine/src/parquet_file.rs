@@ -28,15 +28,20 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Decimal128Array, Float64Array, RecordBatch};
+use arrow::compute::concat;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves,
+};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use crate::catalog::{ColumnKind, FieldType, TableSchema};
@@ -107,32 +112,64 @@ pub(crate) fn write_parallel(
     props: WriterProperties,
     row_group_rows: usize,
 ) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.clone()))?;
-    let (mut file, factory) = writer.into_serialized_writer()?;
+    let mut file = FileWriter::new(batch.schema(), props)?;
     let rows = row_group_rows.max(1);
-    // A row group at a time: its chunks are held until it is appended.
-    for (group, start) in (0..batch.num_rows()).step_by(rows).enumerate() {
+    for start in (0..batch.num_rows()).step_by(rows) {
         let slice = batch.slice(start, rows.min(batch.num_rows() - start));
-        let writers = factory.create_column_writers(group)?;
-        if writers.len() != slice.num_columns() {
+        file.write_row_group(std::slice::from_ref(&slice))?;
+    }
+    file.finish()
+}
+
+/// A Parquet file written a row group at a time, as [`write_parallel`]
+/// writes one, whose bytes can be taken out as they are written: a
+/// compaction streams its output to the store this way.
+pub(crate) struct FileWriter {
+    file: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    props: WriterProperties,
+    groups: usize,
+}
+
+impl FileWriter {
+    pub fn new(schema: SchemaRef, props: WriterProperties) -> Result<Self> {
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props.clone()))?;
+        let (file, factory) = writer.into_serialized_writer()?;
+        Ok(FileWriter {
+            file,
+            factory,
+            props,
+            groups: 0,
+        })
+    }
+
+    /// Writes `batches` (in the file's schema) as one row group. Each
+    /// column is joined from the batches on the thread that encodes it, so
+    /// the row group is held once, plus a column per thread.
+    pub fn write_row_group(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        let schema = self.file.schema_descr();
+        let writers = self.factory.create_column_writers(self.groups)?;
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        if writers.len() != first.num_columns() {
             return Err(Error::Internal(
                 "a file's columns are each written as one Parquet column".into(),
             ));
         }
         let jobs: Vec<ChunkJob> = writers
             .into_iter()
-            .zip(slice.schema().fields().iter().zip(slice.columns()))
+            .zip(first.schema().fields().iter())
             .enumerate()
-            .map(|(i, (writer, (field, column)))| ChunkJob {
+            .map(|(i, (writer, field))| ChunkJob {
                 writer,
                 field: field.clone(),
-                column: column.clone(),
-                descr: file.schema_descr().column(i),
+                parts: batches.iter().map(|b| b.column(i).clone()).collect(),
+                descr: schema.column(i),
             })
             .collect();
-        let chunks = encode_chunks(jobs, &props)?;
-        let mut row_group = file.next_row_group()?;
+        let chunks = encode_chunks(jobs, &self.props)?;
+        let mut row_group = self.file.next_row_group()?;
         for chunk in chunks {
             match chunk {
                 Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
@@ -140,16 +177,28 @@ pub(crate) fn write_parallel(
             }
         }
         row_group.close()?;
+        self.groups += 1;
+        Ok(())
     }
-    file.close()?;
-    Ok(out)
+
+    /// The bytes written since they were last taken.
+    pub fn take_written(&mut self) -> Result<Vec<u8>> {
+        self.file.flush().map_err(ParquetError::from)?;
+        Ok(std::mem::take(self.file.inner_mut()))
+    }
+
+    /// Writes the footer; returns the bytes not yet taken.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        Ok(self.file.into_inner()?)
+    }
 }
 
 /// One column chunk of a row group to encode, with arrow-rs' writer for it.
 struct ChunkJob {
     writer: ArrowColumnWriter,
     field: FieldRef,
-    column: ArrayRef,
+    /// The chunk's rows, in parts to join.
+    parts: Vec<ArrayRef>,
     descr: ColumnDescPtr,
 }
 
@@ -165,14 +214,18 @@ enum Chunk {
 /// only for the chunks arrow-rs writes.
 fn encode_chunks(jobs: Vec<ChunkJob>, props: &WriterProperties) -> Result<Vec<Chunk>> {
     crate::parallel::map(jobs, |job| {
-        if let Some((bytes, close)) = crate::tag_chunks::encode(&job.column, &job.descr, props)? {
+        let column = match &job.parts[..] {
+            [one] => one.clone(),
+            parts => concat(&parts.iter().map(|p| p.as_ref()).collect::<Vec<_>>())?,
+        };
+        if let Some((bytes, close)) = crate::tag_chunks::encode(&column, &job.descr, props)? {
             return Ok(Chunk::Ingot(bytes, close));
         }
-        if let Some((bytes, close)) = crate::int_chunks::encode(&job.column, &job.descr, props)? {
+        if let Some((bytes, close)) = crate::int_chunks::encode(&column, &job.descr, props)? {
             return Ok(Chunk::Ingot(bytes, close));
         }
         let mut writer = job.writer;
-        for leaf in compute_leaves(&job.field, &job.column)? {
+        for leaf in compute_leaves(&job.field, &column)? {
             writer.write(&leaf)?;
         }
         Ok(Chunk::Arrow(writer.close()?))

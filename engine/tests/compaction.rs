@@ -507,3 +507,57 @@ fn crash_during_compaction_loses_and_duplicates_nothing() {
     }
     assert!(compactions_seen > 0, "the children never compacted");
 }
+
+/// Each column chunk of the engine's data files, as (file path, column,
+/// whether Ingot's own chunk writers wrote it). arrow-rs' column writer
+/// records size statistics (a nullable column's definition level
+/// histogram, a string column's unencoded bytes); Ingot's do not.
+fn chunk_writers(dir: &Path, engine: &Engine) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for f in engine.files() {
+        let file = std::fs::File::open(dir.join(&f.path)).unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+        let metadata = parquet::file::reader::FileReader::metadata(&reader);
+        for group in metadata.row_groups() {
+            for chunk in group.columns() {
+                let ingot = chunk.definition_level_histogram().is_none()
+                    && chunk.unencoded_byte_array_data_bytes().is_none();
+                out.push((f.path.clone(), chunk.column_path().string(), ingot));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_compacted_file_is_encoded_as_a_flushed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), manual()).unwrap();
+    for f in 0..3 {
+        let lp: String = (0..2_000)
+            .map(|i| {
+                format!(
+                    "m,s=s{} x={}.25,y={}i {}\n",
+                    i % 5,
+                    (i * 37) % 101,
+                    i,
+                    f * 2_000 + i
+                )
+            })
+            .collect();
+        write(&engine, &lp);
+        engine.flush().unwrap();
+    }
+    let flushed = chunk_writers(dir.path(), &engine);
+    assert_eq!(flushed.len(), 3 * 4, "{flushed:?}");
+    assert!(flushed.iter().all(|c| c.2), "{flushed:?}");
+    let before = query(&engine, "SELECT * FROM m ORDER BY s, time");
+
+    engine.compact().unwrap();
+    let compacted = chunk_writers(dir.path(), &engine);
+    assert_eq!(engine.files().len(), 1);
+    // The tag, the time, the decimal and the integer column.
+    assert_eq!(compacted.len(), 4, "{compacted:?}");
+    assert!(compacted.iter().all(|c| c.2), "{compacted:?}");
+    assert_eq!(query(&engine, "SELECT * FROM m ORDER BY s, time"), before);
+}
