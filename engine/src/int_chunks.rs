@@ -22,7 +22,7 @@
 //! left out. Columns this does not cover are left to arrow-rs: [`encode`]
 //! returns `None`.
 
-use std::borrow::Cow;
+use std::ops::Range;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
@@ -88,6 +88,7 @@ pub(crate) fn encode(
     let mut order = Order::new();
     let mut chunk_bounds: Option<(i64, i64)> = None;
     let mut chunk_nulls = 0u64;
+    // A page's values as `i64`, where they are not borrowed from the column.
     let mut present = Vec::new();
     for start in (0..array.len()).step_by(page_rows) {
         let rows = page_rows.min(array.len() - start);
@@ -103,7 +104,7 @@ pub(crate) fn encode(
                     for (from, to) in nulls.slice(start, rows).valid_slices() {
                         levels.push(0, (from - at) as u32);
                         levels.push(1, (to - from) as u32);
-                        present.extend_from_slice(&values[start + from..start + to]);
+                        values.extend(start + from..start + to, &mut present);
                         at = to;
                     }
                     levels.push(0, (rows - at) as u32);
@@ -111,7 +112,7 @@ pub(crate) fn encode(
                 }
                 None => {
                     levels.push(1, rows as u32);
-                    &values[start..start + rows]
+                    values.rows(start..start + rows, &mut present)
                 }
             };
             let levels = levels.finish();
@@ -119,7 +120,7 @@ pub(crate) fn encode(
             buf.extend_from_slice(&levels);
             page
         } else {
-            &values[start..start + rows]
+            values.rows(start..start + rows, &mut present)
         };
         let nulls = (rows - page.len()) as u64;
         chunk_nulls += nulls;
@@ -177,28 +178,51 @@ pub(crate) fn encode(
     ))
 }
 
-/// Every row's value as an `i64` (whatever a null row holds), or `None` for
-/// a column of another type. Decimals of up to 18 digits are narrowed; an
-/// `INT64` column holds no others.
-fn values(array: &ArrayRef) -> Option<Cow<'_, [i64]>> {
-    match array.data_type() {
-        DataType::Int64 => Some(Cow::Borrowed(array.as_primitive::<Int64Type>().values())),
-        DataType::Timestamp(unit, _) => Some(Cow::Borrowed(match unit {
+/// A column's values, whatever a null row holds: 64-bit integers, or
+/// decimals of up to 18 digits (an `INT64` column holds no others), which
+/// are narrowed a page at a time.
+enum Values<'a> {
+    Wide(&'a [i64]),
+    Decimal(&'a [i128]),
+}
+
+impl Values<'_> {
+    /// The values of `rows`, borrowed, or narrowed into `buf`.
+    fn rows<'b>(&'b self, rows: Range<usize>, buf: &'b mut Vec<i64>) -> &'b [i64] {
+        match self {
+            Values::Wide(values) => &values[rows],
+            Values::Decimal(_) => {
+                buf.clear();
+                self.extend(rows, buf);
+                buf
+            }
+        }
+    }
+
+    /// Appends the values of `rows` to `out`.
+    fn extend(&self, rows: Range<usize>, out: &mut Vec<i64>) {
+        match self {
+            Values::Wide(values) => out.extend_from_slice(&values[rows]),
+            Values::Decimal(values) => out.extend(values[rows].iter().map(|&v| v as i64)),
+        }
+    }
+}
+
+/// The column's values, or `None` for a column of another type.
+fn values(array: &ArrayRef) -> Option<Values<'_>> {
+    Some(match array.data_type() {
+        DataType::Int64 => Values::Wide(array.as_primitive::<Int64Type>().values()),
+        DataType::Timestamp(unit, _) => Values::Wide(match unit {
             TimeUnit::Second => array.as_primitive::<TimestampSecondType>().values(),
             TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().values(),
             TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().values(),
             TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().values(),
-        })),
-        DataType::Decimal128(precision, _) if *precision <= 18 => Some(Cow::Owned(
-            array
-                .as_primitive::<Decimal128Type>()
-                .values()
-                .iter()
-                .map(|&v| v as i64)
-                .collect(),
-        )),
-        _ => None,
-    }
+        }),
+        DataType::Decimal128(precision, _) if *precision <= 18 => {
+            Values::Decimal(array.as_primitive::<Decimal128Type>().values())
+        }
+        _ => return None,
+    })
 }
 
 /// The least and greatest of `values`.
@@ -392,9 +416,10 @@ mod tests {
 
     /// Each row's value as an `i64`, or `None` where it is null.
     fn rows_of(array: &ArrayRef) -> Vec<Option<i64>> {
-        let values = values(array).unwrap();
+        let mut all = Vec::new();
+        values(array).unwrap().extend(0..array.len(), &mut all);
         (0..array.len())
-            .map(|i| array.is_valid(i).then_some(values[i]))
+            .map(|i| array.is_valid(i).then_some(all[i]))
             .collect()
     }
 
