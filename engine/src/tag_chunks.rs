@@ -703,6 +703,17 @@ pub(crate) mod tests {
             .clone()
     }
 
+    /// Asserts that the first column chunk of `ours` records what arrow-rs'
+    /// own writer records in `theirs`: statistics, encodings, values and
+    /// compression.
+    pub(crate) fn assert_chunk_metadata_matches(ours: &ParquetMetaData, theirs: &ParquetMetaData) {
+        let (a, b) = (ours.row_group(0).column(0), theirs.row_group(0).column(0));
+        assert_eq!(a.statistics(), b.statistics());
+        assert_eq!(a.encodings_mask(), b.encodings_mask());
+        assert_eq!(a.num_values(), b.num_values());
+        assert_eq!(a.compression(), b.compression());
+    }
+
     fn strings(array: &ArrayRef) -> Vec<Option<String>> {
         let plain = arrow::compute::cast(array, &DataType::Utf8).unwrap();
         plain
@@ -740,11 +751,7 @@ pub(crate) mod tests {
         let theirs = Bytes::from(theirs);
 
         let (ours, theirs) = (metadata(&ours), metadata(&theirs));
-        let (a, b) = (ours.row_group(0).column(0), theirs.row_group(0).column(0));
-        assert_eq!(a.statistics(), b.statistics());
-        assert_eq!(a.encodings_mask(), b.encodings_mask());
-        assert_eq!(a.num_values(), b.num_values());
-        assert_eq!(a.compression(), b.compression());
+        assert_chunk_metadata_matches(&ours, &theirs);
 
         // Pages of exactly 16 rows, each with its own minimum and maximum:
         // these pages are not arrow-rs' (it cuts after 1 024-row batches).
