@@ -15,6 +15,16 @@
 //! stores the workload's temperatures in 6 % fewer bytes and its power
 //! readings in 7 % fewer. Without compression the widths stay exact.
 //!
+//! A reading that drops sharply for a step (a fault that clears, a machine
+//! going idle) makes one delta far below its block's others, and the block
+//! is stored above that delta. Were it stored above its own least delta, every
+//! other delta of the block would come out wide and shifted, its low bytes
+//! unlike any other block's. When compressed, such a block is instead stored
+//! above a base a whole number of 256s below the other deltas' least
+//! ([`block_base`]), 16 bits wide: each value's low byte is then what it
+//! would have been without the drop, and its high byte the same across the
+//! block. The workload's temperatures take 5 % fewer bytes.
+//!
 //! Each byte stream of a `BYTE_STREAM_SPLIT` page ends a zstd block
 //! ([`Codec::compress_blocks`]), so that a reading's near-uniform low bytes
 //! and its few distinct high bytes each get an entropy code of their own:
@@ -255,9 +265,11 @@ fn byte_stream_split(values: &[i64], out: &mut Vec<u8>) {
 }
 
 /// `values` as `DELTA_BINARY_PACKED`: the first value, then blocks of
-/// [`BLOCK`] deltas, each stored as its least delta and, per miniblock, the
-/// deltas above it packed in the bits the miniblock needs (8 where it needs
-/// 4 to 8 and `align` is set).
+/// [`BLOCK`] deltas, each stored as a base at or below its least delta and,
+/// per miniblock, the deltas above it packed in the bits the miniblock needs.
+/// With `align` set (the page is compressed), a miniblock that needs 4 to 8
+/// bits is stored 8 bits wide, and a block with a sharp drop is stored above
+/// [`block_base`], 16 bits wide.
 fn delta_binary_packed(values: &[i64], align: bool, out: &mut Vec<u8>) {
     varint(out, BLOCK as u64);
     varint(out, MINIBLOCKS as u64);
@@ -271,7 +283,11 @@ fn delta_binary_packed(values: &[i64], align: bool, out: &mut Vec<u8>) {
         for (j, d) in deltas[..n].iter_mut().enumerate() {
             *d = values[i + j].wrapping_sub(values[i + j - 1]);
         }
-        let min = deltas[..n].iter().copied().min().unwrap_or(0);
+        let least = deltas[..n].iter().copied().min().unwrap_or(0);
+        let (min, realigned) = match align {
+            true => block_base(&deltas[..n], least),
+            false => (least, false),
+        };
         for (a, &d) in above[..n].iter_mut().zip(&deltas[..n]) {
             *a = d.wrapping_sub(min) as u64;
         }
@@ -287,6 +303,7 @@ fn delta_binary_packed(values: &[i64], align: bool, out: &mut Vec<u8>) {
             let exact = (64 - max.leading_zeros()) as u8;
             *width = match exact {
                 4..=8 if align => 8,
+                _ if realigned => 16,
                 w => w,
             };
         }
@@ -295,6 +312,41 @@ fn delta_binary_packed(values: &[i64], align: bool, out: &mut Vec<u8>) {
             pack(&above[m * MINIBLOCK..][..MINIBLOCK], width, out);
         }
         i += n;
+    }
+}
+
+/// The base a block of `deltas` (whose least is `least`) is stored above,
+/// and whether it was moved from `least`.
+///
+/// When the least delta of some miniblock lies 256 or more below that of
+/// the others (a sharp drop), the base is the others' least delta less the
+/// fewest 256s that reach down to `least`. Every delta then sits 256 times
+/// some constant above where it would sit without the drop, so its low byte
+/// is unchanged. The block is stored 16 bits wide; if that does not hold it,
+/// the base stays `least`.
+fn block_base(deltas: &[i64], least: i64) -> (i64, bool) {
+    let mut lows = [i64::MAX; MINIBLOCKS];
+    for (low, miniblock) in lows.iter_mut().zip(deltas.chunks(MINIBLOCK)) {
+        *low = miniblock.iter().copied().min().unwrap_or(i64::MAX);
+    }
+    let lows = &lows[..deltas.len().div_ceil(MINIBLOCK)];
+    let highest = lows.iter().copied().max().unwrap_or(least);
+    // The least delta of the miniblocks without a drop.
+    let level = lows
+        .iter()
+        .copied()
+        .filter(|&l| i128::from(l) >= i128::from(highest) - 255)
+        .min()
+        .unwrap_or(least);
+    let drop = i128::from(level) - i128::from(least);
+    if drop < 256 {
+        return (least, false);
+    }
+    let base = i128::from(level) - (drop + 255) / 256 * 256;
+    let top = i128::from(deltas.iter().copied().max().unwrap_or(least));
+    match i64::try_from(base) {
+        Ok(base) if top - i128::from(base) <= i128::from(u16::MAX) => (base, true),
+        _ => (least, false),
     }
 }
 
@@ -520,6 +572,55 @@ mod tests {
     }
 
     #[test]
+    fn a_sharp_drop_leaves_its_blocks_low_bytes_as_they_were() {
+        // Readings that wander by -40..=40 a step, with a drop of 2 500 at
+        // delta 70 (a fault clearing): one block of 128 deltas.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let deltas: Vec<i64> = (0..128)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let noise = (state % 81) as i64 - 40;
+                if i == 70 { noise - 2_500 } else { noise }
+            })
+            .collect();
+        let values: Vec<i64> = std::iter::once(4_000)
+            .chain(deltas.iter().scan(4_000i64, |v, d| {
+                *v += d;
+                Some(*v)
+            }))
+            .collect();
+        let mut out = Vec::new();
+        delta_binary_packed(&values, true, &mut out);
+        // Block size (2 bytes), miniblocks, count (2 bytes), first value (2
+        // bytes), the block's base (2 bytes), its miniblocks' widths.
+        assert_eq!(out[9..13], [16, 16, 16, 16]);
+        let stored: Vec<u16> = out[13..]
+            .chunks(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(stored.len(), 128);
+        // The least delta of the miniblocks without the drop.
+        let level = (0..128)
+            .filter(|i| i / 32 != 70 / 32)
+            .map(|i| deltas[i])
+            .min()
+            .unwrap();
+        for (i, (&s, &d)) in stored.iter().zip(&deltas).enumerate() {
+            if i != 70 {
+                let low = (d - level).rem_euclid(256);
+                assert_eq!(i64::from(s & 0xff), low, "low byte of delta {i}");
+                assert_eq!(s >> 8, stored[0] >> 8, "high byte of delta {i}");
+            }
+        }
+        // Without compression the block is stored above the drop, 12 bits.
+        let mut exact = Vec::new();
+        delta_binary_packed(&values, false, &mut exact);
+        assert_eq!(exact[9..13], [12, 12, 12, 12]);
+    }
+
+    #[test]
     fn each_byte_stream_is_compressed_with_a_code_of_its_own() {
         // Readings between 512 and 1023: a low byte spread over all 256
         // values, a high byte of 2 or 3, as a vibration sensor's.
@@ -554,6 +655,8 @@ mod tests {
     fn column_values() -> impl Strategy<Value = Vec<Option<i64>>> {
         let value = prop_oneof![
             (-300i64..300).prop_map(|v| 25_000 + v),
+            // A reading 2 500 lower: deltas that drop sharply and recover.
+            (-40i64..40).prop_map(|v| 22_500 + v),
             any::<i64>(),
             Just(i64::MIN),
             Just(i64::MAX),
