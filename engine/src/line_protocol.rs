@@ -175,7 +175,12 @@ impl<'a> Iterator for Lines<'a> {
         let b = self.text.as_bytes();
         while self.pos < b.len() {
             let start = self.pos;
-            let nl = next_newline(b, start);
+            // The line's first `\n`, and whether a double quote comes before it: one scan.
+            let (nl, quoted) = match memchr::memchr2(b'\n', b'"', &b[start..]) {
+                Some(p) if b[start + p] == b'"' => (next_newline(b, start + p), true),
+                Some(p) => (start + p, false),
+                None => (b.len(), false),
+            };
             let physical = strip_cr(&b[start..nl]);
             let end = match physical.iter().position(|&c| c != b' ') {
                 // Blank (rule 2).
@@ -185,7 +190,7 @@ impl<'a> Iterator for Lines<'a> {
                     physical[p..].iter().any(|&c| is_control(c)).then_some(nl)
                 }
                 // Only a line with a double quote can hold a string value that spans lines.
-                Some(_) if physical.contains(&b'"') => Some(quoted_line_end(self.text, start, nl)),
+                Some(_) if quoted => Some(quoted_line_end(self.text, start, nl)),
                 Some(_) => Some(nl),
             };
             let Some(end) = end else {
@@ -214,14 +219,11 @@ impl std::iter::FusedIterator for Lines<'_> {}
 /// Index of the first `\n` at or after `from`, or the length of `b`.
 #[inline]
 fn next_newline(b: &[u8], from: usize) -> usize {
-    b[from..]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(b.len(), |p| from + p)
+    memchr::memchr(b'\n', &b[from..]).map_or(b.len(), |p| from + p)
 }
 
 fn count_newlines(b: &[u8]) -> usize {
-    b.iter().filter(|&&c| c == b'\n').count()
+    memchr::memchr_iter(b'\n', b).count()
 }
 
 /// `b` without one trailing `\r`.
