@@ -383,7 +383,7 @@ fn scan_name(b: &[u8], mut i: usize, stops: &ByteSet, escapes: &ByteSet) -> (usi
 }
 
 /// The name `line[start..end]` as a `Cow`, unescaped when `escaped` is set.
-#[inline]
+#[inline(always)]
 fn name<'a>(
     line: &'a str,
     start: usize,
@@ -825,7 +825,7 @@ fn after_field_error(s: &str, pos: usize, out: &ParsedLine<'_>) -> Syntax {
 
 /// Parses the field value starting at byte `start` of `line` (rules 9 to 13); returns it and
 /// the byte position after it.
-#[inline]
+#[inline(always)]
 fn parse_field_value<'a>(
     line: &'a str,
     start: usize,
