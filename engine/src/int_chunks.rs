@@ -283,10 +283,9 @@ fn delta_binary_packed(values: &[i64], align: bool, out: &mut Vec<u8>) {
         for (j, d) in deltas[..n].iter_mut().enumerate() {
             *d = values[i + j].wrapping_sub(values[i + j - 1]);
         }
-        let least = deltas[..n].iter().copied().min().unwrap_or(0);
         let (min, realigned) = match align {
-            true => block_base(&deltas[..n], least),
-            false => (least, false),
+            true => block_base(&deltas[..n]),
+            false => (deltas[..n].iter().copied().min().unwrap_or(0), false),
         };
         for (a, &d) in above[..n].iter_mut().zip(&deltas[..n]) {
             *a = d.wrapping_sub(min) as u64;
@@ -315,21 +314,23 @@ fn delta_binary_packed(values: &[i64], align: bool, out: &mut Vec<u8>) {
     }
 }
 
-/// The base a block of `deltas` (whose least is `least`) is stored above,
-/// and whether it was moved from `least`.
+/// The base a block of `deltas` (one or more) is stored above, and whether
+/// it was moved from the block's least delta.
 ///
 /// When the least delta of some miniblock lies 256 or more below that of
 /// the others (a sharp drop), the base is the others' least delta less the
-/// fewest 256s that reach down to `least`. Every delta then sits 256 times
-/// some constant above where it would sit without the drop, so its low byte
-/// is unchanged. The block is stored 16 bits wide; if that does not hold it,
-/// the base stays `least`.
-fn block_base(deltas: &[i64], least: i64) -> (i64, bool) {
+/// fewest 256s that reach down to the block's least. Every delta then sits
+/// 256 times some constant above where it would sit without the drop, so its
+/// low byte is unchanged. The block is stored 16 bits wide; if that does not
+/// hold it, the base is the block's least delta.
+fn block_base(deltas: &[i64]) -> (i64, bool) {
+    // Each miniblock's least delta; the block's least is the least of them.
     let mut lows = [i64::MAX; MINIBLOCKS];
     for (low, miniblock) in lows.iter_mut().zip(deltas.chunks(MINIBLOCK)) {
         *low = miniblock.iter().copied().min().unwrap_or(i64::MAX);
     }
     let lows = &lows[..deltas.len().div_ceil(MINIBLOCK)];
+    let least = lows.iter().copied().min().unwrap_or(0);
     let highest = lows.iter().copied().max().unwrap_or(least);
     // The least delta of the miniblocks without a drop.
     let level = lows
