@@ -918,8 +918,15 @@ fn parse_field_value<'a>(
                     }
                 }
             }
-            _ => {
-                if !is_decimal_float(v) {
+            _ => match parse_float(v) {
+                Some(x) if x.is_finite() => FieldValue::F64(x),
+                Some(_) => {
+                    return Err(syntax(
+                        start,
+                        format!("float field value out of range for f64: {}", quoted(text)),
+                    ));
+                }
+                None => {
                     return Err(syntax(
                         start,
                         format!(
@@ -928,16 +935,7 @@ fn parse_field_value<'a>(
                         ),
                     ));
                 }
-                match text.parse::<f64>() {
-                    Ok(x) if x.is_finite() => FieldValue::F64(x),
-                    _ => {
-                        return Err(syntax(
-                            start,
-                            format!("float field value out of range for f64: {}", quoted(text)),
-                        ));
-                    }
-                }
-            }
+            },
         }
     } else {
         match v {
@@ -955,6 +953,56 @@ fn parse_field_value<'a>(
         }
     };
     Ok((value, end))
+}
+
+/// Powers of ten that an `f64` holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The float `v` writes (rule 9), rounded to the nearest `f64`, or `None`
+/// when `v` is not a decimal float. Out of range, it is infinite.
+///
+/// A float without an exponent whose digits, read as an integer, fit in 53
+/// bits (`45.23` is 4523 over 10^2) is that integer divided by a power of
+/// ten: both are exact `f64`s, and one division rounds once, so the result
+/// is the nearest `f64` to the decimal, as the standard library's parser
+/// gives (Clinger's fast path). Sensor readings are all of that kind; any
+/// other float goes to the standard library.
+#[inline]
+fn parse_float(v: &[u8]) -> Option<f64> {
+    let negative = v.first() == Some(&b'-');
+    let mut i = usize::from(negative);
+    let mut mantissa = 0u64;
+    let whole_start = i;
+    while let Some(d) = v.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d < 10) {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    let whole = i - whole_start;
+    let mut fraction = 0;
+    if v.get(i) == Some(&b'.') {
+        i += 1;
+        let fraction_start = i;
+        while let Some(d) = v.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d < 10) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        fraction = i - fraction_start;
+    }
+    // Up to 19 digits the mantissa did not wrap.
+    if i == v.len() && whole + fraction > 0 && whole + fraction <= 19 && mantissa <= 1 << 53 {
+        if let Some(&power) = EXACT_POWERS_OF_TEN.get(fraction) {
+            let x = mantissa as f64 / power;
+            return Some(if negative { -x } else { x });
+        }
+    }
+    if !is_decimal_float(v) {
+        return None;
+    }
+    // Validated as ASCII digits, signs, '.' and 'e' above.
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Whether `v` is a decimal float as rule 9 writes it: `-`? digits (`.` digits?)? or
@@ -1240,6 +1288,44 @@ mod tests {
         let mut parsed = parse_ok(line);
         assert_eq!(parsed.tags.len(), 1, "{line:?}");
         parsed.tags.remove(0).1
+    }
+
+    #[test]
+    fn floats_at_the_edges_of_the_fast_path_parse_as_written() {
+        for text in [
+            "45.23",
+            "-45.23",
+            "0",
+            "-0",
+            "-0.0",
+            ".5",
+            "5.",
+            "0.1",
+            "0.3",
+            "1e3",
+            "9007199254740992",
+            "9007199254740993",
+            "0.30000000000000004",
+            "1.0000000000000002",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.0000000000000000000001",
+            "0.00000000000000000000001",
+            "00000000000000000000001.5",
+        ] {
+            let expected = text.parse::<f64>().unwrap();
+            assert_eq!(
+                parse_float(text.as_bytes()).map(f64::to_bits),
+                Some(expected.to_bits()),
+                "{text}"
+            );
+        }
+        for text in [
+            "", "-", ".", "-.", "1.2.3", "1e", "+1", "1_0", "0x10", "inf", "1-",
+        ] {
+            assert_eq!(parse_float(text.as_bytes()), None, "{text:?}");
+        }
+        assert_eq!(parse_float(b"1e400"), Some(f64::INFINITY));
     }
 
     #[test]
@@ -2487,6 +2573,31 @@ mod tests {
                 }
             }
             check(&String::from_iter(chars))?;
+        }
+
+        /// Decimal floats of up to 25 digits, with and without a sign,
+        /// a point and an exponent: the value the standard library parses,
+        /// bit for bit, the fast path's (up to 19 digits, no exponent)
+        /// included.
+        #[test]
+        fn floats_parse_as_the_standard_library_parses_them(
+            negative in any::<bool>(),
+            whole in "[0-9]{0,13}",
+            fraction in prop::option::of("[0-9]{0,12}"),
+            exponent in prop::option::of(-330i32..330),
+        ) {
+            let mut text = String::from(if negative { "-" } else { "" });
+            text.push_str(&whole);
+            if let Some(fraction) = &fraction {
+                text.push('.');
+                text.push_str(fraction);
+            }
+            if let Some(e) = exponent {
+                text.push_str(&format!("e{e}"));
+            }
+            let expected = text.parse::<f64>().ok().filter(|_| is_decimal_float(text.as_bytes()));
+            let parsed = parse_float(text.as_bytes());
+            prop_assert_eq!(parsed.map(f64::to_bits), expected.map(f64::to_bits), "{:?}", text);
         }
 
         #[test]
