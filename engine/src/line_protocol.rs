@@ -992,11 +992,14 @@ fn parse_float(v: &[u8]) -> Option<f64> {
         fraction = i - fraction_start;
     }
     // Up to 19 digits the mantissa did not wrap.
-    if i == v.len() && whole + fraction > 0 && whole + fraction <= 19 && mantissa <= 1 << 53 {
-        if let Some(&power) = EXACT_POWERS_OF_TEN.get(fraction) {
-            let x = mantissa as f64 / power;
-            return Some(if negative { -x } else { x });
-        }
+    if i == v.len()
+        && whole + fraction > 0
+        && whole + fraction <= 19
+        && mantissa <= 1 << 53
+        && let Some(&power) = EXACT_POWERS_OF_TEN.get(fraction)
+    {
+        let x = mantissa as f64 / power;
+        return Some(if negative { -x } else { x });
     }
     if !is_decimal_float(v) {
         return None;
