@@ -7,19 +7,12 @@
 //! `cargo bench -p ingot-bench --bench hot_paths`
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use ingot_bench::{Generator, line_protocol, row};
+use ingot_bench::{Generator, line_protocol_requests};
 use ingot_engine::line_protocol::{ParsedLine, lines, parse_line};
 use ingot_engine::{Engine, Options, WalSync};
 
-fn workload_lines(rows: u64) -> String {
-    let devices = 1000;
-    (0..rows)
-        .map(|i| line_protocol(&row(i % devices, i / devices, 10)) + "\n")
-        .collect()
-}
-
 fn parse(c: &mut Criterion) {
-    let text = workload_lines(10_000);
+    let text = line_protocol_requests(1000, 10_000, 10_000).concat();
     let mut group = c.benchmark_group("line_protocol");
     group.throughput(Throughput::Elements(10_000));
     group.bench_function("parse 10k workload lines", |b| {

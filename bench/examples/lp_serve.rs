@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ingot_bench::{line_protocol, row};
+use ingot_bench::line_protocol_requests;
 use ingot_server::{ServeConfig, Server};
 
 const DEVICES: u64 = 1000;
@@ -24,13 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1080);
     let lines = DEVICES * steps;
-    let requests: Vec<String> = (0..lines.div_ceil(LINES_PER_REQUEST))
-        .map(|r| {
-            (r * LINES_PER_REQUEST..((r + 1) * LINES_PER_REQUEST).min(lines))
-                .map(|i| line_protocol(&row(i % DEVICES, i / DEVICES, 10)) + "\n")
-                .collect()
-        })
-        .collect();
+    let requests = line_protocol_requests(DEVICES, lines, LINES_PER_REQUEST);
     let requests = Arc::new(Mutex::new(requests.into_iter()));
     let dir = tempfile::tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

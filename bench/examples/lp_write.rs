@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use ingot_bench::{line_protocol, row};
+use ingot_bench::line_protocol_requests;
 use ingot_engine::line_protocol::{ParsedLine, lines, parse_line};
 use ingot_engine::{Engine, Options, Precision, WalSync};
 
@@ -16,16 +16,8 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1080);
     let devices = 1000;
-    let requests: Vec<String> = (0..devices * steps)
-        .collect::<Vec<_>>()
-        .chunks(10_000)
-        .map(|c| {
-            c.iter()
-                .map(|&i| line_protocol(&row(i % devices, i / devices, 10)) + "\n")
-                .collect()
-        })
-        .collect();
     let lines_total = devices * steps;
+    let requests = line_protocol_requests(devices, lines_total, 10_000);
     let started = Instant::now();
     let mut line = ParsedLine::default();
     for text in &requests {

@@ -272,6 +272,20 @@ impl Generator {
     }
 }
 
+/// The first `lines` rows of a fleet of `devices` (interval 10 s,
+/// time-major) as line protocol, one line each, cut into requests of
+/// `per_request` lines: what the HTTP ingest sends. For the benches and
+/// profiling examples of the line-protocol path.
+pub fn line_protocol_requests(devices: u64, lines: u64, per_request: u64) -> Vec<String> {
+    (0..lines.div_ceil(per_request))
+        .map(|r| {
+            (r * per_request..((r + 1) * per_request).min(lines))
+                .map(|i| line_protocol(&row(i % devices, i / devices, 10)) + "\n")
+                .collect()
+        })
+        .collect()
+}
+
 /// Formats a row as the line `gen.py --format lp` writes.
 pub fn line_protocol(r: &Row) -> String {
     let d = r.device;
