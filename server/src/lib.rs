@@ -12,7 +12,8 @@
 //! subscribes to a broker, `prometheus` takes remote write.
 //! `route` is the write front of a cluster of writer nodes.
 //! `allocator` makes every program that links this crate (`ingot`,
-//! `ingot-bench`) allocate with jemalloc.
+//! `ingot-bench`) allocate with jemalloc, which keeps freed memory while
+//! data arrives.
 
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
 mod allocator;
@@ -36,6 +37,8 @@ mod sql;
 
 use std::sync::Arc;
 
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+pub use allocator::release_retained_memory;
 pub use error::ApiError;
 pub use flight::DATABASE_HEADER;
 pub use server::{ServeConfig, ServeError, Server, TlsFiles};

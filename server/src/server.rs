@@ -29,6 +29,11 @@ use crate::sql::SqlLimits;
 /// How long a shutdown waits for in-flight requests before closing connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long the engine must go without a write, flush or compaction before
+/// the allocator hands the memory it keeps back to the kernel.
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+const IDLE_RELEASE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Everything `ingot serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -223,6 +228,12 @@ impl Server {
             None => None,
         };
         let (stop, stopped) = watch::channel(false);
+        #[cfg(all(target_os = "linux", not(target_env = "musl")))]
+        tokio::spawn(crate::allocator::release_when_idle(
+            engine.clone(),
+            IDLE_RELEASE_INTERVAL,
+            stopped.clone(),
+        ));
         let mqtt = match &config.mqtt {
             Some(mqtt) if !config.read_only => {
                 crate::mqtt::check(mqtt).map_err(|reason| ServeError::Serve {
