@@ -18,7 +18,6 @@ use arrow::datatypes::{Int32Type, SchemaRef};
 
 use crate::catalog::{ColumnKind, TableSchema, tag_type};
 use crate::error::{Error, Result};
-use crate::write::time_values;
 
 /// Reshapes a batch written under an older (or the same) schema to `schema`:
 /// columns it lacks read as null. Columns are matched by name.
@@ -93,21 +92,35 @@ pub(crate) fn sort_dedup_sliced(
         .map(|(_, b)| align(b, schema))
         .collect::<Result<Vec<_>>>()?;
     let started = std::time::Instant::now();
-    let batch = concat_parallel(schema, &aligned)?;
+    let (mut columns, chunked) = input_columns(table, &aligned)?;
     let concat_ms = started.elapsed().as_millis() as u64;
-    let n = batch.num_rows();
+    let n: usize = aligned.iter().map(|b| b.num_rows()).sum();
+    drop(aligned);
     if n == 0 {
         return Ok(Sorted {
-            batch,
+            batch: RecordBatch::new_empty(schema.clone()),
             key_order: table.tag_indices(),
             series_ends: Vec::new(),
         });
     }
-    let mut series = SeriesIds::new(&batch, &table.tag_indices())?;
-    let batch = series.with_compact_tags(batch, &table.tag_indices())?;
+    let tags = table.tag_indices();
+    let tag_columns = tags
+        .iter()
+        .map(|&t| columns[t].whole())
+        .collect::<Result<Vec<_>>>()?;
+    let mut series = SeriesIds::new(n, &tags, &tag_columns)?;
+    for (&t, compact) in tags.iter().zip(series.compact_tags.drain(..)) {
+        columns[t] = Column::Whole(compact);
+    }
     let series_ms = started.elapsed().as_millis() as u64 - concat_ms;
     let key_order = series.key_order.clone();
-    let times = time_values(&batch);
+    let time_index = table.time_index();
+    let time_column = columns[time_index].whole()?;
+    let times: &[i64] = time_column
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .map(|a| a.values().as_ref())
+        .ok_or_else(|| Error::Internal("the time column is not in nanoseconds".into()))?;
     let (mut order, bounds) = series.by_series();
     // Each series' rows, in arrival order, are a lane of the gathers below.
     let series_lanes: Vec<Range<usize>> = bounds
@@ -163,90 +176,139 @@ pub(crate) fn sort_dedup_sliced(
     let last_of_group = UInt32Array::from_iter_values(
         (0..groups).map(|r| order[starts[group_at(r) + 1] as usize - 1]),
     );
+    // The same rows as codes into the chunks, for the columns left there.
+    let chunk_codes = chunked.as_ref().and_then(|chunked| {
+        columns
+            .iter()
+            .any(|c| matches!(c, Column::Chunks(_)))
+            .then(|| chunked.codes(last_of_group.values()))
+    });
     // Output rows are filled a series at a time, in lanes side by side
     // (`gather`); the series' last rows are where lanes end.
     let mut ends: Vec<usize> = series_ends.iter().map(|&e| e as usize).collect();
     ends.sort_unstable();
     let lanes = crate::gather::lanes_ending_at(ends, groups);
-    let gathered = move |batch: RecordBatch| {
-        let groups_ms = groups_ms - concat_ms - series_ms - order_ms;
-        let take_ms =
-            started.elapsed().as_millis() as u64 - concat_ms - series_ms - order_ms - groups_ms;
-        tracing::debug!(
-            rows = n,
-            concat_ms,
-            series_ms,
-            order_ms,
-            groups_ms,
-            take_ms,
-            "sorted"
-        );
-        Ok(Sorted {
-            batch,
-            key_order,
-            series_ends,
-        })
+    // The latest non-null value of each group, else its last row: where a
+    // column with nulls takes each output row from.
+    let latest_valid = |array: &ArrayRef| {
+        UInt32Array::from_iter_values((0..groups).map(|r| {
+            let g = group_at(r);
+            let (first, end) = (starts[g], starts[g + 1]);
+            (first..end)
+                .rev()
+                .map(|p| order[p as usize])
+                .find(|&i| array.is_valid(i as usize))
+                .unwrap_or(order[end as usize - 1])
+        }))
     };
-    if groups == n {
-        // No duplicates: the times are already in output order, unless
-        // the rows are then ordered by slice.
-        let time_index = table.time_index();
-        let mut sorted_times = by_slice.is_none().then_some(sorted_times);
-        let jobs: Vec<_> = batch
-            .columns()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c, (i == time_index).then(|| sorted_times.take()).flatten()))
-            .collect();
-        let columns = crate::parallel::map_columns(n, jobs, |(c, times)| match times {
-            Some(times) => Ok(Arc::new(
+    // No duplicates: the times are already in output order, unless the rows
+    // are then ordered by slice.
+    let mut sorted_times = (groups == n && by_slice.is_none()).then_some(sorted_times);
+    let jobs: Vec<_> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let times = (i == time_index).then(|| sorted_times.take()).flatten();
+            (&table.columns()[i].kind, column, times)
+        })
+        .collect();
+    let gathered =
+        crate::parallel::map_columns(n, jobs, |(kind, column, times)| match (column, times) {
+            (Column::Whole(c), Some(times)) => Ok(Arc::new(
                 TimestampNanosecondArray::new(times.into(), None)
                     .with_data_type(c.data_type().clone()),
             ) as ArrayRef),
-            None => crate::gather::gather(c, &last_of_group, &lanes),
+            (Column::Whole(array), None) => match kind {
+                ColumnKind::Field(_) if groups < n && array.null_count() > 0 => {
+                    crate::gather::gather(array, &latest_valid(array), &lanes)
+                }
+                _ => crate::gather::gather(array, &last_of_group, &lanes),
+            },
+            (Column::Chunks(chunks), _) => {
+                let gathered = chunked
+                    .as_ref()
+                    .zip(chunk_codes.as_ref())
+                    .and_then(|(chunked, codes)| chunked.gather(chunks, codes, &lanes));
+                gathered.ok_or_else(|| {
+                    Error::Internal("a column left in chunks could not be gathered".into())
+                })
+            }
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
-        return gathered(RecordBatch::try_new(batch.schema(), columns)?);
+    let take_ms = started.elapsed().as_millis() as u64 - groups_ms;
+    tracing::debug!(
+        rows = n,
+        concat_ms,
+        series_ms,
+        order_ms,
+        groups_ms = groups_ms - concat_ms - series_ms - order_ms,
+        take_ms,
+        "sorted"
+    );
+    Ok(Sorted {
+        batch: RecordBatch::try_new(schema.clone(), gathered)?,
+        key_order,
+        series_ends,
+    })
+}
+
+/// A column of a flush's input: its chunks concatenated, or left as they
+/// are and gathered from ([`crate::gather::Chunked`]).
+enum Column {
+    Whole(ArrayRef),
+    Chunks(Vec<ArrayRef>),
+}
+
+impl Column {
+    fn whole(&self) -> Result<ArrayRef> {
+        match self {
+            Column::Whole(array) => Ok(array.clone()),
+            Column::Chunks(_) => Err(Error::Internal(
+                "a column read row by row was left in chunks".into(),
+            )),
+        }
     }
-    let jobs: Vec<_> = table.columns().iter().zip(batch.columns()).collect();
-    let columns = crate::parallel::map_columns(n, jobs, |(col, array)| {
-        let indices = match col.kind {
-            ColumnKind::Field(_) if array.null_count() > 0 => {
-                // The latest non-null value of each group, else its last row.
-                UInt32Array::from_iter_values((0..groups).map(|r| {
-                    let g = group_at(r);
-                    let (first, end) = (starts[g], starts[g + 1]);
-                    (first..end)
-                        .rev()
-                        .map(|p| order[p as usize])
-                        .find(|&i| array.is_valid(i as usize))
-                        .unwrap_or(order[end as usize - 1])
-                }))
-            }
-            _ => last_of_group.clone(),
-        };
-        crate::gather::gather(array, &indices, &lanes)
+}
+
+/// Chunks averaging fewer rows than this are concatenated: codes into many
+/// small chunks save little and spread each gather over more memory.
+const MIN_CHUNK_ROWS: usize = 1024;
+
+/// The columns of `batches` (one after another, in the table's schema):
+/// each field without nulls and of a fixed width is left in its chunks when
+/// they are large enough, with the coding that addresses them; the rest
+/// (time and tags, which the sort reads row by row, fields with nulls,
+/// strings) is concatenated, a column on a thread of its own.
+fn input_columns(
+    table: &TableSchema,
+    batches: &[RecordBatch],
+) -> Result<(Vec<Column>, Option<crate::gather::Chunked>)> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let chunked = (batches.len() > 1 && rows / batches.len() >= MIN_CHUNK_ROWS)
+        .then(|| crate::gather::Chunked::new(batches.iter().map(|b| b.num_rows())))
+        .flatten();
+    let kinds: Vec<&ColumnKind> = table.columns().iter().map(|c| &c.kind).collect();
+    let stays_in_chunks = |i: usize| {
+        chunked.is_some()
+            && matches!(kinds[i], ColumnKind::Field(_))
+            && batches.iter().all(|b| {
+                let c = b.column(i);
+                c.null_count() == 0 && c.data_type().is_primitive()
+            })
+    };
+    let count = batches.first().map_or(0, |b| b.num_columns());
+    let columns = crate::parallel::map_columns(rows, (0..count).collect(), |i| {
+        let arrays: Vec<ArrayRef> = batches.iter().map(|b| b.column(i).clone()).collect();
+        if stays_in_chunks(i) {
+            return Ok(Column::Chunks(arrays));
+        }
+        let arrays: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+        Ok(Column::Whole(concat(&arrays)?))
     })
     .into_iter()
     .collect::<Result<Vec<_>>>()?;
-    gathered(RecordBatch::try_new(batch.schema(), columns)?)
-}
-
-/// The batches one after another, each column concatenated on a thread of
-/// its own.
-fn concat_parallel(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
-    if batches.is_empty() {
-        return Ok(RecordBatch::new_empty(schema.clone()));
-    }
-    let rows = batches.iter().map(|b| b.num_rows()).sum();
-    let columns = crate::parallel::map_columns(rows, (0..schema.fields().len()).collect(), |i| {
-        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-        concat(&arrays)
-    })
-    .into_iter()
-    .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    Ok((columns, chunked))
 }
 
 /// `0..groups` stably ordered by `slice_of`, or `None` when every group is in
@@ -310,8 +372,9 @@ struct SeriesIds {
 }
 
 impl SeriesIds {
-    fn new(batch: &RecordBatch, tags: &[usize]) -> Result<Self> {
-        let n = batch.num_rows();
+    /// The ids of `n` rows whose tag columns (schema positions `tags`) are
+    /// `tag_columns`.
+    fn new(n: usize, tags: &[usize], tag_columns: &[ArrayRef]) -> Result<Self> {
         if tags.is_empty() {
             return Ok(Self {
                 row_series: vec![0; n],
@@ -324,8 +387,7 @@ impl SeriesIds {
         // column's distinct strings in first-seen order).
         let mut value_ids: Vec<Vec<u32>> = Vec::with_capacity(tags.len());
         let mut strings: Vec<Vec<String>> = Vec::with_capacity(tags.len());
-        for &t in tags {
-            let column = batch.column(t);
+        for column in tag_columns {
             let casted;
             let dict = match column.as_any().downcast_ref::<DictionaryArray<Int32Type>>() {
                 Some(d) => d,
@@ -470,19 +532,6 @@ impl SeriesIds {
         })
     }
 
-    /// `batch`, the batch these ids were computed from, with its tag columns
-    /// (schema positions `tags`) replaced by the compact ones.
-    fn with_compact_tags(&mut self, batch: RecordBatch, tags: &[usize]) -> Result<RecordBatch> {
-        if self.compact_tags.is_empty() {
-            return Ok(batch);
-        }
-        let mut columns = batch.columns().to_vec();
-        for (&t, compact) in tags.iter().zip(self.compact_tags.drain(..)) {
-            columns[t] = compact;
-        }
-        Ok(RecordBatch::try_new(batch.schema(), columns)?)
-    }
-
     fn rank_of_row(&self, row: usize) -> u32 {
         self.rank[self.row_series[row] as usize]
     }
@@ -530,6 +579,65 @@ mod tests {
             out.push((i as u64 + 1, w[0].batch.clone()));
         }
         (catalog.table("db", "m").unwrap(), out)
+    }
+
+    /// Writes large enough that a flush gathers their fields from the
+    /// chunks (`MIN_CHUNK_ROWS`), with duplicates within and across writes,
+    /// rows out of time order, and a field with nulls in one write.
+    fn large_writes() -> (Arc<TableSchema>, Vec<(u64, RecordBatch)>) {
+        let mut state = 7u64;
+        let mut next = |below: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % below
+        };
+        let lps: Vec<String> = (0..3)
+            .map(|w| {
+                (0..1500)
+                    .map(|_| {
+                        let (device, time) = (next(12), next(900));
+                        let y = match w == 1 && next(3) == 0 {
+                            true => String::new(),
+                            false => format!(",y={}", next(1000)),
+                        };
+                        format!(
+                            "m,d=dev{device} x={}.5,i={}i{y} {time}\n",
+                            next(100),
+                            next(50)
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        writes(&lps.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn fields_gathered_from_chunks_are_those_of_the_chunks_concatenated() {
+        let (t, inputs) = large_writes();
+        let schema = t.arrow_schema();
+        let aligned: Vec<RecordBatch> = inputs
+            .iter()
+            .map(|(_, b)| align(b, schema).unwrap())
+            .collect();
+        let (columns, chunked) = input_columns(&t, &aligned).unwrap();
+        assert!(chunked.is_some());
+        let left_in_chunks: Vec<&str> = columns
+            .iter()
+            .zip(t.columns())
+            .filter(|(c, _)| matches!(c, Column::Chunks(_)))
+            .map(|(_, col)| col.name.as_str())
+            .collect();
+        assert_eq!(left_in_chunks, ["x", "i"]);
+        let one = vec![(1, arrow::compute::concat_batches(schema, &aligned).unwrap())];
+        for slice in [None, Some(100)] {
+            let chunks = sort_dedup_sliced(&t, &inputs, slice).unwrap();
+            let whole = sort_dedup_sliced(&t, &one, slice).unwrap();
+            assert_eq!(chunks.batch, whole.batch);
+            assert_eq!(chunks.series_ends, whole.series_ends);
+            assert!(chunks.batch.num_rows() < 4500, "the writes hold duplicates");
+        }
     }
 
     #[test]

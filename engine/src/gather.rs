@@ -85,6 +85,106 @@ pub(crate) fn values<T: Copy + Default>(
     out
 }
 
+/// Rows left in several arrays (a memtable's chunks), each row addressed by
+/// a code: its chunk in the high bits, its position in the chunk in the low
+/// `shift` bits. Gathering from the chunks saves concatenating a column
+/// first, a copy as large as the column, in memory that is fresh to the
+/// process.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunked {
+    /// Where each chunk starts among the concatenated rows, and the total.
+    starts: Vec<u32>,
+    shift: u32,
+}
+
+impl Chunked {
+    /// The coding for chunks of `rows` rows each, or `None` when codes would
+    /// not fit in 32 bits.
+    pub fn new(rows: impl IntoIterator<Item = usize>) -> Option<Self> {
+        let mut starts = vec![0u32];
+        let mut longest = 0;
+        for r in rows {
+            longest = longest.max(r);
+            let end = (*starts.last()? as usize).checked_add(r)?;
+            starts.push(u32::try_from(end).ok()?);
+        }
+        let shift = usize::BITS - longest.leading_zeros();
+        // The last chunk's number, in as many bits as it takes.
+        let chunk_bits = usize::BITS - starts.len().saturating_sub(2).leading_zeros();
+        (shift + chunk_bits <= 32 && shift < 32).then_some(Self { starts, shift })
+    }
+
+    /// The code of each of `positions` (rows of the chunks concatenated).
+    pub fn codes(&self, positions: &[u32]) -> Vec<u32> {
+        let mut code_of = Vec::with_capacity(*self.starts.last().unwrap_or(&0) as usize);
+        for (c, w) in self.starts.windows(2).enumerate() {
+            code_of.extend((0..w[1] - w[0]).map(|offset| (c as u32) << self.shift | offset));
+        }
+        positions.iter().map(|&p| code_of[p as usize]).collect()
+    }
+
+    /// `take` of the chunks concatenated at the rows `codes` name, filled
+    /// lane by lane; `None` unless every chunk is a primitive array of one
+    /// type without nulls.
+    pub fn gather(
+        &self,
+        chunks: &[ArrayRef],
+        codes: &[u32],
+        lanes: &[Range<usize>],
+    ) -> Option<ArrayRef> {
+        let first = chunks.first()?;
+        if chunks
+            .iter()
+            .any(|c| c.null_count() > 0 || c.data_type() != first.data_type())
+        {
+            return None;
+        }
+        downcast_primitive_array!(
+            first => Some(Arc::new(self.primitive(first, chunks, codes, lanes))),
+            _ => None
+        )
+    }
+
+    fn primitive<T: ArrowPrimitiveType>(
+        &self,
+        first: &PrimitiveArray<T>,
+        chunks: &[ArrayRef],
+        codes: &[u32],
+        lanes: &[Range<usize>],
+    ) -> PrimitiveArray<T> {
+        let slices: Vec<&[T::Native]> = chunks
+            .iter()
+            .map(|c| c.as_primitive::<T>().values().as_ref())
+            .collect();
+        let out = chunked_values(&slices, codes, self.shift, lanes);
+        PrimitiveArray::<T>::new(out.into(), None).with_data_type(first.data_type().clone())
+    }
+}
+
+/// [`values`] over `chunks`, `codes` in the coding of [`Chunked`].
+fn chunked_values<T: Copy + Default>(
+    chunks: &[&[T]],
+    codes: &[u32],
+    shift: u32,
+    lanes: &[Range<usize>],
+) -> Vec<T> {
+    let mask = (1u32 << shift) - 1;
+    let mut out = vec![T::default(); codes.len()];
+    for group in lanes.chunks(LANES) {
+        let longest = group.iter().map(|lane| lane.len()).max().unwrap_or(0);
+        for row in 0..longest {
+            for lane in group {
+                let p = lane.start + row;
+                if p < lane.end {
+                    let code = codes[p];
+                    out[p] = chunks[(code >> shift) as usize][(code & mask) as usize];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Lanes ending after each of `ends` (ascending positions, the last at
 /// `rows - 1`), and one more to `rows` if needed.
 pub(crate) fn lanes_ending_at(
@@ -150,5 +250,68 @@ mod tests {
                 prop_assert_eq!(gathered.as_ref(), expected.as_ref());
             }
         }
+
+        /// Chunks of any sizes, any rows of them: what `take` gives on the
+        /// chunks concatenated.
+        #[test]
+        fn gathers_from_chunks_what_take_gives_on_them_concatenated(
+            sizes in prop::collection::vec(0usize..300, 1..12),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..400),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
+        ) {
+            let n: usize = sizes.iter().sum();
+            prop_assume!(n > 0);
+            let positions: Vec<u32> = picks.iter().map(|p| p.index(n) as u32).collect();
+            let mut ends: Vec<usize> = cuts
+                .iter()
+                .filter(|_| !positions.is_empty())
+                .map(|c| c.index(positions.len()))
+                .collect();
+            ends.sort_unstable();
+            ends.dedup();
+            let lanes = lanes_ending_at(ends, positions.len());
+            let mut start = 0i64;
+            let chunks: Vec<ArrayRef> = sizes
+                .iter()
+                .map(|&size| {
+                    let values = (start..start + size as i64).map(|i| i * 7 - 3);
+                    start += size as i64;
+                    Arc::new(Int64Array::from_iter_values(values)) as ArrayRef
+                })
+                .collect();
+            let chunked = Chunked::new(sizes.iter().copied()).unwrap();
+            let codes = chunked.codes(&positions);
+            let gathered = chunked.gather(&chunks, &codes, &lanes).unwrap();
+            let refs: Vec<&dyn Array> = chunks.iter().map(|c| c.as_ref()).collect();
+            let whole = arrow::compute::concat(&refs).unwrap();
+            let expected = taken(&whole, &UInt32Array::from(positions));
+            prop_assert_eq!(gathered.as_ref(), expected.as_ref());
+        }
+    }
+
+    #[test]
+    fn chunks_with_nulls_or_of_mixed_types_are_not_gathered() {
+        let chunked = Chunked::new([2, 2]).unwrap();
+        let codes = chunked.codes(&[3, 0]);
+        let lanes = lanes_ending_at([1], 2);
+        let with_null: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(Int64Array::from(vec![Some(3), None])),
+        ];
+        assert!(chunked.gather(&with_null, &codes, &lanes).is_none());
+        let mixed: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(Float64Array::from(vec![3.0, 4.0])),
+        ];
+        assert!(chunked.gather(&mixed, &codes, &lanes).is_none());
+    }
+
+    #[test]
+    fn codes_that_would_not_fit_in_32_bits_are_refused() {
+        // A chunk of 2^20 rows takes 21 bits of a code; chunk 4096 takes 13
+        // more, chunk 2047 11.
+        let one_long = || std::iter::once(1 << 20);
+        assert!(Chunked::new(one_long().chain(std::iter::repeat_n(1, 4096))).is_none());
+        assert!(Chunked::new(one_long().chain(std::iter::repeat_n(1, 2047))).is_some());
     }
 }
