@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::last_rows::{self, LastRowsMeta};
 use crate::manifest::FileMeta;
 use crate::memtable::Memtable;
-use crate::parquet_file::{prepare, write_parallel};
+use crate::parquet_file::{Layout, choose_layout, write_converted};
 use crate::summary::{self, SummaryMeta};
 use crate::wal::sync_dir;
 use crate::write::time_values;
@@ -239,44 +239,35 @@ pub(crate) async fn flush_memtable(
             let min_time = times.iter().copied().min().unwrap_or(start);
             let max_time = times.iter().copied().max().unwrap_or(start);
             let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
-            let (layout, file_batch) = prepare(
-                &batch,
-                &schema,
-                &sorted.key_order,
-                shape.row_group_rows,
-                shape.time_slice_ns,
-            )?;
-            // The summary is built, from the same decimals, while the file
-            // is encoded.
-            let (bytes, built) = std::thread::scope(|s| {
-                let (schema, batch, file_batch) = (&schema, &batch, &file_batch);
-                let summary = shape.summary_window_ns.map(|window| {
-                    s.spawn(move || {
-                        let started = Instant::now();
-                        let mut builder = summary::Builder::new(schema.clone(), window);
-                        builder.push_stored(batch, Some(file_batch))?;
-                        let built = build_summary(builder)?;
-                        Ok::<_, Error>((built, started.elapsed().as_millis() as u64))
-                    })
-                });
-                let written = Instant::now();
-                let bytes = write_parallel(file_batch, layout.props, shape.row_group_rows);
-                debug!(
-                    write_ms = written.elapsed().as_millis() as u64,
-                    "row groups encoded"
-                );
-                let built = summary.map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::Internal("the summary builder panicked".into()))
-                    })
-                });
-                (bytes, built.transpose())
-            });
-            let bytes = bytes?;
-            let (built, summary_ms) = match built? {
-                Some((built, ms)) => (built, ms),
-                None => (None, 0),
+            // Decimal scales from the first rows fit nearly every file; when
+            // a later value needs a finer one, the file is encoded again
+            // with the scales of every row.
+            let layout_of = |every_row| {
+                choose_layout(
+                    &batch,
+                    &schema,
+                    &sorted.key_order,
+                    shape.row_group_rows,
+                    shape.time_slice_ns,
+                    every_row,
+                )
             };
+            let encoded = match encode_file(&batch, &schema, &layout_of(false)?, shape)? {
+                Some(encoded) => encoded,
+                None => {
+                    encode_file(&batch, &schema, &layout_of(true)?, shape)?.ok_or_else(|| {
+                        Error::Internal(format!(
+                            "{database}.{table}: a float is not exact at the decimal \
+                             scale chosen from every value of its column"
+                        ))
+                    })?
+                }
+            };
+            let Encoded {
+                bytes,
+                summary: built,
+                summary_ms,
+            } = encoded;
             let encode_ms = encode_started.elapsed().as_millis() as u64;
             let id = *next_file_id;
             *next_file_id += 1;
@@ -330,6 +321,57 @@ pub(crate) async fn flush_memtable(
         }
     }
     Ok(files)
+}
+
+/// The Parquet file of `batch` (sorted, deduplicated) in `layout`, and its
+/// summary when `shape` asks for one (each row group summarized while it is
+/// encoded), with the time the summary took (ms); `None` when a float is
+/// not exact at the layout's decimal scale.
+fn encode_file(
+    batch: &RecordBatch,
+    schema: &Arc<TableSchema>,
+    layout: &Layout,
+    shape: FileShape,
+) -> Result<Option<Encoded>> {
+    let mut builder = shape
+        .summary_window_ns
+        .map(|window| summary::Builder::new(schema.clone(), window));
+    let mut summary_time = Duration::ZERO;
+    let written = Instant::now();
+    let bytes = write_converted(batch, layout, shape.row_group_rows, |rows, stored| {
+        if let Some(builder) = builder.as_mut() {
+            let started = Instant::now();
+            builder.push_stored(rows, Some(stored))?;
+            summary_time += started.elapsed();
+        }
+        Ok(())
+    })?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    debug!(
+        write_ms = written.elapsed().as_millis() as u64,
+        "row groups encoded"
+    );
+    let started = Instant::now();
+    let built = match builder {
+        Some(builder) => build_summary(builder)?,
+        None => None,
+    };
+    summary_time += started.elapsed();
+    Ok(Some(Encoded {
+        bytes,
+        summary: built,
+        summary_ms: summary_time.as_millis() as u64,
+    }))
+}
+
+/// A data file's bytes and its summary, not yet written.
+struct Encoded {
+    bytes: Vec<u8>,
+    summary: Option<BuiltSummary>,
+    /// Time spent summarizing, beside the encoding.
+    summary_ms: u64,
 }
 
 /// Writes the summary a builder holds beside the data file at `data`, and

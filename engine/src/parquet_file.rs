@@ -59,47 +59,69 @@ const ZSTD_LEVEL: i32 = 3;
 
 /// The layout of the file for a batch sorted by `sort_tags` (schema
 /// positions), then time (within time slices `time_slice_ns` wide, when
-/// given), and the batch as that file stores it, ready for
-/// [`write_parallel`]. Float fields whose values are all decimals are
-/// stored as decimals at their smallest exact scale.
-pub(crate) fn prepare(
+/// given). Float fields whose values are all decimals are stored as
+/// decimals at their smallest exact scale: that of the first rows, or of
+/// every row when `every_row` is set. The first rows' scale holds for
+/// nearly every batch; where a later value needs a finer one,
+/// [`Layout::try_to_file`] says so and every row's scale is chosen.
+pub(crate) fn choose_layout(
     batch: &RecordBatch,
     schema: &TableSchema,
     sort_tags: &[usize],
     row_group_rows: usize,
     time_slice_ns: Option<i64>,
-) -> Result<(Layout, RecordBatch)> {
-    let started = std::time::Instant::now();
-    // The scales are chosen from the first rows, and converting every value
-    // checks them: the smallest exact scale of a sample is the column's
-    // unless a later value needs a finer one, and then every value is
-    // searched.
-    let layout_for = |scales: &[Option<i8>]| {
-        Layout::new(
-            batch,
-            schema,
-            sort_tags,
-            time_slice_ns,
-            row_group_rows,
-            scales,
-        )
+    every_row: bool,
+) -> Result<Layout> {
+    let rows = match every_row {
+        true => batch.num_rows(),
+        false => batch.num_rows().min(SAMPLE_ROWS),
     };
-    let layout = layout_for(&decimal_scales(
-        &batch.slice(0, batch.num_rows().min(SAMPLE_ROWS)),
+    let scales = decimal_scales(&batch.slice(0, rows), schema);
+    Layout::new(
+        batch,
         schema,
-    ))?;
-    let layout_ms = started.elapsed().as_millis() as u64;
-    let (layout, file_batch) = match layout.try_to_file(batch)? {
-        Some(file_batch) => (layout, file_batch),
-        None => {
-            let layout = layout_for(&decimal_scales(batch, schema))?;
-            let file_batch = layout.to_file(batch)?;
-            (layout, file_batch)
-        }
-    };
-    let convert_ms = started.elapsed().as_millis() as u64 - layout_ms;
-    tracing::debug!(layout_ms, convert_ms, "file layout chosen");
-    Ok((layout, file_batch))
+        sort_tags,
+        time_slice_ns,
+        row_group_rows,
+        &scales,
+    )
+}
+
+/// [`write_parallel`] of `batch` converted to the file's types a row group
+/// at a time ([`Layout::try_to_file`]), so that no more than a row group's
+/// worth of decimals is held at once. `each` is given every row group as
+/// written and as the file stores it, on a thread beside the encoding.
+/// `None` when a value is not exact at its column's decimal scale.
+pub(crate) fn write_converted<F>(
+    batch: &RecordBatch,
+    layout: &Layout,
+    row_group_rows: usize,
+    mut each: F,
+) -> Result<Option<Vec<u8>>>
+where
+    F: FnMut(&RecordBatch, &RecordBatch) -> Result<()> + Send,
+{
+    let mut file = FileWriter::new(layout.schema.clone(), layout.props.clone())?;
+    let rows = row_group_rows.max(1);
+    for start in (0..batch.num_rows()).step_by(rows) {
+        let slice = batch.slice(start, rows.min(batch.num_rows() - start));
+        let Some(stored) = layout.try_to_file(&slice)? else {
+            return Ok(None);
+        };
+        let each = &mut each;
+        let (slice, stored) = (&slice, &stored);
+        let (written, handed) = std::thread::scope(|s| {
+            let handed = s.spawn(move || each(slice, stored));
+            let written = file.write_row_group(std::slice::from_ref(stored));
+            let handed = handed
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("a row group's reader panicked".into())));
+            (written, handed)
+        });
+        written?;
+        handed?;
+    }
+    Ok(Some(file.finish()?))
 }
 
 /// Writes `batch` as a Parquet file of row groups of `row_group_rows`
@@ -344,7 +366,7 @@ impl Layout {
 
     /// [`Layout::to_file`], or `None` if a float is not exact at its
     /// column's decimal scale.
-    fn try_to_file(&self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+    pub(crate) fn try_to_file(&self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
         let jobs: Vec<_> = batch.columns().iter().zip(&self.scales).collect();
         let columns =
             crate::parallel::map_columns(batch.num_rows(), jobs, |(array, scale)| match scale {
@@ -559,19 +581,49 @@ mod tests {
             ],
         )
         .unwrap();
-        let (layout, file_batch) = prepare(&batch, &table, &[], n, None).unwrap();
+        // Written a row group at a time: the sampled scale (tenths) fails in
+        // the last row group, after the first was handed out.
+        let rows = SAMPLE_ROWS;
+        let sampled = choose_layout(&batch, &table, &[], rows, None, false).unwrap();
+        let mut handed = 0;
+        let written = write_converted(&batch, &sampled, rows, |_, _| {
+            handed += 1;
+            Ok(())
+        });
+        assert!(written.unwrap().is_none());
+        assert_eq!(handed, 1);
+        let layout = choose_layout(&batch, &table, &[], rows, None, true).unwrap();
         assert_eq!(
             layout.schema.field(1).data_type(),
             &DataType::Decimal128(DECIMAL_PRECISION, 2)
         );
-        let back = arrow::compute::cast(file_batch.column(1), &DataType::Float64).unwrap();
-        let back = back.as_any().downcast_ref::<Float64Array>().unwrap();
-        assert!(
-            temps
+        let mut stored_rows = Vec::new();
+        let bytes = write_converted(&batch, &layout, rows, |_, stored| {
+            stored_rows.push(stored.clone());
+            Ok(())
+        });
+        let bytes = bytes.unwrap().expect("every value is exact in hundredths");
+        let read = read_all(bytes::Bytes::from(bytes)).unwrap();
+        for file_batches in [read, stored_rows] {
+            let back: Vec<f64> = file_batches
                 .iter()
-                .zip(back.values())
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-        );
+                .flat_map(|b| {
+                    let back = arrow::compute::cast(b.column(1), &DataType::Float64).unwrap();
+                    back.as_any()
+                        .downcast_ref::<Float64Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec()
+                })
+                .collect();
+            assert_eq!(back.len(), n);
+            assert!(
+                temps
+                    .iter()
+                    .zip(&back)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
     }
 
     /// Deterministic noise in [-half, half].
