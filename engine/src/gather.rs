@@ -70,14 +70,25 @@ pub(crate) fn values<T: Copy + Default>(
     indices: &[u32],
     lanes: &[Range<usize>],
 ) -> Vec<T> {
-    let mut out = vec![T::default(); indices.len()];
+    fill(indices.len(), lanes, |p| values[indices[p] as usize])
+}
+
+/// Output positions `0..len` set to `value_at` of each, filled lane by
+/// lane: [`LANES`] lanes side by side, a row of each at a time.
+#[inline(always)]
+fn fill<T: Copy + Default>(
+    len: usize,
+    lanes: &[Range<usize>],
+    value_at: impl Fn(usize) -> T,
+) -> Vec<T> {
+    let mut out = vec![T::default(); len];
     for group in lanes.chunks(LANES) {
         let longest = group.iter().map(|lane| lane.len()).max().unwrap_or(0);
         for row in 0..longest {
             for lane in group {
                 let p = lane.start + row;
                 if p < lane.end {
-                    out[p] = values[indices[p] as usize];
+                    out[p] = value_at(p);
                 }
             }
         }
@@ -169,20 +180,10 @@ fn chunked_values<T: Copy + Default>(
     lanes: &[Range<usize>],
 ) -> Vec<T> {
     let mask = (1u32 << shift) - 1;
-    let mut out = vec![T::default(); codes.len()];
-    for group in lanes.chunks(LANES) {
-        let longest = group.iter().map(|lane| lane.len()).max().unwrap_or(0);
-        for row in 0..longest {
-            for lane in group {
-                let p = lane.start + row;
-                if p < lane.end {
-                    let code = codes[p];
-                    out[p] = chunks[(code >> shift) as usize][(code & mask) as usize];
-                }
-            }
-        }
-    }
-    out
+    fill(codes.len(), lanes, |p| {
+        let code = codes[p];
+        chunks[(code >> shift) as usize][(code & mask) as usize]
+    })
 }
 
 /// Lanes ending after each of `ends` (ascending positions, the last at
@@ -216,6 +217,17 @@ mod tests {
         take(array.as_ref(), indices, None).unwrap()
     }
 
+    /// `0..len` cut into lanes after each of `cuts`, taken as positions.
+    fn lanes_cut_at(cuts: &[prop::sample::Index], len: usize) -> Vec<Range<usize>> {
+        if len == 0 {
+            return lanes_ending_at([], 0);
+        }
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c.index(len)).collect();
+        ends.sort_unstable();
+        ends.dedup();
+        lanes_ending_at(ends, len)
+    }
+
     proptest! {
         /// Any indices, cut into any lanes: what `take` gives, for
         /// integers, floats, tags and columns with nulls.
@@ -226,14 +238,7 @@ mod tests {
             cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
         ) {
             let indices: Vec<u32> = picks.iter().map(|p| p.index(n) as u32).collect();
-            let mut ends: Vec<usize> = cuts
-                .iter()
-                .filter(|_| !indices.is_empty())
-                .map(|c| c.index(indices.len()))
-                .collect();
-            ends.sort_unstable();
-            ends.dedup();
-            let lanes = lanes_ending_at(ends, indices.len());
+            let lanes = lanes_cut_at(&cuts, indices.len());
             let indices = UInt32Array::from(indices);
             prop_assert_eq!(lanes.iter().map(|l| l.len()).sum::<usize>(), indices.len());
             let names: Vec<String> = (0..n).map(|i| format!("dev-{}", i % 13)).collect();
@@ -262,14 +267,7 @@ mod tests {
             let n: usize = sizes.iter().sum();
             prop_assume!(n > 0);
             let positions: Vec<u32> = picks.iter().map(|p| p.index(n) as u32).collect();
-            let mut ends: Vec<usize> = cuts
-                .iter()
-                .filter(|_| !positions.is_empty())
-                .map(|c| c.index(positions.len()))
-                .collect();
-            ends.sort_unstable();
-            ends.dedup();
-            let lanes = lanes_ending_at(ends, positions.len());
+            let lanes = lanes_cut_at(&cuts, positions.len());
             let mut start = 0i64;
             let chunks: Vec<ArrayRef> = sizes
                 .iter()
