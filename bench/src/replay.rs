@@ -120,11 +120,14 @@ pub fn run(config: &Config, dir: &Path) -> Result<(), Box<dyn std::error::Error>
     Ok(())
 }
 
+/// Bytes of the WAL segments in `dir` (`*.wal`; retired segments kept for
+/// reuse, `*.free`, are not replayed).
 fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
-        let meta = entry?.metadata()?;
-        if meta.is_file() {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && entry.path().extension().is_some_and(|e| e == "wal") {
             total += meta.len();
         }
     }

@@ -233,7 +233,7 @@ impl Committer {
         }
         let mut log = lock(&self.log);
         if log.poisoned.is_none()
-            && let Err(e) = log.wal.write_out().and_then(|_| log.wal.sync())
+            && let Err(e) = log.wal.finish()
         {
             error!(error = %e, "final WAL sync failed");
         }

@@ -1744,7 +1744,11 @@ fn flush_all(shared: &Shared, runtime: &tokio::runtime::Runtime) -> Result<()> {
             .bytes_flushed
             .fetch_add(bytes, Ordering::Relaxed);
         let persisted = shared.state_read().manifest.persisted_seq;
-        let retired = wal::retire(&shared.wal_dir, persisted)?;
+        let retired = wal::retire(
+            &shared.wal_dir,
+            persisted,
+            shared.options.wal_recycled_segments,
+        )?;
         info!(
             files = n_files,
             rows,

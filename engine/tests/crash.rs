@@ -98,6 +98,9 @@ fn crash_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut acked_total: BTreeSet<i64> = BTreeSet::new();
+    // Inodes of retired segments kept for reuse, and of live segments, as
+    // each crash left them: one in both was written over after a crash.
+    let (mut kept, mut live) = (BTreeSet::new(), BTreeSet::new());
     for round in 0..rounds {
         let first = round as i64 * 1_000_000;
         let mut child = Command::new(&exe)
@@ -141,6 +144,15 @@ fn crash_recovery() {
         reader.join().unwrap();
         let acked: Vec<i64> = rx.try_iter().collect();
         acked_total.extend(first..=acked.last().copied().unwrap_or(first));
+        for entry in std::fs::read_dir(dir.path().join("wal")).unwrap() {
+            let path = entry.unwrap().path();
+            let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("free") => kept.insert(inode),
+                Some("wal") => live.insert(inode),
+                _ => false,
+            };
+        }
 
         let counts = batch_counts(dir.path());
         for (batch, n) in &counts {
@@ -159,6 +171,14 @@ fn crash_recovery() {
             "round {round}: {} batches acknowledged so far, {} present",
             acked_total.len(),
             counts.len()
+        );
+    }
+    if rounds >= 10 {
+        assert!(
+            kept.intersection(&live).next().is_some(),
+            "no retired segment was reused across {rounds} crashes: {} kept, {} live",
+            kept.len(),
+            live.len()
         );
     }
 }
