@@ -265,7 +265,7 @@ pub(crate) async fn flush_memtable(
             };
             let Encoded {
                 bytes,
-                summary: built,
+                summary: builder,
                 summary_ms,
             } = encoded;
             let encode_ms = encode_started.elapsed().as_millis() as u64;
@@ -273,7 +273,18 @@ pub(crate) async fn flush_memtable(
             *next_file_id += 1;
             let path = storage.file_path(database, table, start, shape.partition_width, id);
             let size = bytes.len() as u64;
+            // The summary is sorted and encoded on another thread while the
+            // file goes to the page cache and the disk: each alone leaves a
+            // core idle, and ingest waits for the flush.
+            let summarizing =
+                builder.map(|b| tokio::task::spawn_blocking(move || build_summary(b)));
             storage.put_durable(&path, bytes).await?;
+            let built = match summarizing {
+                Some(task) => task
+                    .await
+                    .map_err(|e| Error::Internal(format!("summarizing {path} stopped: {e}")))??,
+                None => None,
+            };
             debug!(%path, rows = batch.num_rows(), size, sort_ms, encode_ms, summary_ms, "file written");
             let sort_key: Vec<String> = sorted
                 .key_order
@@ -353,24 +364,20 @@ fn encode_file(
         write_ms = written.elapsed().as_millis() as u64,
         "row groups encoded"
     );
-    let started = Instant::now();
-    let built = match builder {
-        Some(builder) => build_summary(builder)?,
-        None => None,
-    };
-    summary_time += started.elapsed();
     Ok(Some(Encoded {
         bytes,
-        summary: built,
+        summary: builder,
         summary_ms: summary_time.as_millis() as u64,
     }))
 }
 
-/// A data file's bytes and its summary, not yet written.
+/// A data file's bytes and its summary's rows, not yet written.
 struct Encoded {
     bytes: Vec<u8>,
-    summary: Option<BuiltSummary>,
-    /// Time spent summarizing, beside the encoding.
+    /// Every row group summarized; sorted and encoded while the file is
+    /// written.
+    summary: Option<summary::Builder>,
+    /// Time spent summarizing row groups, beside their encoding.
     summary_ms: u64,
 }
 
