@@ -594,19 +594,37 @@ fn ingest_embedded(
     in_bucket(&mut options, args.object_store.as_deref(), args.cache_bytes)?;
     let engine = Engine::open(dir, options)?;
     let started = Instant::now();
+    // The batches are made on a thread of their own, a few ahead of the
+    // writers, as a plant's arrive from the network while the last is
+    // written: the generator shares the machine's cores with the engine,
+    // but does not wait for it (the remote targets encode their requests
+    // before the clock starts).
+    const AHEAD: usize = 4;
+    let (ready, batches) = std::sync::mpsc::sync_channel::<arrow::array::RecordBatch>(AHEAD);
+    let batches = Arc::new(Mutex::new(batches));
+    let batch_rows = args.batch_rows;
+    let producer = std::thread::spawn(move || -> Result<(), String> {
+        loop {
+            let batch = generator
+                .lock()
+                .map_err(|e| e.to_string())?
+                .next_batch(batch_rows);
+            // The end, or every writer gone (one failed): nothing more to make.
+            let Some(batch) = batch else { return Ok(()) };
+            if ready.send(batch).is_err() {
+                return Ok(());
+            }
+        }
+    });
     let writers: Vec<_> = (0..args.clients.max(1))
         .map(|_| {
-            let (engine, generator) = (engine.clone(), generator.clone());
-            let batch_rows = args.batch_rows;
+            let (engine, batches) = (engine.clone(), batches.clone());
             std::thread::spawn(move || -> Result<(Vec<Duration>, u64, u64), String> {
                 let mut latencies = Vec::new();
                 let (mut rows, mut points) = (0, 0);
                 loop {
-                    let batch = generator
-                        .lock()
-                        .map_err(|e| e.to_string())?
-                        .next_batch(batch_rows);
-                    let Some(batch) = batch else { break };
+                    let batch = batches.lock().map_err(|e| e.to_string())?.recv();
+                    let Ok(batch) = batch else { break };
                     let t = Instant::now();
                     let summary = engine
                         .write_batch("public", "readings", &batch)
@@ -627,6 +645,10 @@ fn ingest_embedded(
         rows += r;
         points += p;
     }
+    drop(batches);
+    producer
+        .join()
+        .map_err(|_| "the batch generator panicked")??;
     let write_seconds = started.elapsed().as_secs_f64();
     let flush_started = Instant::now();
     engine.flush()?;
