@@ -351,7 +351,13 @@ pub(crate) fn replay(
                 Ok((seq, ..)) if seq < *first_seq && is_last => {
                     format!("record has sequence {seq}, older than the segment")
                 }
-                Ok((seq, ..)) => format!("record has sequence {seq}, expected {expected}"),
+                Ok((seq, ..)) => {
+                    return Err(corrupted(
+                        path,
+                        pos as u64,
+                        format!("record has sequence {seq}, expected {expected}"),
+                    ));
+                }
                 Err(reason) => reason,
             };
             // In the last segment, past the records a crash let through: a
@@ -448,7 +454,11 @@ pub(crate) fn retire(dir: &Path, persisted_seq: u64, keep_free: usize) -> Result
     // Fewer kept than before (the option changed): the oldest go.
     let extra = kept.len().saturating_sub(keep_free);
     for (_, path) in &kept[..extra] {
-        fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+        match fs::remove_file(path) {
+            // A new segment took it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            done => done.map_err(|e| Error::io(path, e))?,
+        }
     }
     let mut free = kept.len() - extra;
     let retiring: Vec<&(u64, PathBuf)> = segs
@@ -690,5 +700,18 @@ mod tests {
         assert_eq!(free_count(dir.path()), 0);
         drop(w);
         assert_eq!(collect(dir.path(), 0).unwrap(), vec![(2, b"b".to_vec())]);
+    }
+
+    #[test]
+    fn a_whole_record_out_of_sequence_in_the_last_segment_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalWriter::create(dir.path(), 1).unwrap();
+        w.append(b"a").unwrap();
+        // A record that skips a sequence number.
+        w.next_seq += 1;
+        w.append(b"c").unwrap();
+        w.write_out().unwrap();
+        let err = collect(dir.path(), 0).unwrap_err().to_string();
+        assert!(err.contains("record has sequence 3, expected 2"), "{err}");
     }
 }
