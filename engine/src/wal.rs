@@ -525,8 +525,7 @@ mod tests {
         f.set_len(full - 5).unwrap();
         let got = collect(dir.path(), 0).unwrap();
         assert_eq!(got, vec![(1, b"first".to_vec())]);
-        let first_len = (HEADER_LEN + FRAME_LEN + SEQ_LEN + 5) as u64;
-        assert_eq!(fs::metadata(&path).unwrap().len(), first_len);
+        assert_eq!(fs::metadata(&path).unwrap().len(), segment_len(&[5]));
         // Replaying again is clean.
         assert_eq!(collect(dir.path(), 0).unwrap().len(), 1);
     }
@@ -583,6 +582,12 @@ mod tests {
         assert_eq!(left[0].0, 5);
     }
 
+    /// The length of a segment of records with payloads this long.
+    fn segment_len(payloads: &[usize]) -> u64 {
+        let records: usize = payloads.iter().map(|p| FRAME_LEN + SEQ_LEN + p).sum();
+        (HEADER_LEN + records) as u64
+    }
+
     fn free_count(dir: &Path) -> usize {
         free_segments(dir).unwrap().len()
     }
@@ -630,8 +635,7 @@ mod tests {
         assert!(fs::metadata(&path).unwrap().len() > 900);
         let got = collect(dir.path(), 0).unwrap();
         assert_eq!(got, vec![(4, b"d".to_vec()), (5, b"e".to_vec())]);
-        let one_record = (HEADER_LEN + FRAME_LEN + SEQ_LEN + 1) as u64;
-        assert_eq!(fs::metadata(&path).unwrap().len(), one_record);
+        assert_eq!(fs::metadata(&path).unwrap().len(), segment_len(&[1]));
         assert_eq!(collect(dir.path(), 0).unwrap().len(), 2);
     }
 
@@ -640,8 +644,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = reused_with_stale_tail(dir.path(), 5);
         w.finish().unwrap();
-        let one_record = (HEADER_LEN + FRAME_LEN + SEQ_LEN + 1) as u64;
-        assert_eq!(fs::metadata(&w.path).unwrap().len(), one_record);
+        assert_eq!(fs::metadata(&w.path).unwrap().len(), segment_len(&[1]));
         // Rotating cuts too, so the segment before the last has no tail.
         let dir = tempfile::tempdir().unwrap();
         let mut w = reused_with_stale_tail(dir.path(), 5);
@@ -650,7 +653,7 @@ mod tests {
         w.write_out().unwrap();
         assert_eq!(
             fs::metadata(segment_path(&w.dir, 5)).unwrap().len(),
-            one_record
+            segment_len(&[1])
         );
     }
 
