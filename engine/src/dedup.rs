@@ -384,57 +384,14 @@ impl SeriesIds {
             });
         }
         // Per tag column: each row's value as an id (0 = null, then the
-        // column's distinct strings in first-seen order).
-        let mut value_ids: Vec<Vec<u32>> = Vec::with_capacity(tags.len());
-        let mut strings: Vec<Vec<String>> = Vec::with_capacity(tags.len());
-        for column in tag_columns {
-            let casted;
-            let dict = match column.as_any().downcast_ref::<DictionaryArray<Int32Type>>() {
-                Some(d) => d,
-                None => {
-                    casted = cast(column, &tag_type())?;
-                    casted
-                        .as_any()
-                        .downcast_ref::<DictionaryArray<Int32Type>>()
-                        .ok_or_else(|| Error::Internal("tag column is not a dictionary".into()))?
-                }
-            };
-            let values = dict
-                .values()
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| Error::Internal("tag dictionary values are not strings".into()))?;
-            let mut distinct: HashMap<&str, u32> = HashMap::new();
-            let mut names: Vec<String> = Vec::new();
-            let dict_ids: Vec<u32> = (0..values.len())
-                .map(|v| {
-                    if values.is_null(v) {
-                        return 0;
-                    }
-                    let s = values.value(v);
-                    *distinct.entry(s).or_insert_with(|| {
-                        names.push(s.to_string());
-                        names.len() as u32
-                    })
-                })
-                .collect();
-            let keys = dict.keys();
-            let id_of = |k: i32| dict_ids.get(k as usize).copied().unwrap_or(0);
-            let ids = match keys.null_count() {
-                0 => keys.values().iter().map(|&k| id_of(k)).collect(),
-                _ => (0..n)
-                    .map(|i| {
-                        if keys.is_null(i) {
-                            0
-                        } else {
-                            id_of(keys.value(i))
-                        }
-                    })
-                    .collect(),
-            };
-            value_ids.push(ids);
-            strings.push(names);
-        }
+        // column's distinct strings in first-seen order). Columns are
+        // independent, and each is a pass over every row.
+        let (value_ids, strings): (Vec<Vec<u32>>, Vec<Vec<String>>) =
+            crate::parallel::map_columns(n, tag_columns.iter().collect(), |c| tag_value_ids(n, c))
+                .into_iter()
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .unzip();
         let width = tags.len();
         // The tag with the most values (a device id) usually determines the
         // others: a row whose value of it was last seen with the same other
@@ -446,42 +403,38 @@ impl SeriesIds {
         // Series s's tuple of value ids is tuples[s * width..(s + 1) * width].
         let mut tuples: Vec<u32> = Vec::new();
         let mut series: HashMap<Vec<u32>, u32> = HashMap::new();
-        let mut row_series = Vec::with_capacity(n);
-        let mut key = vec![0u32; width];
-        for i in 0..n {
-            for (k, ids) in key.iter_mut().zip(&value_ids) {
-                *k = ids[i];
-            }
-            let cached = last_of_lead[key[lead] as usize];
-            let id = if cached != u32::MAX
-                && tuples[cached as usize * width..(cached as usize + 1) * width] == key[..]
-            {
-                cached
-            } else {
-                let next = (tuples.len() / width) as u32;
-                let id = *series.entry(key.clone()).or_insert(next);
-                if id == next {
-                    tuples.extend_from_slice(&key);
+        // The compact tag columns do not depend on the series: they are
+        // built on another thread while the rows are assigned theirs.
+        let (row_series, compact_tags) = std::thread::scope(|s| {
+            let compacting = s.spawn(|| compact_tag_columns(&value_ids, &strings));
+            let mut row_series = Vec::with_capacity(n);
+            let mut key = vec![0u32; width];
+            for i in 0..n {
+                for (k, ids) in key.iter_mut().zip(&value_ids) {
+                    *k = ids[i];
                 }
-                last_of_lead[key[lead] as usize] = id;
-                id
-            };
-            row_series.push(id);
-        }
-        let compact_tags = value_ids
-            .into_iter()
-            .zip(&strings)
-            .map(|(ids, names)| {
-                let keys = if ids.contains(&0) {
-                    Int32Array::from_iter(ids.iter().map(|&id| (id > 0).then(|| id as i32 - 1)))
+                let cached = last_of_lead[key[lead] as usize];
+                let id = if cached != u32::MAX
+                    && tuples[cached as usize * width..(cached as usize + 1) * width] == key[..]
+                {
+                    cached
                 } else {
-                    Int32Array::from_iter_values(ids.iter().map(|&id| id as i32 - 1))
+                    let next = (tuples.len() / width) as u32;
+                    let id = *series.entry(key.clone()).or_insert(next);
+                    if id == next {
+                        tuples.extend_from_slice(&key);
+                    }
+                    last_of_lead[key[lead] as usize] = id;
+                    id
                 };
-                let values = StringArray::from_iter_values(names);
-                let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))?;
-                Ok(Arc::new(dict) as ArrayRef)
-            })
-            .collect::<Result<Vec<_>>>()?;
+                row_series.push(id);
+            }
+            let compact_tags = compacting
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("compacting tags panicked".into())));
+            (row_series, compact_tags)
+        });
+        let compact_tags = compact_tags?;
         let tuples: Vec<&[u32]> = tuples.chunks_exact(width).collect();
         let name = |col: usize, id: u32| -> Option<&str> {
             (id > 0).then(|| strings[col][id as usize - 1].as_str())
@@ -557,6 +510,75 @@ impl SeriesIds {
         }
         (order, bounds)
     }
+}
+
+/// Each of `n` rows' value of a tag column as an id (0 = null, then the
+/// column's distinct strings in first-seen order), and those strings.
+fn tag_value_ids(n: usize, column: &ArrayRef) -> Result<(Vec<u32>, Vec<String>)> {
+    let casted;
+    let dict = match column.as_any().downcast_ref::<DictionaryArray<Int32Type>>() {
+        Some(d) => d,
+        None => {
+            casted = cast(column, &tag_type())?;
+            casted
+                .as_any()
+                .downcast_ref::<DictionaryArray<Int32Type>>()
+                .ok_or_else(|| Error::Internal("tag column is not a dictionary".into()))?
+        }
+    };
+    let values = dict
+        .values()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Error::Internal("tag dictionary values are not strings".into()))?;
+    let mut distinct: HashMap<&str, u32> = HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    let dict_ids: Vec<u32> = (0..values.len())
+        .map(|v| {
+            if values.is_null(v) {
+                return 0;
+            }
+            let s = values.value(v);
+            *distinct.entry(s).or_insert_with(|| {
+                names.push(s.to_string());
+                names.len() as u32
+            })
+        })
+        .collect();
+    let keys = dict.keys();
+    let id_of = |k: i32| dict_ids.get(k as usize).copied().unwrap_or(0);
+    let ids = match keys.null_count() {
+        0 => keys.values().iter().map(|&k| id_of(k)).collect(),
+        _ => (0..n)
+            .map(|i| {
+                if keys.is_null(i) {
+                    0
+                } else {
+                    id_of(keys.value(i))
+                }
+            })
+            .collect(),
+    };
+    Ok((ids, names))
+}
+
+/// Each tag column as a dictionary holding each of its values once, from
+/// its rows' value ids and strings ([`tag_value_ids`]).
+fn compact_tag_columns(value_ids: &[Vec<u32>], strings: &[Vec<String>]) -> Result<Vec<ArrayRef>> {
+    value_ids
+        .iter()
+        .zip(strings)
+        .map(|(ids, names)| {
+            let keys = if ids.contains(&0) {
+                Int32Array::from_iter(ids.iter().map(|&id| (id > 0).then(|| id as i32 - 1)))
+            } else {
+                Int32Array::from_iter_values(ids.iter().map(|&id| id as i32 - 1))
+            };
+            let values = StringArray::from_iter_values(names);
+            let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))?;
+            Ok(Arc::new(dict) as ArrayRef)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -297,27 +297,42 @@ impl Layout {
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(row_group_rows.max(1)))
             .set_sorting_columns(sorting);
-        let mut fields = Vec::with_capacity(sample.num_columns());
-        for (i, ((col, field), array)) in schema
+        // Each column's stored type, and for a number field whether a plain
+        // encoding beats the dictionary: a few trial encodings per column,
+        // independent of each other.
+        let sample_schema = sample.schema();
+        let jobs: Vec<_> = schema
             .columns()
             .iter()
-            .zip(sample.schema().fields())
+            .zip(sample_schema.fields())
             .zip(sample.columns())
-            .enumerate()
-        {
-            let path = ColumnPath::from(col.name.as_str());
+            .zip(scales)
+            .collect();
+        let chosen = crate::parallel::map(jobs, |(((col, field), array), scale)| {
             // Only a sample is encoded to choose the encoding; `to_file`
             // converts (and checks) every value.
             let array = &array.slice(0, array.len().min(SAMPLE_ROWS));
-            let (field, array) = match scales[i] {
+            let (field, array) = match scale {
                 Some(scale) => {
-                    let decimal = to_decimal(array, scale).ok_or_else(|| inexact(&col.name))?;
+                    let decimal = to_decimal(array, *scale).ok_or_else(|| inexact(&col.name))?;
                     let field = Field::new(field.name(), decimal.data_type().clone(), true)
                         .with_metadata(field.metadata().clone());
                     (field, decimal)
                 }
                 None => (field.as_ref().clone(), array.clone()),
             };
+            let plain = match col.kind {
+                ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger) => {
+                    cheaper_than_dictionary(&field, &array)?
+                }
+                _ => None,
+            };
+            Ok::<_, Error>((field, plain))
+        });
+        let mut fields = Vec::with_capacity(sample.num_columns());
+        for (col, chosen) in schema.columns().iter().zip(chosen) {
+            let (field, plain) = chosen?;
+            let path = ColumnPath::from(col.name.as_str());
             props = match col.kind {
                 ColumnKind::Time => props
                     .set_column_dictionary_enabled(path.clone(), false)
@@ -331,7 +346,7 @@ impl Layout {
                     .set_column_bloom_filter_enabled(path.clone(), true)
                     .set_column_bloom_filter_max_ndv(path, row_group_rows.max(1) as u64),
                 ColumnKind::Field(FieldType::Boolean | FieldType::String) => props,
-                ColumnKind::Field(_) => match cheaper_than_dictionary(&field, &array)? {
+                ColumnKind::Field(_) => match plain {
                     Some(encoding) => props
                         .set_column_dictionary_enabled(path.clone(), false)
                         .set_column_encoding(path, encoding),
