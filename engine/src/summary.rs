@@ -54,6 +54,11 @@ const MAX_KEYS: usize = 2;
 /// statistics prune.
 const ROW_GROUP_ROWS: usize = 1 << 15;
 const PAGE_ROWS: usize = 4096;
+/// Rows of a summary from which its columns' encodings are chosen (trial
+/// encodings of every statistic column, beside which the summary itself is
+/// small). Summary rows are ordered window first, so these are every
+/// series' first windows; a column's kind of values is the same in each.
+const LAYOUT_SAMPLE_ROWS: usize = 1 << 13;
 
 /// Column of a summary row: how many rows it covers.
 pub(crate) const ROWS: &str = "__rows";
@@ -692,16 +697,13 @@ fn where_counted<T: ArrowPrimitiveType>(values: Vec<T::Native>, count: &[i64]) -
 /// Encodes summary rows as Parquet: float statistics that are exact
 /// decimals are stored as decimals, as in data files.
 pub(crate) fn encode(summary: &TableSchema, batch: &RecordBatch) -> Result<Vec<u8>> {
-    let scales: Vec<Option<i8>> = summary
-        .columns()
-        .iter()
-        .zip(batch.columns())
-        .map(|(c, a)| match c.kind {
-            ColumnKind::Field(FieldType::Float) => decimal_scale(a),
-            _ => None,
-        })
-        .collect();
-    let layout = Layout::new(batch, summary, &[], None, ROW_GROUP_ROWS, &scales)?;
+    let columns: Vec<_> = summary.columns().iter().zip(batch.columns()).collect();
+    let scales: Vec<Option<i8>> = crate::parallel::map(columns, |(c, a)| match c.kind {
+        ColumnKind::Field(FieldType::Float) => decimal_scale(a),
+        _ => None,
+    });
+    let sample = batch.slice(0, batch.num_rows().min(LAYOUT_SAMPLE_ROWS));
+    let layout = Layout::new(&sample, summary, &[], None, ROW_GROUP_ROWS, &scales)?;
     let mut props = layout
         .props
         .clone()
