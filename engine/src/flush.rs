@@ -5,8 +5,12 @@
 //! open removes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch, StringArray};
@@ -75,18 +79,182 @@ impl Storage {
             std::fs::File::open(&file)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io(&file, e))?;
-            // Every folder from the file up to the root, since put may have created them.
-            let mut dir = file.parent();
-            while let Some(d) = dir {
-                sync_dir(d)?;
-                if d == root {
-                    break;
-                }
-                dir = d.parent();
-            }
+            sync_folders(root, &file)?;
         }
         Ok(())
     }
+
+    /// A new file at `path`, written as its bytes come ([`FileSink`]).
+    pub fn create(&self, path: &StorePath) -> Result<FileSink> {
+        let Some(root) = &self.local_root else {
+            return Ok(FileSink {
+                path: path.clone(),
+                written: 0,
+                to: Sink::Store(Vec::new()),
+                finished: false,
+            });
+        };
+        let file = root.join(path.as_ref());
+        if let Some(folder) = file.parent() {
+            std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+        }
+        let created = std::fs::File::create(&file).map_err(|e| Error::io(&file, e))?;
+        let (parts, received) = std::sync::mpsc::sync_channel(SINK_PARTS);
+        let writer = std::thread::Builder::new()
+            .name("ingot-file".into())
+            .spawn(move || write_parts(created, received))
+            .map_err(|e| Error::io(&file, e))?;
+        Ok(FileSink {
+            path: path.clone(),
+            written: 0,
+            to: Sink::Local {
+                root: root.clone(),
+                file,
+                parts: Some(parts),
+                writer: Some(writer),
+            },
+            finished: false,
+        })
+    }
+}
+
+/// Fsyncs every folder from the one holding `file` up to `root`.
+fn sync_folders(root: &Path, file: &Path) -> Result<()> {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        sync_dir(d)?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+/// Parts a file's writer thread holds, beyond the one it writes: a part is
+/// a row group's bytes (a few MB).
+const SINK_PARTS: usize = 2;
+
+/// A file written as its bytes come. On the local file system a thread of
+/// its own writes each part to the file's place and syncs it while the next
+/// is encoded, so that making the file durable waits for its last part
+/// only, and its copy into the page cache is off the flush's path.
+/// Elsewhere the parts are gathered and put whole. Until the manifest names
+/// it the file is invisible to reads; one not finished is removed.
+pub(crate) struct FileSink {
+    path: StorePath,
+    written: u64,
+    to: Sink,
+    /// Set once the whole file is durable.
+    finished: bool,
+}
+
+enum Sink {
+    Local {
+        root: PathBuf,
+        file: PathBuf,
+        /// `None` once finished.
+        parts: Option<SyncSender<Vec<u8>>>,
+        writer: Option<JoinHandle<std::io::Result<()>>>,
+    },
+    Store(Vec<u8>),
+}
+
+impl FileSink {
+    /// Appends `bytes` to the file.
+    pub fn write(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.written += bytes.len() as u64;
+        match &mut self.to {
+            Sink::Local { parts, .. } => {
+                let sent = parts.as_ref().map(|p| p.send(bytes));
+                if !matches!(sent, Some(Ok(()))) {
+                    // The writer stopped: its error says why.
+                    return self.join();
+                }
+                Ok(())
+            }
+            Sink::Store(gathered) => {
+                gathered.extend(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes the whole file durable; returns its size.
+    pub async fn finish(mut self, storage: &Storage) -> Result<u64> {
+        match &mut self.to {
+            Sink::Local { .. } => {
+                self.join()?;
+                if let Sink::Local { root, file, .. } = &self.to {
+                    sync_folders(root, file)?;
+                }
+            }
+            Sink::Store(gathered) => {
+                let bytes = std::mem::take(gathered);
+                storage.put_durable(&self.path, bytes).await?;
+            }
+        }
+        self.finished = true;
+        Ok(self.written)
+    }
+
+    /// Waits for the writer thread to write and sync every part sent.
+    fn join(&mut self) -> Result<()> {
+        let Sink::Local {
+            file,
+            parts,
+            writer,
+            ..
+        } = &mut self.to
+        else {
+            return Ok(());
+        };
+        parts.take();
+        match writer.take().map(|w| w.join()) {
+            None => Err(Error::Internal(format!(
+                "{}: the file's writer already stopped",
+                file.display()
+            ))),
+            Some(Ok(written)) => written.map_err(|e| Error::io(file.as_path(), e)),
+            Some(Err(_)) => Err(Error::Internal(format!(
+                "{}: the file's writer panicked",
+                file.display()
+            ))),
+        }
+    }
+}
+
+impl Drop for FileSink {
+    /// A file not finished is not a file: its writer stops and it is
+    /// removed (or, failing that, by the next open, as an orphan).
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Sink::Local {
+            file,
+            parts,
+            writer,
+            ..
+        } = &mut self.to
+        {
+            parts.take();
+            if let Some(writer) = writer.take() {
+                let _ = writer.join();
+            }
+            let _ = std::fs::remove_file(file.as_path());
+        }
+    }
+}
+
+/// Writes each part received to `file`, syncing it, until the sender is
+/// gone; then makes the file's size durable.
+fn write_parts(mut file: File, parts: Receiver<Vec<u8>>) -> std::io::Result<()> {
+    for part in parts {
+        file.write_all(&part)?;
+        file.sync_data()?;
+    }
+    file.sync_all()
 }
 
 /// The narrowest time slice files are ordered by.
@@ -252,33 +420,35 @@ pub(crate) async fn flush_memtable(
                     every_row,
                 )
             };
-            let encoded = match encode_file(&batch, &schema, &layout_of(false)?, shape)? {
-                Some(encoded) => encoded,
-                None => {
-                    encode_file(&batch, &schema, &layout_of(true)?, shape)?.ok_or_else(|| {
-                        Error::Internal(format!(
-                            "{database}.{table}: a float is not exact at the decimal \
-                             scale chosen from every value of its column"
-                        ))
-                    })?
-                }
+            let id = *next_file_id;
+            *next_file_id += 1;
+            let path = storage.file_path(database, table, start, shape.partition_width, id);
+            // The file is written as its row groups are encoded; one that
+            // fails its decimal scales is removed before it is written again.
+            let write = |layout: &Layout| -> Result<Option<(Encoded, FileSink)>> {
+                let mut sink = storage.create(&path)?;
+                let encoded = encode_file(&batch, &schema, layout, shape, &mut sink)?;
+                Ok(encoded.map(|e| (e, sink)))
+            };
+            let (encoded, sink) = match write(&layout_of(false)?)? {
+                Some(written) => written,
+                None => write(&layout_of(true)?)?.ok_or_else(|| {
+                    Error::Internal(format!(
+                        "{database}.{table}: a float is not exact at the decimal \
+                         scale chosen from every value of its column"
+                    ))
+                })?,
             };
             let Encoded {
-                bytes,
                 summary: builder,
                 summary_ms,
             } = encoded;
             let encode_ms = encode_started.elapsed().as_millis() as u64;
-            let id = *next_file_id;
-            *next_file_id += 1;
-            let path = storage.file_path(database, table, start, shape.partition_width, id);
-            let size = bytes.len() as u64;
             // The summary is sorted and encoded on another thread while the
-            // file goes to the page cache and the disk: each alone leaves a
-            // core idle, and ingest waits for the flush.
+            // file's last part goes to the disk.
             let summarizing =
                 builder.map(|b| tokio::task::spawn_blocking(move || build_summary(b)));
-            storage.put_durable(&path, bytes).await?;
+            let size = sink.finish(storage).await?;
             let built = match summarizing {
                 Some(task) => task
                     .await
@@ -334,48 +504,53 @@ pub(crate) async fn flush_memtable(
     Ok(files)
 }
 
-/// The Parquet file of `batch` (sorted, deduplicated) in `layout`, and its
-/// summary when `shape` asks for one (each row group summarized while it is
-/// encoded), with the time the summary took (ms); `None` when a float is
-/// not exact at the layout's decimal scale.
+/// Writes the Parquet file of `batch` (sorted, deduplicated) in `layout` to
+/// `sink`; returns its summary when `shape` asks for one (each row group
+/// summarized while it is encoded), with the time the summary took (ms).
+/// `None` when a float is not exact at the layout's decimal scale.
 fn encode_file(
     batch: &RecordBatch,
     schema: &Arc<TableSchema>,
     layout: &Layout,
     shape: FileShape,
+    sink: &mut FileSink,
 ) -> Result<Option<Encoded>> {
     let mut builder = shape
         .summary_window_ns
         .map(|window| summary::Builder::new(schema.clone(), window));
     let mut summary_time = Duration::ZERO;
     let written = Instant::now();
-    let bytes = write_converted(batch, layout, shape.row_group_rows, |rows, stored| {
-        if let Some(builder) = builder.as_mut() {
-            let started = Instant::now();
-            builder.push_stored(rows, Some(stored))?;
-            summary_time += started.elapsed();
-        }
-        Ok(())
-    })?;
-    let Some(bytes) = bytes else {
+    let exact = write_converted(
+        batch,
+        layout,
+        shape.row_group_rows,
+        |rows, stored| {
+            if let Some(builder) = builder.as_mut() {
+                let started = Instant::now();
+                builder.push_stored(rows, Some(stored))?;
+                summary_time += started.elapsed();
+            }
+            Ok(())
+        },
+        |part| sink.write(part),
+    )?;
+    if !exact {
         return Ok(None);
-    };
+    }
     debug!(
         write_ms = written.elapsed().as_millis() as u64,
         "row groups encoded"
     );
     Ok(Some(Encoded {
-        bytes,
         summary: builder,
         summary_ms: summary_time.as_millis() as u64,
     }))
 }
 
-/// A data file's bytes and its summary's rows, not yet written.
+/// What encoding a data file gives beside its bytes.
 struct Encoded {
-    bytes: Vec<u8>,
     /// Every row group summarized; sorted and encoded while the file is
-    /// written.
+    /// made durable.
     summary: Option<summary::Builder>,
     /// Time spent summarizing row groups, beside their encoding.
     summary_ms: u64,
@@ -499,6 +674,82 @@ fn tag_ranges(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::local::LocalFileSystem;
+    use object_store::memory::InMemory;
+
+    fn local(dir: &Path) -> Storage {
+        Storage {
+            store: Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap()),
+            local_root: Some(dir.to_path_buf()),
+            epoch: 0,
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_file_sink_writes_its_parts_where_the_store_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = local(dir.path());
+        // A table name the store escapes in its path.
+        let path = file_path("public", "cpu/x", 0, 86_400_000_000_000, 3, 0);
+        let mut sink = storage.create(&path).unwrap();
+        sink.write(b"PAR1 row group ".to_vec()).unwrap();
+        sink.write(Vec::new()).unwrap();
+        sink.write(b"footer".to_vec()).unwrap();
+        assert_eq!(block_on(sink.finish(&storage)).unwrap(), 21);
+        let read = block_on(storage.read(&path)).unwrap();
+        assert_eq!(&read[..], b"PAR1 row group footer");
+    }
+
+    #[test]
+    fn a_file_sink_not_finished_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = local(dir.path());
+        let path = file_path("public", "cpu", 0, 86_400_000_000_000, 4, 0);
+        let mut sink = storage.create(&path).unwrap();
+        sink.write(vec![7; 1 << 20]).unwrap();
+        drop(sink);
+        let head = block_on(storage.store.head(&path));
+        assert!(
+            matches!(head, Err(object_store::Error::NotFound { .. })),
+            "{head:?}"
+        );
+        // A file written again at the same place after one was given up.
+        let mut sink = storage.create(&path).unwrap();
+        sink.write(b"again".to_vec()).unwrap();
+        drop(
+            storage
+                .create(&StorePath::from("tables/other.parquet"))
+                .unwrap(),
+        );
+        assert_eq!(block_on(sink.finish(&storage)).unwrap(), 5);
+        assert_eq!(&block_on(storage.read(&path)).unwrap()[..], b"again");
+    }
+
+    #[test]
+    fn a_file_sink_puts_a_bucket_file_whole_when_finished() {
+        let storage = Storage {
+            store: Arc::new(InMemory::new()),
+            local_root: None,
+            epoch: 2,
+        };
+        let path = storage.file_path("public", "cpu", 0, 86_400_000_000_000, 5);
+        let mut sink = storage.create(&path).unwrap();
+        sink.write(b"row group ".to_vec()).unwrap();
+        sink.write(b"footer".to_vec()).unwrap();
+        assert!(block_on(storage.store.head(&path)).is_err());
+        assert_eq!(block_on(sink.finish(&storage)).unwrap(), 16);
+        assert_eq!(
+            &block_on(storage.read(&path)).unwrap()[..],
+            b"row group footer"
+        );
+    }
 
     #[test]
     fn time_slices_are_narrower_than_a_partition_and_at_least_a_minute() {

@@ -90,23 +90,27 @@ pub(crate) fn choose_layout(
 /// [`write_parallel`] of `batch` converted to the file's types a row group
 /// at a time ([`Layout::try_to_file`]), so that no more than a row group's
 /// worth of decimals is held at once. `each` is given every row group as
-/// written and as the file stores it, on a thread beside the encoding.
-/// `None` when a value is not exact at its column's decimal scale.
-pub(crate) fn write_converted<F>(
+/// written and as the file stores it, on a thread beside the encoding; `out`
+/// the file's bytes, a row group's at a time and then the footer's. `false`
+/// when a value is not exact at its column's decimal scale (the bytes handed
+/// out so far are then not a file).
+pub(crate) fn write_converted<F, O>(
     batch: &RecordBatch,
     layout: &Layout,
     row_group_rows: usize,
     mut each: F,
-) -> Result<Option<Vec<u8>>>
+    mut out: O,
+) -> Result<bool>
 where
     F: FnMut(&RecordBatch, &RecordBatch) -> Result<()> + Send,
+    O: FnMut(Vec<u8>) -> Result<()>,
 {
     let mut file = FileWriter::new(layout.schema.clone(), layout.props.clone())?;
     let rows = row_group_rows.max(1);
     for start in (0..batch.num_rows()).step_by(rows) {
         let slice = batch.slice(start, rows.min(batch.num_rows() - start));
         let Some(stored) = layout.try_to_file(&slice)? else {
-            return Ok(None);
+            return Ok(false);
         };
         let each = &mut each;
         let (slice, stored) = (&slice, &stored);
@@ -120,8 +124,10 @@ where
         });
         written?;
         handed?;
+        out(file.take_written()?)?;
     }
-    Ok(Some(file.finish()?))
+    out(file.finish()?)?;
+    Ok(true)
 }
 
 /// Writes `batch` as a Parquet file of row groups of `row_group_rows`
@@ -601,11 +607,17 @@ mod tests {
         let rows = SAMPLE_ROWS;
         let sampled = choose_layout(&batch, &table, &[], rows, None, false).unwrap();
         let mut handed = 0;
-        let written = write_converted(&batch, &sampled, rows, |_, _| {
-            handed += 1;
-            Ok(())
-        });
-        assert!(written.unwrap().is_none());
+        let written = write_converted(
+            &batch,
+            &sampled,
+            rows,
+            |_, _| {
+                handed += 1;
+                Ok(())
+            },
+            |_| Ok(()),
+        );
+        assert!(!written.unwrap());
         assert_eq!(handed, 1);
         let layout = choose_layout(&batch, &table, &[], rows, None, true).unwrap();
         assert_eq!(
@@ -613,11 +625,21 @@ mod tests {
             &DataType::Decimal128(DECIMAL_PRECISION, 2)
         );
         let mut stored_rows = Vec::new();
-        let bytes = write_converted(&batch, &layout, rows, |_, stored| {
-            stored_rows.push(stored.clone());
-            Ok(())
-        });
-        let bytes = bytes.unwrap().expect("every value is exact in hundredths");
+        let mut bytes = Vec::new();
+        let written = write_converted(
+            &batch,
+            &layout,
+            rows,
+            |_, stored| {
+                stored_rows.push(stored.clone());
+                Ok(())
+            },
+            |part| {
+                bytes.extend(part);
+                Ok(())
+            },
+        );
+        assert!(written.unwrap(), "every value is exact in hundredths");
         let read = read_all(bytes::Bytes::from(bytes)).unwrap();
         for file_batches in [read, stored_rows] {
             let back: Vec<f64> = file_batches
