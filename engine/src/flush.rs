@@ -153,7 +153,7 @@ enum Sink {
     Local {
         root: PathBuf,
         file: PathBuf,
-        /// `None` once finished.
+        /// `None` once the writer is told that no more parts come.
         parts: Option<SyncSender<Vec<u8>>>,
         writer: Option<JoinHandle<std::io::Result<()>>>,
     },
