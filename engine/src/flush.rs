@@ -168,8 +168,13 @@ impl FileSink {
             Sink::Local { parts, .. } => {
                 let sent = parts.as_ref().map(|p| p.send(bytes));
                 if !matches!(sent, Some(Ok(()))) {
-                    // The writer stopped: its error says why.
-                    return self.join();
+                    // The writer stopped: its error says why. It stops only
+                    // on an error, but a part must never be lost quietly.
+                    self.join()?;
+                    return Err(Error::Internal(format!(
+                        "{}: the file's writer stopped before its last part",
+                        self.path
+                    )));
                 }
                 Ok(())
             }
